@@ -35,6 +35,7 @@ LocalZO surrogates of spec/sparse-and-zeroth-order.md section 3.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -93,13 +94,18 @@ SURROGATE_TABLE: dict[str, tuple[str, str | None, dict[str, float]]] = {
 }
 _ALIASES = {"normal": "gaussian", "superspike": "fast_sigmoid", "atan": "arctan"}
 
+def _elementwise(tensor_fn: Any, float_fn: Any) -> Any:
+    """A function applying ``tensor_fn`` to tensors and ``float_fn`` to plain parameters."""
+    return lambda x: tensor_fn(x) if isinstance(x, torch.Tensor) else float_fn(x)
+
+
 _TORCH_FUNCS: dict[str, Any] = {
-    "abs": torch.abs,
-    "exp": torch.exp,
-    "sqrt": torch.sqrt,
-    "sq": torch.square,
-    "sig": torch.sigmoid,
-    "max0": torch.relu,
+    "abs": _elementwise(torch.abs, abs),
+    "exp": _elementwise(torch.exp, math.exp),
+    "sqrt": _elementwise(torch.sqrt, math.sqrt),
+    "sq": lambda x: x * x,
+    "sig": _elementwise(torch.sigmoid, lambda v: 1.0 / (1.0 + math.exp(-v))),
+    "max0": _elementwise(torch.relu, lambda v: max(v, 0.0)),
 }
 # C spellings: float math from <math.h>/CUDA, helpers defined in cupy_neurons/common.cuh.
 _C_FUNCS = {
@@ -162,7 +168,7 @@ class Surrogate:
         scope: dict[str, Any] = dict(_TORCH_FUNCS)
         scope.update(self.values)
         scope["u"] = u
-        g = eval(self.expression, {"__builtins__": {}}, scope)  # noqa: S307 - fixed table strings
+        g = eval(_compiled(self.expression), {"__builtins__": {}}, scope)  # noqa: S307 - fixed table strings
         if self.band is not None:
             g = g * (u.abs() < self.band).to(g.dtype)
         return g
@@ -175,7 +181,7 @@ class Surrogate:
         scope: dict[str, Any] = dict(_TORCH_FUNCS)
         scope.update(self.values)
         scope["u"] = u
-        return eval(expr, {"__builtins__": {}}, scope)  # noqa: S307
+        return eval(_compiled(expr), {"__builtins__": {}}, scope)  # noqa: S307
 
     # ------------------------------------------------------------------ CUDA / C
     def cuda_expr(self, u: str = "u") -> str:
@@ -207,6 +213,11 @@ class Surrogate:
     def with_band(self, band: float | None) -> Surrogate:
         """Same surrogate truncated to ``|u| < band``."""
         return Surrogate(self.name, self.params, band)
+
+
+@functools.cache
+def _compiled(expression: str) -> Any:
+    return compile(expression, "<surrogate>", "eval")
 
 
 def _c_float(value: float) -> str:
