@@ -1,0 +1,85 @@
+"""Yin-Yang generator (exact published class counts) and its data set encodings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sjframe.data import build_dataset, time_major_collate
+from sjframe.data.yinyang import R_BIG, YINYANG_SPLITS, make_yinyang, yinyang_class
+
+
+@pytest.mark.parametrize(
+    "split, counts",
+    [("train", [1681, 1702, 1617]), ("val", [316, 336, 348]), ("test", [350, 316, 334])],
+)
+def test_published_class_counts(split: str, counts: list[int]) -> None:
+    X, y = make_yinyang(*YINYANG_SPLITS[split])
+    assert X.dtype == torch.float32 and y.dtype == torch.int64
+    assert X.shape == (sum(counts), 4)
+    assert torch.bincount(y, minlength=3).tolist() == counts
+
+
+def test_samples_are_consistent_points_of_the_disc() -> None:
+    X, y = make_yinyang(300, 7)
+    assert torch.allclose(X[:, 2], 1 - X[:, 0]) and torch.allclose(X[:, 3], 1 - X[:, 1])
+    radius = torch.hypot(X[:, 0].double() - R_BIG, X[:, 1].double() - R_BIG)
+    assert bool((radius <= R_BIG + 1e-6).all())
+    # the label is the region of the point (float32 rounding can only matter on a boundary)
+    agree = sum(yinyang_class(float(a), float(b)) == int(c) for (a, b), c in zip(X[:, :2].double().tolist(), y))
+    assert agree >= 299
+    # same seed, same data; another seed, other data
+    X2, y2 = make_yinyang(300, 7)
+    assert torch.equal(X, X2) and torch.equal(y, y2)
+    assert not torch.equal(X, make_yinyang(300, 8)[0])
+
+
+def test_region_classes() -> None:
+    assert yinyang_class(0.75, 0.5) == 2  # right dot
+    assert yinyang_class(0.25, 0.5) == 2  # left dot
+    assert yinyang_class(0.5, 0.9) == 1  # upper half, far from the right dot
+    assert yinyang_class(0.5, 0.1) == 0  # lower half
+
+
+def test_latency_encoding_places_one_spike_per_input_and_bias() -> None:
+    ds = build_dataset("yinyang", "test", T=30, t_min=2.0, t_span=20.0, bias_step=11)
+    assert len(ds) == 1000 and ds.input_shape == (5,) and ds.num_classes == 3 and ds.dt_ms is None
+    X, y = make_yinyang(*YINYANG_SPLITS["test"])
+    for i in (0, 1, 517):
+        x, label = ds[i]
+        assert x.shape == (30, 5) and x.dtype == torch.float32 and label == int(y[i])
+        assert x.sum(0).tolist() == [1.0, 1.0, 1.0, 1.0, 1.0]
+        for j in range(4):
+            expected = math.floor(2.0 + float(X[i, j]) * 20.0 + 0.5)
+            assert int(x[:, j].argmax()) == expected
+        assert int(x[:, 4].argmax()) == 11
+    xb, yb = time_major_collate([ds[0], ds[1], ds[2]])
+    assert xb.shape == (30, 3, 5) and yb.dtype == torch.long
+
+
+def test_latency_without_bias_and_raw() -> None:
+    ds = build_dataset("yinyang", "val", bias=False)
+    assert ds[0][0].shape == (20, 4) and ds.input_shape == (4,)
+    raw = build_dataset("yinyang", "val", encoding="raw")
+    X, y = make_yinyang(*YINYANG_SPLITS["val"])
+    assert raw.input_shape == (4,) and not raw.time_major
+    assert torch.equal(raw[3][0], X[3]) and raw[3][1] == int(y[3])
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ValueError, match="unknown option"):
+        build_dataset("yinyang", "train", val_fraction=0.2)
+    with pytest.raises(ValueError, match="T=10 too short"):
+        build_dataset("yinyang", "test", T=10)
+    with pytest.raises(ValueError, match="bias_step"):
+        build_dataset("yinyang", "test", T=20, bias_step=25)
+    with pytest.raises(ValueError, match="encoding"):
+        build_dataset("yinyang", "test", encoding="rate")
+    with pytest.raises(ValueError, match="unknown data set"):
+        build_dataset("yin_yang", "test")
+    with pytest.raises(ValueError, match="unknown split"):
+        build_dataset("yinyang", "validation")
+    with pytest.raises(ValueError, match="n must be"):
+        make_yinyang(-1, 0)
