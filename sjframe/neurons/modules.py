@@ -248,10 +248,15 @@ class AdLIF(SJNeuron):
         self.b = nn.Parameter(torch.rand(shape))
 
     def clamp_parameters(self) -> None:
-        """Keep ``a, b`` in [0, 1] (the original clamps before every forward)."""
+        """Keep ``a, b`` in [0, 1] (the original clamps before every forward).
+
+        Only writes when a value is out of range, so that repeated single-step calls within one
+        sequence (recurrent layers) do not modify parameters already saved by autograd.
+        """
         with torch.no_grad():
-            self.a.clamp_(0.0, 1.0)
-            self.b.clamp_(0.0, 1.0)
+            for p in (self.a, self.b):
+                if bool((p < 0.0).any()) or bool((p > 1.0).any()):
+                    p.clamp_(0.0, 1.0)
 
     def _run(self, x_seq: torch.Tensor, states: tuple) -> NeuronOutput:
         self.clamp_parameters()
