@@ -1,0 +1,577 @@
+"""Experiment config of the ``surrogate`` method: YAML + command-line overrides -> typed, frozen dataclasses.
+
+A config file (``configs/*.yaml``) looks like::
+
+    method: surrogate            # BPTT with surrogate gradients, FS / FR coding (the default)
+    seed: 0
+    data:   {name: shd, T: 80, T_empty: 20, dt: 10, test_T: 100, test_T_empty: 0}
+    model:  {name: fcnet, hidden_sizes: [256, 256], neuron_type: culif,
+             neuron1: {tau_m_steps: 5, tau_s_steps: 5, theta: 5},
+             neuron2: {tau_m_steps: 60, tau_s_steps: 60, theta: 10}}
+    train:  {epochs: 80, batch_size: 128, lr: 1.0e-3}
+    loss:   {mode: first_time, alpha0: 0.2, D: 16, A: 200, treg_lambda: 0.01, treg_beta0: 0.02}
+
+Every key has a default (see the dataclasses below); the resolved config, with the defaults
+filled in, is written into every run directory. Unknown keys and wrong types raise
+:class:`ConfigError` naming the key and listing the valid ones; ``0`` and ``false`` are values.
+
+**Units.** ``data.dt`` is in ms (the bin width). Neuron time constants are in **steps** of ``dt``
+(keys ``tau_m_steps``, ``tau_s_steps``, ``tau_w_steps``): the paper's tau1 = 50 ms at dt = 10 ms is
+``tau_m_steps: 5``. Windows ``T``, ``T_empty`` are in steps.
+
+**Windows.** ``data.T`` / ``data.T_empty`` are the training (and validation) window;
+``data.test_T`` / ``data.test_T_empty`` the test window (``null``: the training one). ``test.py``
+sets the test window from its ``--T`` / ``--T_empty``.
+
+**Command line.** Any value: ``--section.key value [value ...]`` (or ``--section.key=value``), e.g.
+``--train.lr 3e-4 --model.hidden_sizes 128 128 --data.T_empty 0``. Values are parsed by the type of
+the key (``none``/``null`` for an optional value). Seed 003's flags are mapped onto the config
+(:data:`TRAIN_FLAGS`, :data:`TEST_FLAGS`), so its ``run.sh`` lines work.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sjframe.configtools import ConfigError, dataclass_from_dict, dataclass_to_dict
+
+__all__ = [
+    "TEST_FLAGS",
+    "TRAIN_FLAGS",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "LossConfig",
+    "ModelConfig",
+    "SurrogateConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_to_dict",
+    "load_yaml",
+    "parse_cli",
+    "resolve_config",
+]
+
+LOSS_MODES = ("first_time", "firing_rate", "rate_ce", "logits_nll")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Data set and windows (passed to ``sjframe.data.build_dataset``).
+
+    Attributes:
+        name: data set name (``sjframe.data`` registry).
+        root: folder of the data files.
+        T, T_empty: training / validation window in steps (``T_empty`` empty bins appended); None: the data set's default.
+        dt: bin width in ms; None: the data set's default.
+        test_T, test_T_empty: test window in steps; None: the training window.
+        clamp, val_fraction, val_seed: common data set options; None: the data set's default.
+        options: further data-set-specific options (e.g. Yin-Yang ``encoding``), passed as they are.
+        num_workers: DataLoader worker processes.
+    """
+
+    name: str = "yinyang"
+    root: str = "datasets"
+    T: int | None = None
+    T_empty: int | None = None
+    dt: float | None = None
+    test_T: int | None = None
+    test_T_empty: int | None = None
+    clamp: bool | None = None
+    val_fraction: float | None = None
+    val_seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("T", "test_T"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"data.{key} must be >= 1, got {value}")
+        for key in ("T_empty", "test_T_empty"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"data.{key} must be >= 0, got {value}")
+        if self.dt is not None and not (math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"data.dt must be a positive number of ms, got {self.dt}")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        reserved = {"root", "T", "T_empty", "dt", "clamp", "val_fraction", "val_seed"} & set(self.options)
+        if reserved:
+            raise ValueError(f"data.options must not repeat the data keys {sorted(reserved)}; set them in data directly")
+
+    def window(self, split: str) -> tuple[int | None, int | None]:
+        """``(T, T_empty)`` of ``split`` (the test split uses ``test_T`` / ``test_T_empty`` when set)."""
+        if split == "test":
+            return (self.T if self.test_T is None else self.test_T,
+                    self.T_empty if self.test_T_empty is None else self.test_T_empty)
+        return self.T, self.T_empty
+
+    def dataset_options(self, split: str) -> dict[str, Any]:
+        """Keyword options of ``build_dataset(name, split, **options)`` (unset common options left out)."""
+        T, T_empty = self.window(split)
+        common = {"root": self.root, "T": T, "T_empty": T_empty, "dt": self.dt, "clamp": self.clamp,
+                  "val_fraction": self.val_fraction, "val_seed": self.val_seed}
+        out = {k: v for k, v in common.items() if v is not None}
+        out.update(self.options)
+        return out
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``name`` (``sjframe.models.MODELS``) and the model's own options (validated by its options class).
+
+    In YAML the options sit next to ``name``: ``model: {name: fcnet, hidden_sizes: [256, 256], ...}``.
+    """
+
+    name: str = "fcnet"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation.
+
+    Attributes:
+        epochs: training epochs.
+        batch_size / test_batch_size: batch sizes of training and of validation / test.
+        lr, weight_decay, amsgrad: Adam's (the paper: amsgrad, weight decay 1e-4).
+        grad_clip: maximum gradient norm (None: no clipping; the paper: 10).
+        scheduler: ``none | cosine | multistep`` (stepped once per epoch).
+        cosine_t_max, cosine_eta_min: CosineAnnealingLR's T_max (epochs) and eta_min.
+        milestones, gamma: MultiStepLR's.
+        select_metric: validation metric choosing the best checkpoint (higher is better; ``loss`` is
+            lower-better); None: ``acc_fs`` for ``first_time``, ``acc`` for ``logits_nll``, else ``acc_fr``.
+        log_interval: batches between progress-bar updates of the running loss.
+        init_checkpoint: model weights to start from (a checkpoint file or run directory; seed 003's ``--load_pt_file``).
+        max_batches: stop each epoch after this many batches (None: all; for smoke tests).
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    test_batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    amsgrad: bool = True
+    grad_clip: float | None = 10.0
+    scheduler: Literal["none", "cosine", "multistep"] = "none"
+    cosine_t_max: int = 128
+    cosine_eta_min: float = 0.0
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    select_metric: str | None = None
+    log_interval: int = 10
+    init_checkpoint: str | None = None
+    max_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "test_batch_size", "log_interval", "cosine_t_max"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"train.grad_clip must be positive or null, got {self.grad_clip}")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise ValueError(f"train.max_batches must be >= 1 or null, got {self.max_batches}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss and output coding.
+
+    Attributes:
+        mode: ``first_time`` (FS), ``firing_rate`` (FR), ``rate_ce`` (seed 002's CSNN loss),
+            ``logits_nll`` (non-spiking readouts returning logits).
+        alpha0, D, A, window: FS softmax temperature, Gaussian width divisor, amplitude, window
+            normalisation (``peak`` | ``normalised``) (``--FS alpha0 D A``).
+        treg_lambda, treg_beta0: the silent-target penalty (``--treg lambda beta0``; lambda 0 disables).
+        alpha1: FR softmax scale (``--FR alpha1``).
+        spike_count_lambda, spike_count_target: optional ``lambda_s * |N_s - target|`` (lambda 0 disables).
+        regularizer_weight: weight of the model's own ``regularizer(output)`` if it has one (0 disables).
+    """
+
+    mode: Literal["first_time", "firing_rate", "rate_ce", "logits_nll"] = "first_time"
+    alpha0: float = 0.2
+    D: int = 16
+    A: float = 200.0
+    window: Literal["peak", "normalised"] = "peak"
+    treg_lambda: float = 0.01
+    treg_beta0: float = 0.02
+    alpha1: float = 20.0
+    spike_count_lambda: float = 0.0
+    spike_count_target: float = 0.0
+    regularizer_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.D < 1:
+            raise ValueError(f"loss.D must be >= 1, got {self.D}")
+        for key in ("alpha0", "A", "alpha1"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
+                raise ValueError(f"loss.{key} must be positive, got {getattr(self, key)}")
+        for key in ("treg_lambda", "treg_beta0", "spike_count_lambda", "spike_count_target", "regularizer_weight"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise ValueError(f"loss.{key} must be >= 0, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation (``test.py``).
+
+    Attributes:
+        checkpoint: ``best`` (chosen on validation) or ``last``.
+        raster_samples: number of test samples whose spike rasters are plotted.
+        plots: write rasters and first-spike pattern plots.
+    """
+
+    checkpoint: Literal["best", "last"] = "best"
+    raster_samples: int = 2
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        if self.raster_samples < 0:
+            raise ValueError(f"eval.raster_samples must be >= 0, got {self.raster_samples}")
+
+
+@dataclass(frozen=True)
+class SurrogateConfig:
+    """The whole config of the ``surrogate`` method.
+
+    Attributes:
+        method: always ``surrogate`` here.
+        name: run name (the run directory is ``<runs_root>/<name>-<timestamp>``); None: the config file's stem.
+        seed: seed of torch / numpy / python RNGs and of the data order.
+        device: ``auto`` (CUDA if available) | ``cpu`` | ``cuda`` | ``cuda:N``.
+        threads: torch CPU threads (None: torch's default).
+        runs_root: folder of the run directories.
+    """
+
+    method: Literal["surrogate"] = "surrogate"
+    name: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    runs_root: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
+
+
+# ----------------------------------------------------------------------------------------- YAML
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` (no dot) as a float, as people write learning rates."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file into a plain dict; a missing file or invalid YAML is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _model_options_class(name: str) -> type | None:
+    from sjframe.models import get_builder
+
+    return getattr(get_builder(name), "options_class", None)
+
+
+def resolve_config(raw: dict[str, Any]) -> SurrogateConfig:
+    """Validate a raw config dict (YAML + overrides) into :class:`SurrogateConfig`, defaults filled in.
+
+    The model options are validated by the model's options class (``builder.options_class``) when
+    it has one, and stored with their defaults filled in.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    model_raw = raw.pop("model", None) or {}
+    if not isinstance(model_raw, dict):
+        raise ConfigError(f"config.model: expected a mapping, got {type(model_raw).__name__}")
+    name = model_raw.pop("name", ModelConfig.name)
+    if not isinstance(name, str):
+        raise ConfigError(f"config.model.name: expected a string, got {name!r}")
+    try:
+        options_cls = _model_options_class(name)
+    except ValueError as exc:
+        raise ConfigError(f"config.model.name: {exc}") from exc
+    if options_cls is not None:
+        options = dataclass_to_dict(dataclass_from_dict(options_cls, model_raw, "config.model"))
+    else:
+        options = model_raw
+    cfg = dataclass_from_dict(SurrogateConfig, raw, "config")
+    return dataclasses.replace(cfg, model=ModelConfig(name=name, options=options))
+
+
+def config_to_dict(cfg: SurrogateConfig) -> dict[str, Any]:
+    """Plain YAML-able dict of a resolved config (model options flattened next to ``name``)."""
+    out = dataclass_to_dict(cfg)
+    model = out.pop("model")
+    out["model"] = {"name": model["name"], **model["options"]}
+    order = ["method", "name", "seed", "device", "threads", "runs_root", "data", "model", "train", "loss", "eval"]
+    return {k: out[k] for k in order}
+
+
+# ----------------------------------------------------------------------------------------- command line
+# seed 003's flags -> config paths (values split over the paths in order).
+_COMMON_FLAGS: dict[str, tuple[str, ...]] = {
+    "--batch-size": ("train.batch_size",),
+    "--test-batch-size": ("train.test_batch_size",),
+    "--lr": ("train.lr",),
+    "--epochs": ("train.epochs",),
+    "--loss_mode": ("loss.mode",),
+    "--dt": ("data.dt",),
+    "--hidden_size": ("model.hidden_sizes",),
+    "--FS": ("loss.alpha0", "loss.D", "loss.A"),
+    "--FR": ("loss.alpha1",),
+    "--neuron1": ("model.neuron1.tau_m_steps", "model.neuron1.tau_s_steps", "model.neuron1.theta"),
+    "--neuron2": ("model.neuron2.tau_m_steps", "model.neuron2.tau_s_steps", "model.neuron2.theta"),
+    "--treg": ("loss.treg_lambda", "loss.treg_beta0"),
+    "--log-interval": ("train.log_interval",),
+    "--seed": ("seed",),
+}
+#: train.py: ``--T`` / ``--T_empty`` set the training window, ``--load_pt_file`` the initial weights.
+TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
+    **_COMMON_FLAGS,
+    "--T": ("data.T",),
+    "--T_empty": ("data.T_empty",),
+    "--load_pt_file": ("train.init_checkpoint",),
+}
+#: test.py: ``--T`` / ``--T_empty`` set the **test** window (``--load_pt_file`` is the checkpoint, handled by test.py).
+TEST_FLAGS: dict[str, tuple[str, ...]] = {
+    **_COMMON_FLAGS,
+    "--T": ("data.test_T",),
+    "--T_empty": ("data.test_T_empty",),
+}
+# flags taking no value: flag -> (path, value)
+_SWITCHES: dict[str, tuple[str, Any]] = {"--best_model": ("eval.checkpoint", "best")}
+
+
+@dataclass
+class ParsedArgs:
+    """Result of :func:`parse_cli`: positional arguments, ``(path, tokens)`` overrides, special options."""
+
+    positional: list[str]
+    overrides: list[tuple[str, list[str] | Any]]
+    special: dict[str, list[str]]
+
+
+def parse_cli(argv: list[str], flags: dict[str, tuple[str, ...]], special: tuple[str, ...] = ()) -> ParsedArgs:
+    """Split ``argv`` into positionals, config overrides and ``special`` options (e.g. ``--path_to_yaml``).
+
+    ``--a.b.c v1 v2`` -> override ``("a.b.c", ["v1", "v2"])``; a seed-003 flag with several paths
+    spreads its values over them (``--FS 0.2 16 200``) and must get exactly that many values. A
+    token starting with ``--`` starts a new option (negative numbers like ``-1`` are values).
+    """
+    positional: list[str] = []
+    overrides: list[tuple[str, list[str] | Any]] = []
+    specials: dict[str, list[str]] = {}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if not tok.startswith("--"):
+            positional.append(tok)
+            i += 1
+            continue
+        key, eq, inline = tok.partition("=")
+        values: list[str] = [inline] if eq else []
+        i += 1
+        if not eq:
+            while i < len(argv) and not argv[i].startswith("--"):
+                values.append(argv[i])
+                i += 1
+        if key in special:
+            specials[key] = values
+        elif key in _SWITCHES:
+            if values:
+                raise ConfigError(f"{key} takes no value, got {values}")
+            path, value = _SWITCHES[key]
+            overrides.append((path, value))
+        elif key in flags:
+            paths = flags[key]
+            if not values:
+                raise ConfigError(f"{key} needs a value")
+            if len(paths) == 1:
+                overrides.append((paths[0], values))
+            elif len(values) != len(paths):
+                raise ConfigError(f"{key} takes {len(paths)} values ({', '.join(paths)}), got {len(values)}: {values}")
+            else:
+                overrides.extend((p, [v]) for p, v in zip(paths, values))
+        elif "." in key[2:] or key[2:] in _top_level_keys():
+            if not values:
+                raise ConfigError(f"{key} needs a value")
+            overrides.append((key[2:], values))
+        else:
+            valid = sorted(set(flags) | set(_SWITCHES) | set(special))
+            raise ConfigError(
+                f"unknown option {key}; use --section.key value (e.g. --train.lr 1e-3) or one of {valid}"
+            )
+    return ParsedArgs(positional, overrides, specials)
+
+
+def _top_level_keys() -> set[str]:
+    return {f.name for f in dataclasses.fields(SurrogateConfig)}
+
+
+def _scalar(token: str) -> Any:
+    """Untyped value: int, float, bool, null, a YAML flow collection, else the string itself."""
+    low = token.lower()
+    if low in ("none", "null", "~"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(token)
+        except ValueError:
+            pass
+    if token[:1] in "[{":
+        try:
+            return yaml.safe_load(token)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot parse {token!r}: {exc}") from exc
+    return token
+
+
+def _untyped(tokens: list[str]) -> Any:
+    """Tokens without a known type: one scalar, a YAML flow collection (possibly split by the shell), or a list."""
+    if tokens[0][:1] in "[{":
+        return _scalar(" ".join(tokens))
+    return [_scalar(t) for t in tokens] if len(tokens) > 1 else _scalar(tokens[0])
+
+
+def _typed(tokens: list[str], tp: Any, where: str) -> Any:
+    """Parse command-line tokens by the type ``tp`` of the key ``where``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if len(tokens) == 1 and tokens[0].lower() in ("none", "null", "~") and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _typed(tokens, non_none[0], where)
+        return _untyped(tokens)
+    if origin in (list, tuple):
+        item = args[0] if args else Any
+        return [_typed([t], item, f"{where}[{i}]") for i, t in enumerate(tokens)]
+    if len(tokens) != 1:
+        raise ConfigError(f"{where} takes one value, got {len(tokens)}: {tokens}")
+    token = tokens[0]
+    if tp is bool:
+        low = token.lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {token!r}")
+    if tp is int:
+        try:
+            return int(token)
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {token!r}") from None
+    if tp is float:
+        try:
+            return float(token)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {token!r}") from None
+    if tp is str or origin is typing.Literal:
+        return token
+    return _untyped(tokens)
+
+
+def _key_type(raw: dict[str, Any], path: list[str]) -> Any:
+    """Type of the key ``path`` in the surrogate schema (``Any`` under free-form dicts); unknown keys raise."""
+    tp: Any = SurrogateConfig
+    for depth, key in enumerate(path):
+        where = ".".join(path[: depth + 1])
+        if depth == 1 and path[0] == "model":
+            name = (raw.get("model") or {}).get("name", ModelConfig.name)
+            if key == "name":
+                return str
+            try:
+                tp = _model_options_class(name)
+            except ValueError as exc:
+                raise ConfigError(f"--{where}: {exc}") from exc
+            if tp is None:
+                return Any
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+            tp = inner[0] if inner else Any
+        if tp is Any or typing.get_origin(tp) is dict or tp is dict:
+            return Any
+        if not (dataclasses.is_dataclass(tp) and isinstance(tp, type)):
+            raise ConfigError(f"--{where}: {'.'.join(path[:depth])} is not a section (it has no key {key!r})")
+        hints = typing.get_type_hints(tp)
+        if key not in hints:
+            raise ConfigError(f"--{where}: unknown key {key!r}; valid keys: {sorted(hints)}")
+        tp = hints[key]
+        if depth == 0 and key == "model":
+            tp = ModelConfig
+    return tp
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[tuple[str, list[str] | Any]], typed: bool = True
+) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``(dotted path, tokens)`` set (typed by the surrogate schema if ``typed``).
+
+    Tokens are parsed by the key's type; unknown keys raise :class:`ConfigError` listing the valid
+    ones. With ``typed=False`` (other methods' configs) values are parsed as untyped scalars.
+    Non-list values (from switches like ``--best_model``) are set as they are.
+    """
+    out = copy.deepcopy(raw)
+    for path, tokens in overrides:
+        keys = path.split(".")
+        if any(not k for k in keys):
+            raise ConfigError(f"--{path}: empty key in the dotted path")
+        if isinstance(tokens, list):
+            if typed:
+                value = _typed(tokens, _key_type(out, keys), path)
+            else:
+                value = _untyped(tokens)
+        else:
+            value = tokens
+        node = out
+        for k in keys[:-1]:
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--{path}: {k} is a value ({child!r}), not a section")
+            node = child
+        node[keys[-1]] = value
+    return out
