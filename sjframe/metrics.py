@@ -12,6 +12,10 @@ tensors are time-major ``[T, B, ...]``, accuracies and curves are in percent of 
 * **FR curve**: at every step ``k``, the prediction ``argmax_n sum_{t <= k} S[t, b, n]`` (ties to
   the lowest index) counts as correct when it is the target and its cumulative count is > 0:
   ``curve_fr[k] = 100 * #{correct at k} / #samples``.
+* **FS / FR accuracy**: full-window ``argmin t_F`` (a silent output still decodes, by the rank of
+  its potentials, as the FS encoder defines) and ``argmax`` of the spike counts, where a sample
+  whose output is completely silent counts as wrong for FR (no spike, no rate decision; plain
+  ``argmax`` would give class 0) so that ``acc_fr`` equals the last point of the FR curve.
 * **td(p)**: the first 0-based step ``k`` where ``curve[k] >= p / 100 * max(curve)``; ``None`` if the
   curve is all zero. In ms: ``k * dt``. ``td50``/``td90`` use the FS curve for FS-trained models
   (``primary="fs"``) and the FR curve otherwise.
@@ -217,7 +221,8 @@ class EvalAccumulator:
         counts = spikes.sum(dim=0)  # [B, N]
         pred_fr = torch.argmax(counts, dim=1)
         self._add("correct_fs", (pred_fs == target).sum(), device)
-        self._add("correct_fr", (pred_fr == target).sum(), device)
+        fired = counts.amax(dim=1) > 0  # a silent output makes no FR prediction
+        self._add("correct_fr", ((pred_fr == target) & fired).sum(), device)
         self._add("spiking_samples", B, device)
         self._add("curve_fs_counts", fs_accuracy_curve_counts(t_F, target, T), device)
         self._add("curve_fr_counts", fr_accuracy_curve_counts(spikes, target), device)
