@@ -218,7 +218,7 @@ class EvalAccumulator:
         if t_F.shape != (B, N):
             raise ValueError(f"t_F must be [B, N] = [{B}, {N}], got shape {tuple(t_F.shape)}")
         pred_fs = torch.argmin(t_F, dim=1)
-        counts = spikes.sum(dim=0)  # [B, N]
+        counts = spikes.sum(dim=0, dtype=torch.float64)  # [B, N]
         pred_fr = torch.argmax(counts, dim=1)
         self._add("correct_fs", (pred_fs == target).sum(), device)
         fired = counts.amax(dim=1) > 0  # a silent output makes no FR prediction
