@@ -142,7 +142,7 @@ def plot_first_spike_patterns(t_F: Tensor | np.ndarray, labels: Tensor | np.ndar
         ax.set_ylim(-0.5, N - 0.5)
     for ax in axes.flat[classes.size:]:
         ax.axis("off")
-    fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)")
+    fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)", y=-0.04)
     fig.supylabel("output neuron")
     return _save(fig, path)
 
@@ -170,7 +170,7 @@ def plot_first_spike_histograms(t_F: Tensor | np.ndarray, labels: Tensor | np.nd
         ax.set_title(f"class {c}: {int((~fired).sum())} silent", fontsize=9)
     for ax in axes.flat[classes.size:]:
         ax.axis("off")
-    fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)")
+    fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)", y=-0.04)
     fig.supylabel("samples")
     return _save(fig, path)
 
@@ -203,7 +203,8 @@ def plot_accuracy_vs_time(curve: Tensor | np.ndarray | Sequence[float], path: st
     scale = dt_ms or 1.0
     for name, value, color in (("td50", td50, "tab:blue"), ("td90", td90, "tab:red")):
         if value is not None:
-            ax.axvline(value * scale, color=color, linestyle="--", label=f"{name} = {value * scale:g}")
+            unit = "ms" if dt_ms else "steps"
+            ax.axvline(value * scale, color=color, linestyle="--", label=f"{name} = {value * scale:g} {unit}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.legend()
