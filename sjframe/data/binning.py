@@ -5,7 +5,7 @@ Events of ``n`` samples are given concatenated: ``times [E]``, ``units [E]`` (fl
 ``offsets [n + 1]`` (sample ``i`` owns events ``offsets[i]:offsets[i + 1]``). Binning is one
 vectorised pass (numpy, no Python loop per event):
 
-    bin_e = floor(t_e [ms] / dt)             (t_e shifted to the sample's first event if asked)
+    bin_e = floor(t_e [ms] / dt + 1e-6)      (t_e shifted to the sample's first event if asked)
     keep events with bin_e < T
     frame_i[bin, unit] = number of kept events of sample i in (bin, unit)
 
@@ -13,8 +13,10 @@ The result is stored compactly as :class:`SparseFrames` (per sample: flat positi
 ``bin * num_units + unit`` and their counts); :meth:`SparseFrames.dense` turns one sample into
 float32 frames ``[T + T_empty, num_units]`` (the last ``T_empty`` steps all zero), optionally
 clamped to 1. Times are in ``s``, ``ms`` or ``us`` (``time_unit``); for ``s`` the bin is
-``floor(t * 1000 / dt)``, for ``us`` it is ``floor(t / (1000 dt))`` (one rounding, so integer
-microsecond times on a bin edge land in the right bin).
+``floor(t * 1000 / dt)`` (the spec's formula), for ``us`` it is ``floor(t / (1000 dt))``. The
+``+1e-6`` bin (``EDGE_TOLERANCE``) only matters for a time that is a bin edge in decimal but was
+stored as a binary float slightly below it (e.g. 0.01 s in float32): it lands in the bin it
+names. No real event time lies that close below an edge (1 ns at ``dt = 1`` ms).
 
 Input checks (vectorised; errors name ``source``, the sample and the problem): times finite,
 ``>= 0`` and non-decreasing within each sample; units integral and in ``[0, num_units)``. An empty
@@ -33,6 +35,10 @@ import torch
 __all__ = ["TIME_UNITS", "SparseFrames", "bin_events", "concat_samples", "downsample_dvs_units"]
 
 TIME_UNITS = ("s", "ms", "us")
+
+# a time within this fraction of a bin below a bin edge counts in the later bin: decimal times
+# stored as binary floats (0.01 s as float32 is 0.0099999998 s) land in the bin they name.
+EDGE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -194,11 +200,12 @@ def bin_events(
         first[nonempty] = t[offsets[:-1][nonempty]]
         t = t - first[sample_id]
     if time_unit == "s":
-        bins = np.floor(t * 1000.0 / dt_ms)
+        bins = t * 1000.0 / dt_ms
     elif time_unit == "ms":
-        bins = np.floor(t / dt_ms)
+        bins = t / dt_ms
     else:
-        bins = np.floor(t / (dt_ms * 1000.0))
+        bins = t / (dt_ms * 1000.0)
+    bins = np.floor(bins + EDGE_TOLERANCE)
     keep = bins < T
     frame_size = T * num_units
     keys = sample_id[keep] * frame_size + bins[keep].astype(np.int64) * num_units + u[keep]
