@@ -71,7 +71,7 @@ class DataConfig:
 
     Attributes:
         name: data set name (``sjframe.data`` registry).
-        root: folder of the data files.
+        root: folder of the data files (None: the data set's default, ``datasets``).
         T, T_empty: training / validation window in steps (``T_empty`` empty bins appended); None: the data set's default.
         dt: bin width in ms; None: the data set's default.
         test_T, test_T_empty: test window in steps; None: the training window.
@@ -81,7 +81,7 @@ class DataConfig:
     """
 
     name: str = "yinyang"
-    root: str = "datasets"
+    root: str | None = None
     T: int | None = None
     T_empty: int | None = None
     dt: float | None = None
@@ -155,6 +155,7 @@ class TrainConfig:
         log_interval: batches between progress-bar updates of the running loss.
         init_checkpoint: model weights to start from (a checkpoint file or run directory; seed 003's ``--load_pt_file``).
         max_batches: stop each epoch after this many batches (None: all; for smoke tests).
+        progress: show tqdm progress bars.
     """
 
     epochs: int = 10
@@ -173,6 +174,7 @@ class TrainConfig:
     log_interval: int = 10
     init_checkpoint: str | None = None
     max_batches: int | None = None
+    progress: bool = True
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "test_batch_size", "log_interval", "cosine_t_max"):
