@@ -31,6 +31,7 @@ from sjframe.neurons.functional import (
     culif_multi_step,
     lif_multi_step,
 )
+from sjframe.neurons.fused import fused_adlif, fused_culif, fused_lif
 from sjframe.neurons.params import check_tau, decay, inverse_sigmoid_decay
 from sjframe.surrogate import Surrogate, surrogate_from_config
 
@@ -140,9 +141,23 @@ class SJNeuron(base.MemoryModule):
         super().reset()
         self.h_seq = None
 
-    def spike_fn(self, smooth: bool = False):
+    def spike_fn(self, smooth: bool = False):  # noqa: ANN201 - a callable u -> H(u)
         """Torch reference spike function of this layer (surrogate + gradient mode)."""
         return make_spike_fn(self.surrogate, self.gradient, smooth=smooth)
+
+    @property
+    def uses_fused_torch(self) -> bool:
+        """True when the torch backend runs the fused (hand-written backward) path.
+
+        That is the case for a detached reset with the ``dense`` or ``sparse`` gradient (the
+        surrogate, band-truncated for ``sparse``); otherwise the autograd reference loop runs.
+        """
+        return self.detach_reset and self.gradient.mode in ("dense", "sparse")
+
+    @property
+    def effective_surrogate(self) -> Surrogate:
+        """The surrogate the backward differentiates (truncated to the band for ``sparse``)."""
+        return self.gradient.surrogate_for(self.surrogate)
 
     def extra_repr(self) -> str:
         return (
@@ -176,6 +191,8 @@ class CuLIF(SJNeuron):
         lam, gam = self.decays()
         if self.backend == "cupy":
             return backends.cupy_culif(self, x_seq, CuLIFState(*states), lam, gam)
+        if self.uses_fused_torch:
+            return fused_culif(x_seq, CuLIFState(*states), lam, gam, self.theta, self.effective_surrogate)
         return culif_multi_step(x_seq, CuLIFState(*states), lam, gam, self.theta, self.spike_fn(), self.detach_reset)
 
     def extra_repr(self) -> str:
@@ -263,6 +280,9 @@ class AdLIF(SJNeuron):
         alpha, beta = torch.sigmoid(self.w_m), torch.sigmoid(self.w_w)
         if self.backend == "cupy":
             return backends.cupy_adlif(self, x_seq, AdLIFState(*states), alpha, beta, self.a, self.b)
+        if self.uses_fused_torch:
+            return fused_adlif(x_seq, AdLIFState(*states), alpha, beta, self.a, self.b, self.theta,
+                               self.effective_surrogate)
         return adlif_multi_step(
             x_seq, AdLIFState(*states), alpha, beta, self.a, self.b, self.theta, self.spike_fn(), self.detach_reset
         )
@@ -290,6 +310,8 @@ class LIF(SJNeuron):
         beta = decay(self.tau_m)
         if self.backend == "cupy":
             return backends.cupy_lif(self, x_seq, LIFState(*states), beta)
+        if self.uses_fused_torch:
+            return fused_lif(x_seq, LIFState(*states), beta, self.theta, self.effective_surrogate)
         return lif_multi_step(x_seq, LIFState(*states), beta, self.theta, self.spike_fn(), self.detach_reset)
 
     def extra_repr(self) -> str:
