@@ -1,0 +1,143 @@
+// AdLIF multi-step forward and backward (time-major [T, N], one thread per neuron).
+//
+// Rendered by cupy_neurons/build.py (SJ_SCALAR, SJ_ACC, SJ_SURROGATE, SJ_NS, SJ_NAME,
+// SJ_DETACH_RESET). Parameters alpha, beta, a, b are SJ_ACC arrays of P entries (neuron n uses
+// entry n % P). States: v (post reset), w (adaptation), and the previous step's h and s.
+//
+// Forward, one step:
+//     h_t = alpha v_{t-1} + (1 - alpha) (x_t - w_{t-1})
+//     w_t = beta w_{t-1} + a h_{t-1} + b s_{t-1}
+//     s_t = H(h_t - theta)        (h_t as stored in SJ_SCALAR)
+//     v_t = h_t (1 - s_t)
+// Backward, reverse time, carrying cv = dL/dv_t, cw = dL/dw_t, and the parts of dL/dh_t, dL/ds_t
+// that come from w_{t+1} (ch = a dL/dw_{t+1}, cs = b dL/dw_{t+1}):
+//     dh_t = gh_t + ch + (gs_t + cs) g(h_t - theta) + cv (1 - s_t)  [ - cv h_t g without detach ]
+//     dx_t = (1 - alpha) dh_t
+//     cv <- alpha dh_t;  cw <- (alpha - 1) dh_t + beta cw;  ch <- a cw_t;  cs <- b cw_t
+//     dalpha += (v_{t-1} - x_t + w_{t-1}) dh_t;  dbeta += w_{t-1} cw_t;
+//     da += h_{t-1} cw_t;  db += s_{t-1} cw_t            (cw_t = dL/dw_t before the update)
+namespace SJ_NS {
+typedef SJ_SCALAR scalar_t;
+typedef SJ_ACC acc_t;
+
+SJ_HD acc_t surrogate(const acc_t u) { return (acc_t)(SJ_SURROGATE(u)); }
+SJ_HD acc_t heaviside(const acc_t u) { return u >= (acc_t)0 ? (acc_t)1 : (acc_t)0; }
+
+// One forward step: updates v, w, h_prev, s_prev (h_prev, s_prev become h_t, s_t).
+SJ_HD void adlif_step_forward(const acc_t x, const acc_t alpha, const acc_t beta, const acc_t a, const acc_t b,
+                              const acc_t theta, acc_t& v, acc_t& w, acc_t& h_prev, acc_t& s_prev) {
+    const acc_t h = alpha * v + ((acc_t)1 - alpha) * (x - w);
+    w = beta * w + a * h_prev + b * s_prev;
+    const acc_t s = heaviside(sj_round_to<scalar_t>(h) - theta);
+    v = h * ((acc_t)1 - s);
+    h_prev = h;
+    s_prev = s;
+}
+
+// One backward step: returns dh_t, updates the carries (cv, cw, ch, cs) to step t-1.
+SJ_HD acc_t adlif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, const acc_t alpha, const acc_t beta,
+                                const acc_t a, const acc_t b, const acc_t theta,
+                                acc_t& cv, acc_t& cw, acc_t& ch, acc_t& cs) {
+    const acc_t u = h - theta;
+    const acc_t s = heaviside(u);
+    const acc_t sg = surrogate(u);
+    acc_t dh = gh + ch + (gs + cs) * sg + cv * ((acc_t)1 - s);
+#if !SJ_DETACH_RESET
+    dh -= cv * h * sg;
+#endif
+    const acc_t dw = cw;
+    cv = alpha * dh;
+    cw = (alpha - (acc_t)1) * dh + beta * dw;
+    ch = a * dw;
+    cs = b * dw;
+    return dh;
+}
+
+// x_seq [T, N]; v0, w0, h0, s0 [N] (h0, s0: the step before the first); alpha, beta, a, b [P].
+// Outputs s_seq, h_seq [T, N]; v_last, w_last [N]; wprev_seq [T, N] (w_{t-1}; may be null).
+extern "C" __global__ void SJ_NAME(adlif_forward)(
+    const scalar_t* __restrict__ x_seq, const scalar_t* __restrict__ v0, const scalar_t* __restrict__ w0,
+    const scalar_t* __restrict__ h0, const scalar_t* __restrict__ s0,
+    const acc_t* __restrict__ alpha, const acc_t* __restrict__ beta, const acc_t* __restrict__ a,
+    const acc_t* __restrict__ b, const acc_t theta, const int T, const sj_index N, const sj_index P,
+    scalar_t* __restrict__ s_seq, scalar_t* __restrict__ h_seq, scalar_t* __restrict__ v_last,
+    scalar_t* __restrict__ w_last, scalar_t* __restrict__ wprev_seq) {
+    const sj_index n = sj_thread_index();
+    if (n >= N) return;
+    const sj_index p = n % P;
+    const acc_t al = alpha[p], be = beta[p], aa = a[p], bb = b[p];
+    acc_t v = sj_widen(v0[n]);
+    acc_t w = sj_widen(w0[n]);
+    acc_t h = sj_widen(h0[n]);
+    acc_t s = sj_widen(s0[n]);
+    for (int t = 0; t < T; ++t) {
+        const sj_index k = (sj_index)t * N + n;
+        if (wprev_seq) sj_narrow(wprev_seq + k, w);
+        adlif_step_forward(sj_widen(x_seq[k]), al, be, aa, bb, theta, v, w, h, s);
+        sj_narrow(h_seq + k, h);
+        sj_narrow(s_seq + k, s);
+    }
+    sj_narrow(v_last + n, v);
+    sj_narrow(w_last + n, w);
+}
+
+// Gradients of the outputs gs_seq, gh_seq [T, N], gv_last, gw_last [N] (each may be null = 0).
+// Saved: h_seq [T, N]; for parameter gradients also x_seq, wprev_seq [T, N] and v0, h0, s0 [N].
+// Outputs dx_seq [T, N]; dv0, dw0, dh0, ds0 [N]; dalpha_part, dbeta_part, da_part, db_part [N]
+// (all four null: no parameter gradients).
+extern "C" __global__ void SJ_NAME(adlif_backward)(
+    const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq,
+    const scalar_t* __restrict__ gv_last, const scalar_t* __restrict__ gw_last,
+    const scalar_t* __restrict__ h_seq, const scalar_t* __restrict__ x_seq, const scalar_t* __restrict__ wprev_seq,
+    const scalar_t* __restrict__ v0, const scalar_t* __restrict__ h0, const scalar_t* __restrict__ s0,
+    const acc_t* __restrict__ alpha, const acc_t* __restrict__ beta, const acc_t* __restrict__ a,
+    const acc_t* __restrict__ b, const acc_t theta, const int T, const sj_index N, const sj_index P,
+    scalar_t* __restrict__ dx_seq, scalar_t* __restrict__ dv0, scalar_t* __restrict__ dw0,
+    scalar_t* __restrict__ dh0, scalar_t* __restrict__ ds0,
+    acc_t* __restrict__ dalpha_part, acc_t* __restrict__ dbeta_part, acc_t* __restrict__ da_part,
+    acc_t* __restrict__ db_part) {
+    const sj_index n = sj_thread_index();
+    if (n >= N) return;
+    const sj_index p = n % P;
+    const acc_t al = alpha[p], be = beta[p], aa = a[p], bb = b[p];
+    const bool params = dalpha_part != nullptr;
+    acc_t cv = sj_load_or_zero(gv_last, n);
+    acc_t cw = sj_load_or_zero(gw_last, n);
+    acc_t ch = (acc_t)0, cs = (acc_t)0;
+    acc_t gal = (acc_t)0, gbe = (acc_t)0, ga = (acc_t)0, gb = (acc_t)0;
+    for (int t = T - 1; t >= 0; --t) {
+        const sj_index k = (sj_index)t * N + n;
+        const acc_t dw = cw;  // dL/dw_t
+        const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k),
+                                             sj_widen(h_seq[k]), al, be, aa, bb, theta, cv, cw, ch, cs);
+        sj_narrow(dx_seq + k, ((acc_t)1 - al) * dh);
+        if (params) {
+            acc_t h_prev, s_prev, v_prev;
+            if (t > 0) {
+                h_prev = sj_widen(h_seq[k - N]);
+                s_prev = heaviside(h_prev - theta);
+                v_prev = h_prev * ((acc_t)1 - s_prev);
+            } else {
+                h_prev = sj_widen(h0[n]);
+                s_prev = sj_widen(s0[n]);
+                v_prev = sj_widen(v0[n]);
+            }
+            const acc_t w_prev = sj_widen(wprev_seq[k]);
+            gal += (v_prev - sj_widen(x_seq[k]) + w_prev) * dh;
+            gbe += w_prev * dw;
+            ga += h_prev * dw;
+            gb += s_prev * dw;
+        }
+    }
+    sj_narrow(dv0 + n, cv);
+    sj_narrow(dw0 + n, cw);
+    sj_narrow(dh0 + n, ch);
+    sj_narrow(ds0 + n, cs);
+    if (params) {
+        dalpha_part[n] = gal;
+        dbeta_part[n] = gbe;
+        da_part[n] = ga;
+        db_part[n] = gb;
+    }
+}
+}  // namespace SJ_NS

@@ -1,0 +1,377 @@
+"""Render, compile and cache the CUDA kernel sources of ``cupy_neurons/`` (device and host builds).
+
+A kernel source (``*.cu`` in this folder) is plain CUDA C written against ``common.cuh`` and a few
+macros that select one *specialisation*:
+
+=================== ==========================================================================
+``SJ_SCALAR``       storage type of the ``[T, N]`` tensors: ``float``, ``double``, ``sj_half``,
+                    ``sj_bf16``
+``SJ_ACC``          accumulation type (``float``; ``double`` for double storage); parameters
+                    and per-neuron partial sums are ``SJ_ACC`` arrays
+``SJ_SURROGATE(u)`` the surrogate derivative ``g(u)`` as a C expression
+                    (:meth:`sjframe.surrogate.Surrogate.cuda_expr`)
+``SJ_NS``           a namespace private to the specialisation (helpers go inside it)
+``SJ_NAME(base)``   the ``extern "C"`` kernel name (``base`` plus a suffix in bundles)
+other defines       per source options (e.g. ``SJ_DETACH_RESET``, ``SJ_PER_NEURON``)
+=================== ==========================================================================
+
+Three builds of the same text:
+
+* **device** (:func:`render_device`, :func:`cupy_module`): ``common.cuh`` + one specialisation,
+  compiled by CuPy's NVRTC (``cupy.RawModule``), cached per (source text, options).
+* **nvcc check** (:func:`compile_nvcc`): the device text compiled by ``nvcc`` for a given
+  ``sm_XX`` (``-cubin`` or ``-ptx``), for CI without a GPU.
+* **host** (:func:`render_host_bundle`, :func:`host_library`): ``host_shim.h`` + ``common.cuh`` +
+  several specialisations (each with its own namespace and name suffix) + generated
+  ``extern "C"`` wrappers ``sjhost_<kernel><suffix>(grid, block, args...)`` that run the kernel
+  for every (block, thread) on the CPU. Compiled by ``g++`` into a shared library cached on disk
+  under :func:`cache_dir` keyed by a hash of the text, the flags and the compiler version, and
+  loaded with :mod:`ctypes`.
+
+Kernel signatures are declared once in Python as :class:`KernelSig` (parameter kinds below); the
+host wrappers, the ``ctypes`` argument types and the CuPy argument conversion all derive from it.
+
+Parameter kinds: ``scalar_ptr`` / ``const_scalar_ptr`` (``SJ_SCALAR*``), ``acc_ptr`` /
+``const_acc_ptr`` (``SJ_ACC*``), ``acc`` (an ``SJ_ACC`` value), ``int`` (``int``), ``index``
+(``long long``). A pointer argument may be ``None`` (a null pointer) where the kernel allows it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DTYPES",
+    "PARAM_KINDS",
+    "HostLibrary",
+    "KernelCompileError",
+    "KernelSig",
+    "Specialisation",
+    "cache_dir",
+    "compile_nvcc",
+    "cupy_module",
+    "double_precision_expr",
+    "host_library",
+    "nvcc_path",
+    "read_source",
+    "render_device",
+    "render_device_bundle",
+    "render_host_bundle",
+    "render_specialisation",
+]
+
+SOURCE_DIR = Path(__file__).resolve().parent
+
+# dtype name -> (storage C type, accumulation C type)
+DTYPES: dict[str, tuple[str, str]] = {
+    "float32": ("float", "float"),
+    "float64": ("double", "double"),
+    "float16": ("sj_half", "float"),
+    "bfloat16": ("sj_bf16", "float"),
+}
+
+PARAM_KINDS = ("scalar_ptr", "const_scalar_ptr", "acc_ptr", "const_acc_ptr", "acc", "int", "index")
+_C_DECL = {
+    "scalar_ptr": "SJ_SCALAR* __restrict__",
+    "const_scalar_ptr": "const SJ_SCALAR* __restrict__",
+    "acc_ptr": "SJ_ACC* __restrict__",
+    "const_acc_ptr": "const SJ_ACC* __restrict__",
+    "acc": "const SJ_ACC",
+    "int": "const int",
+    "index": "const long long",
+}
+HOST_CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math", "-w")
+
+
+class KernelCompileError(RuntimeError):
+    """A kernel source failed to compile (the message holds the compiler log)."""
+
+
+@dataclass(frozen=True)
+class KernelSig:
+    """Name and parameters of one ``extern "C" __global__`` kernel.
+
+    Attributes:
+        name: base kernel name (the source declares it as ``SJ_NAME(name)``).
+        params: ``((kind, name), ...)`` in order, kinds from :data:`PARAM_KINDS`.
+    """
+
+    name: str
+    params: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z_]\w*", self.name):
+            raise ValueError(f"KernelSig.name must be a C identifier, got {self.name!r}")
+        for kind, pname in self.params:
+            if kind not in PARAM_KINDS:
+                raise ValueError(f"kernel {self.name}: parameter {pname!r} has unknown kind {kind!r}; valid: {PARAM_KINDS}")
+
+    def c_params(self) -> str:
+        return ", ".join(f"{_C_DECL[kind]} {name}" for kind, name in self.params)
+
+    def c_args(self) -> str:
+        return ", ".join(name for _, name in self.params)
+
+
+@dataclass(frozen=True)
+class Specialisation:
+    """One compiled variant of a kernel source (hashable: it keys the caches).
+
+    Attributes:
+        source: file name of the kernel source in this folder (e.g. ``"culif.cu"``).
+        dtype: storage dtype name, one of :data:`DTYPES`.
+        surrogate: C expression of ``g(u)`` in the variable ``u`` (float precision; rewritten to
+            double precision for ``float64``).
+        defines: extra ``(NAME, value)`` macro definitions (ints or C text).
+    """
+
+    source: str
+    dtype: str
+    surrogate: str = "0.0f"
+    defines: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"Specialisation.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if not (SOURCE_DIR / self.source).is_file():
+            raise ValueError(f"Specialisation.source {self.source!r} is not a file in {SOURCE_DIR}")
+        for name, _ in self.defines:
+            if not re.fullmatch(r"SJ_[A-Z0-9_]+", name):
+                raise ValueError(f"Specialisation define {name!r} must match SJ_[A-Z0-9_]+")
+
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.defines)
+        return f"{self.source}[{self.dtype};{opts}]"
+
+
+# ---------------------------------------------------------------------------------- rendering
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
+
+
+def read_source(name: str, _seen: frozenset[str] = frozenset()) -> str:
+    """Text of a source in this folder with its local ``#include "..."`` lines inlined (once each)."""
+    path = SOURCE_DIR / name
+    if not path.is_file():
+        raise ValueError(f"kernel source {name!r} not found in {SOURCE_DIR}")
+    if name in _seen:
+        raise ValueError(f"kernel source {name!r} includes itself")
+    text = path.read_text()
+
+    def inline(match: re.Match[str]) -> str:
+        return f"// ---- begin {match.group(1)}\n{read_source(match.group(1), _seen | {name})}\n// ---- end {match.group(1)}"
+
+    return _INCLUDE.sub(inline, text)
+
+
+_FLOAT_FN = re.compile(r"\b(fabsf|expf|sqrtf|logf|tanhf)\(")
+_FLOAT_LIT = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)f\b")
+
+
+def double_precision_expr(expr: str) -> str:
+    """Rewrite a float C expression for double: ``expf(`` -> ``exp(``, ``1.5f`` -> ``1.5``."""
+    expr = _FLOAT_FN.sub(lambda m: m.group(1)[:-1] + "(", expr)
+    return _FLOAT_LIT.sub(r"\1", expr)
+
+
+def render_specialisation(spec: Specialisation, suffix: str = "") -> str:
+    """One specialisation's kernel text wrapped in its macro definitions (no common header)."""
+    if suffix and not re.fullmatch(r"_\w+", suffix):
+        raise ValueError(f"suffix must look like _name, got {suffix!r}")
+    scalar, acc = DTYPES[spec.dtype]
+    surrogate = double_precision_expr(spec.surrogate) if acc == "double" else spec.surrogate
+    ns = "sj_spec" + (suffix or "")
+    lines = [
+        f"// ==== specialisation {spec.label()} suffix={suffix or '(none)'}",
+        f"#define SJ_SCALAR {scalar}",
+        f"#define SJ_ACC {acc}",
+        f"#define SJ_SURROGATE(u) ({surrogate})",
+        f"#define SJ_NS {ns}",
+        f"#define SJ_NAME(base) base##{suffix}" if suffix else "#define SJ_NAME(base) base",
+    ]
+    lines += [f"#define {name} {value}" for name, value in spec.defines]
+    lines.append(read_source(spec.source))
+    for name in ("SJ_SCALAR", "SJ_ACC", "SJ_SURROGATE", "SJ_NS", "SJ_NAME", *(n for n, _ in spec.defines)):
+        lines.append(f"#undef {name}")
+    return "\n".join(lines) + "\n"
+
+
+def render_device(spec: Specialisation) -> str:
+    """Self-contained CUDA text of one specialisation (for NVRTC / nvcc): common + kernels."""
+    header = "// sjframe kernels, rendered by cupy_neurons/build.py"
+    return f"{header}\n{read_source('common.cuh')}\n{render_specialisation(spec)}"
+
+
+def render_device_bundle(specs: Sequence[Specialisation]) -> str:
+    """CUDA text of many specialisations in one unit (suffix ``_s<i>``), for one nvcc check run."""
+    parts = ["// sjframe kernels, device bundle (cupy_neurons/build.py)", read_source("common.cuh")]
+    parts.extend(render_specialisation(spec, f"_s{i}") for i, spec in enumerate(specs))
+    return "\n".join(parts) + "\n"
+
+
+def _host_wrapper(sig: KernelSig, suffix: str) -> str:
+    params = ", ".join(p for p in ("unsigned int sj_grid", "unsigned int sj_block", sig.c_params()) if p)
+    return (
+        f'extern "C" void sjhost_{sig.name}{suffix}({params}) {{\n'
+        f"    sj_host_launch(sj_grid, sj_block, [&]() {{ sj_spec{suffix}::{sig.name}{suffix}({sig.c_args()}); }});\n"
+        "}\n"
+    )
+
+
+def render_host_bundle(items: Sequence[tuple[Specialisation, Sequence[KernelSig]]]) -> str:
+    """Host C++ text: shim + common + each specialisation (suffix ``_s<i>``) + launch wrappers.
+
+    The wrapper of kernel ``k`` of item ``i`` is ``sjhost_k_s<i>(grid, block, <kernel params>)``.
+    """
+    parts = ["// sjframe kernels, host build (cupy_neurons/build.py)", "#define SJ_HOST_BUILD 1",
+             read_source("host_shim.h"), read_source("common.cuh")]
+    for i, (spec, sigs) in enumerate(items):
+        suffix = f"_s{i}"
+        scalar, acc = DTYPES[spec.dtype]
+        parts.append(render_specialisation(spec, suffix))
+        # wrappers need the types again: re-define them around the generated code
+        parts.append(f"#define SJ_SCALAR {scalar}\n#define SJ_ACC {acc}")
+        parts.extend(_host_wrapper(sig, suffix) for sig in sigs)
+        parts.append("#undef SJ_SCALAR\n#undef SJ_ACC")
+    return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------------- host build
+def cache_dir() -> Path:
+    """Folder of compiled host libraries: ``$SJFRAME_KERNEL_CACHE`` or a per-user temp folder."""
+    env = os.environ.get("SJFRAME_KERNEL_CACHE")
+    path = Path(env) if env else Path(tempfile.gettempdir()) / f"sjframe-kernels-{os.getuid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@functools.cache
+def _compiler_version(compiler: str) -> str:
+    try:
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise KernelCompileError(f"host C++ compiler {compiler!r} not usable: {exc}") from exc
+    return out.stdout.strip()
+
+
+def _host_compiler() -> str:
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        raise KernelCompileError(f"host C++ compiler {compiler!r} not found (set $CXX or install g++)")
+    return compiler
+
+
+def compile_host_source(text: str, flags: Sequence[str] = HOST_CXX_FLAGS) -> Path:
+    """Compile host C++ text into a shared library (cached on disk by content hash); return its path."""
+    compiler = _host_compiler()
+    key = hashlib.sha256("\0".join([text, *flags, _compiler_version(compiler)]).encode()).hexdigest()[:24]
+    out = cache_dir() / f"host-{key}.so"
+    if out.is_file():
+        return out
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        src = Path(tmp) / "kernels.cpp"
+        src.write_text(text)
+        lib = Path(tmp) / "kernels.so"
+        proc = subprocess.run([compiler, *flags, "-o", str(lib), str(src)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise KernelCompileError(f"g++ failed on the host build of the kernels:\n{proc.stderr[-8000:]}")
+        os.replace(lib, out)  # atomic: a concurrent reader sees the old or the complete file
+    return out
+
+
+_CTYPE_OF_KIND = {"int": ctypes.c_int, "index": ctypes.c_longlong}
+
+
+class HostLibrary:
+    """A loaded host build: run kernel ``sig`` of bundle item ``index`` on CPU buffers."""
+
+    def __init__(self, path: Path, items: Sequence[tuple[Specialisation, Sequence[KernelSig]]]) -> None:
+        self.path = path
+        self.items = tuple((spec, tuple(sigs)) for spec, sigs in items)
+        self._lib = ctypes.CDLL(str(path))
+        self._index = {spec: i for i, (spec, _) in enumerate(self.items)}
+
+    def has_kernel(self, spec: Specialisation, sig: KernelSig) -> bool:
+        """Whether kernel ``sig`` of ``spec`` is in this library."""
+        return spec in self._index and sig in self.items[self._index[spec]][1]
+
+    def function(self, spec: Specialisation, sig: KernelSig) -> Any:
+        """The ctypes wrapper ``sjhost_<kernel>_s<i>`` with its argument types set."""
+        i = self._index[spec]
+        if sig not in self.items[i][1]:
+            raise ValueError(f"kernel {sig.name} was not built for {spec.label()}")
+        fn = getattr(self._lib, f"sjhost_{sig.name}_s{i}")
+        acc = ctypes.c_double if DTYPES[spec.dtype][1] == "double" else ctypes.c_float
+        argtypes = [ctypes.c_uint, ctypes.c_uint]
+        for kind, _ in sig.params:
+            argtypes.append(ctypes.c_void_p if kind.endswith("ptr") else acc if kind == "acc" else _CTYPE_OF_KIND[kind])
+        fn.argtypes = argtypes
+        fn.restype = None
+        return fn
+
+
+@functools.lru_cache(maxsize=64)
+def host_library(items: tuple[tuple[Specialisation, tuple[KernelSig, ...]], ...]) -> HostLibrary:
+    """Compile (or reuse) the host bundle of ``items`` and load it (cached per process)."""
+    if not items:
+        raise ValueError("host_library needs at least one (specialisation, kernels) item")
+    return HostLibrary(compile_host_source(render_host_bundle(items)), items)
+
+
+# ---------------------------------------------------------------------------------- nvcc check
+def nvcc_path() -> str | None:
+    """Path of ``nvcc`` ($NVCC, PATH, or /usr/local/cuda/bin) or None."""
+    for cand in (os.environ.get("NVCC"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
+        if cand and Path(cand).is_file():
+            return cand
+    return None
+
+
+def compile_nvcc(text: str, archs: Sequence[str] = ("sm_80",), kind: str = "cubin", extra: Sequence[str] = ()) -> bytes:
+    """Compile device text with nvcc into a cubin / PTX (one arch) or a fatbin (several archs).
+
+    ``archs``: e.g. ``("sm_80", "sm_90")`` (real architectures: ptxas runs on each). Warnings are
+    errors. Returns the output bytes; raises :class:`KernelCompileError` with the log on failure.
+    """
+    archs = (archs,) if isinstance(archs, str) else tuple(archs)
+    if kind not in ("cubin", "ptx", "fatbin"):
+        raise ValueError(f"kind must be 'cubin', 'ptx' or 'fatbin', got {kind!r}")
+    if not archs or any(not re.fullmatch(r"sm_\d+a?", a) for a in archs):
+        raise ValueError(f"archs must look like ('sm_80', 'sm_90'), got {archs!r}")
+    if kind != "fatbin" and len(archs) != 1:
+        raise ValueError(f"kind={kind!r} takes exactly one arch; use kind='fatbin' for {archs}")
+    nvcc = nvcc_path()
+    if nvcc is None:
+        raise KernelCompileError("nvcc not found (set $NVCC or put it on PATH)")
+    gencode = [f"-gencode=arch=compute_{a[3:]},code={a}" for a in archs]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "kernels.cu"
+        src.write_text(text)
+        out = Path(tmp) / f"kernels.{kind}"
+        cmd = [nvcc, f"-{kind}", *gencode, "-std=c++17", "-Werror=all-warnings", "-o", str(out), str(src), *extra]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise KernelCompileError(f"nvcc ({', '.join(archs)}, {kind}) failed:\n{proc.stderr[-8000:]}")
+        return out.read_bytes()
+
+
+# ---------------------------------------------------------------------------------- CuPy
+NVRTC_OPTIONS = ("-std=c++17",)
+
+
+@functools.lru_cache(maxsize=256)
+def cupy_module(text: str, options: tuple[str, ...] = NVRTC_OPTIONS) -> Any:
+    """``cupy.RawModule`` of a rendered device text (compiled by NVRTC on first use, cached)."""
+    import cupy
+
+    return cupy.RawModule(code=text, options=options)

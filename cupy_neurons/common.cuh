@@ -1,0 +1,124 @@
+// Common helpers of the sjframe neuron kernels (CUDA C, also compiled as host C++ via host_shim.h).
+//
+// Storage types: float, double, sj_half (IEEE binary16 bits) and sj_bf16 (bfloat16 bits). The
+// 16-bit types are plain 2-byte structs so that no CUDA header is needed (NVRTC and g++ alike);
+// arithmetic always happens in the accumulation type (float, or double for double storage):
+//   sj_widen(x)        storage -> accumulation type
+//   sj_narrow(&out, v) accumulation -> storage, round to nearest even
+// Surrogate helpers used by Surrogate.cuda_expr(): sj_sq, sj_sigmoid, sj_max0.
+#ifndef SJ_COMMON_CUH
+#define SJ_COMMON_CUH
+
+#define SJ_HD __host__ __device__ __forceinline__
+#define SJ_CAT_(a, b) a##b
+#define SJ_CAT(a, b) SJ_CAT_(a, b)
+
+typedef long long sj_index;
+
+struct sj_half {
+    unsigned short bits;
+};
+struct sj_bf16 {
+    unsigned short bits;
+};
+
+// ------------------------------------------------------------------ math helpers (surrogates)
+SJ_HD float sj_sq(float v) { return v * v; }
+SJ_HD double sj_sq(double v) { return v * v; }
+SJ_HD float sj_max0(float v) { return v > 0.0f ? v : 0.0f; }
+SJ_HD double sj_max0(double v) { return v > 0.0 ? v : 0.0; }
+SJ_HD float sj_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+SJ_HD double sj_sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
+
+// ------------------------------------------------------------------ 16-bit conversions
+// binary16 -> float: exact.
+SJ_HD float sj_half_bits_to_float(unsigned short h) {
+#if defined(__CUDA_ARCH__)
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+#else
+    const unsigned int sign = ((unsigned int)h & 0x8000u) << 16;
+    const unsigned int expo = ((unsigned int)h >> 10) & 0x1fu;
+    const unsigned int mant = (unsigned int)h & 0x3ffu;
+    if (expo == 0u) {  // zero or subnormal: mant * 2^-24 (exact in float)
+        const float mag = (float)mant * 5.9604644775390625e-8f;
+        return sign ? -mag : mag;
+    }
+    if (expo == 31u) {  // inf / nan
+        return __uint_as_float(sign | 0x7f800000u | (mant << 13));
+    }
+    return __uint_as_float(sign | ((expo + 112u) << 23) | (mant << 13));
+#endif
+}
+
+// float -> binary16 bits, round to nearest even (overflow to inf, NaN kept).
+SJ_HD unsigned short sj_float_to_half_bits(float f) {
+#if defined(__CUDA_ARCH__)
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+#else
+    unsigned int u = __float_as_uint(f);
+    const unsigned int sign = (u >> 16) & 0x8000u;
+    u &= 0x7fffffffu;
+    if (u > 0x7f800000u) return (unsigned short)(sign | 0x7e00u);  // nan
+    if (u >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // >= 65520 (and inf) -> inf
+    if (u >= 0x38800000u) {  // normal half range [2^-14, 65520)
+        unsigned int r = (u - 0x38000000u) >> 13;
+        const unsigned int rem = u & 0x1fffu;
+        if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r += 1u;
+        return (unsigned short)(sign | r);
+    }
+    if (u <= 0x33000000u) return (unsigned short)sign;  // <= 2^-25 rounds to (signed) zero
+    // subnormal half: value / 2^-24 = mant * 2^(expo - 126), 14 <= 126 - expo <= 24
+    const unsigned int expo = u >> 23;
+    const unsigned int mant = (u & 0x7fffffu) | 0x800000u;
+    const unsigned int shift = 126u - expo;
+    unsigned int r = mant >> shift;
+    const unsigned int rem = mant & ((1u << shift) - 1u);
+    const unsigned int half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (r & 1u))) r += 1u;
+    return (unsigned short)(sign | r);
+#endif
+}
+
+// bfloat16 <-> float (the same integer code on host and device).
+SJ_HD float sj_bf16_bits_to_float(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
+
+SJ_HD unsigned short sj_float_to_bf16_bits(float f) {
+    const unsigned int u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);  // quiet nan
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// ------------------------------------------------------------------ storage <-> accumulation
+SJ_HD float sj_widen(float v) { return v; }
+SJ_HD double sj_widen(double v) { return v; }
+SJ_HD float sj_widen(sj_half v) { return sj_half_bits_to_float(v.bits); }
+SJ_HD float sj_widen(sj_bf16 v) { return sj_bf16_bits_to_float(v.bits); }
+
+SJ_HD void sj_narrow(float* out, float v) { *out = v; }
+SJ_HD void sj_narrow(double* out, double v) { *out = v; }
+SJ_HD void sj_narrow(sj_half* out, float v) { out->bits = sj_float_to_half_bits(v); }
+SJ_HD void sj_narrow(sj_bf16* out, float v) { out->bits = sj_float_to_bf16_bits(v); }
+
+// Load with a null pointer meaning "zero" (an absent incoming gradient).
+template <typename S>
+SJ_HD auto sj_load_or_zero(const S* p, sj_index k) -> decltype(sj_widen(*p)) {
+    typedef decltype(sj_widen(*p)) A;
+    return p ? sj_widen(p[k]) : (A)0;
+}
+
+// The value v after a round trip through the storage type S (identity for float / double).
+template <typename S, typename A>
+SJ_HD A sj_round_to(A v) {
+    S tmp;
+    sj_narrow(&tmp, v);
+    return sj_widen(tmp);
+}
+
+// Global thread index of a 1-D launch (one thread per neuron).
+SJ_HD sj_index sj_thread_index() { return (sj_index)blockIdx.x * (sj_index)blockDim.x + (sj_index)threadIdx.x; }
+
+#endif  // SJ_COMMON_CUH

@@ -1,0 +1,125 @@
+// CuLIF / PCuLIF multi-step forward and backward (time-major [T, N], one thread per neuron).
+//
+// Rendered by cupy_neurons/build.py with SJ_SCALAR, SJ_ACC, SJ_SURROGATE(u), SJ_NS, SJ_NAME and
+// SJ_DETACH_RESET (1: the reset carries no gradient). Tensors [T, N] are contiguous with
+// element (t, n) at t * N + n; N = batch x features. Decays are SJ_ACC arrays of P entries
+// (P = 1: one per layer; P = F: one per feature, neuron n uses entry n % P).
+//
+// Forward, one step (states start at v0, I0):
+//     h_t = lam v_{t-1} + (1 - lam) I_{t-1}
+//     I_t = gam I_{t-1} + x_t
+//     s_t = H(h_t - theta)        (h_t as stored: rounded to SJ_SCALAR, so backward recomputes s_t exactly)
+//     v_t = h_t (1 - s_t)
+// Backward, in reverse time, with dv = dL/dv_t and dI = dL/dI_t (totals):
+//     dx_t = dI
+//     dh_t = gh_t + gs_t g(h_t - theta) + dv (1 - s_t)  [ - dv h_t g(h_t - theta) without detach ]
+//     dv  <- lam dh_t                 (dL/dv_{t-1})
+//     dI  <- gam dI + (1 - lam) dh_t  (dL/dI_{t-1})
+//     dlam += (v_{t-1} - I_{t-1}) dh_t,   dgam += I_{t-1} dL/dI_t
+// Parameter gradients are written per neuron (partials [N], no atomics) and summed by the caller.
+namespace SJ_NS {
+typedef SJ_SCALAR scalar_t;
+typedef SJ_ACC acc_t;
+
+SJ_HD acc_t surrogate(const acc_t u) { return (acc_t)(SJ_SURROGATE(u)); }
+SJ_HD acc_t heaviside(const acc_t u) { return u >= (acc_t)0 ? (acc_t)1 : (acc_t)0; }
+
+// One forward step of one neuron: updates v, i; returns h (full precision) and s.
+SJ_HD void culif_step_forward(const acc_t x, const acc_t lam, const acc_t gam, const acc_t theta,
+                              acc_t& v, acc_t& i, acc_t& h, acc_t& s) {
+    h = lam * v + ((acc_t)1 - lam) * i;
+    i = gam * i + x;
+    s = heaviside(sj_round_to<scalar_t>(h) - theta);
+    v = h * ((acc_t)1 - s);
+}
+
+// One backward step: from dv = dL/dv_t, di = dL/dI_t and the output gradients at t, returns
+// dh = dL/dh_t and moves dv, di to dL/dv_{t-1}, dL/dI_{t-1}.
+SJ_HD acc_t culif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, const acc_t lam, const acc_t gam,
+                                const acc_t theta, acc_t& dv, acc_t& di) {
+    const acc_t u = h - theta;
+    const acc_t s = heaviside(u);
+    const acc_t sg = surrogate(u);
+    acc_t dh = gh + gs * sg + dv * ((acc_t)1 - s);
+#if !SJ_DETACH_RESET
+    dh -= dv * h * sg;
+#endif
+    dv = lam * dh;
+    di = gam * di + ((acc_t)1 - lam) * dh;
+    return dh;
+}
+
+// x_seq [T, N]; v0, i0 [N]; lam, gam [P]. Outputs s_seq, h_seq [T, N]; v_last, i_last [N];
+// iprev_seq [T, N] (I_{t-1}, the current entering step t; may be null: only PCuLIF needs it).
+extern "C" __global__ void SJ_NAME(culif_forward)(
+    const scalar_t* __restrict__ x_seq, const scalar_t* __restrict__ v0, const scalar_t* __restrict__ i0,
+    const acc_t* __restrict__ lam, const acc_t* __restrict__ gam, const acc_t theta,
+    const int T, const sj_index N, const sj_index P,
+    scalar_t* __restrict__ s_seq, scalar_t* __restrict__ h_seq, scalar_t* __restrict__ v_last,
+    scalar_t* __restrict__ i_last, scalar_t* __restrict__ iprev_seq) {
+    const sj_index n = sj_thread_index();
+    if (n >= N) return;
+    const sj_index p = n % P;
+    const acc_t lm = lam[p];
+    const acc_t gm = gam[p];
+    acc_t v = sj_widen(v0[n]);
+    acc_t i = sj_widen(i0[n]);
+    for (int t = 0; t < T; ++t) {
+        const sj_index k = (sj_index)t * N + n;
+        if (iprev_seq) sj_narrow(iprev_seq + k, i);
+        acc_t h, s;
+        culif_step_forward(sj_widen(x_seq[k]), lm, gm, theta, v, i, h, s);
+        sj_narrow(h_seq + k, h);
+        sj_narrow(s_seq + k, s);
+    }
+    sj_narrow(v_last + n, v);
+    sj_narrow(i_last + n, i);
+}
+
+// Gradients of the outputs: gs_seq, gh_seq [T, N], gv_last, gi_last [N] (each may be null = 0).
+// Saved: h_seq [T, N]; v0 [N] and iprev_seq [T, N] (only read when dlam_part != null).
+// Outputs: dx_seq [T, N], dv0, di0 [N]; dlam_part, dgam_part [N] (null: no parameter gradient).
+extern "C" __global__ void SJ_NAME(culif_backward)(
+    const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq,
+    const scalar_t* __restrict__ gv_last, const scalar_t* __restrict__ gi_last,
+    const scalar_t* __restrict__ h_seq, const scalar_t* __restrict__ v0, const scalar_t* __restrict__ iprev_seq,
+    const acc_t* __restrict__ lam, const acc_t* __restrict__ gam, const acc_t theta,
+    const int T, const sj_index N, const sj_index P,
+    scalar_t* __restrict__ dx_seq, scalar_t* __restrict__ dv0, scalar_t* __restrict__ di0,
+    acc_t* __restrict__ dlam_part, acc_t* __restrict__ dgam_part) {
+    const sj_index n = sj_thread_index();
+    if (n >= N) return;
+    const sj_index p = n % P;
+    const acc_t lm = lam[p];
+    const acc_t gm = gam[p];
+    const bool params = dlam_part != nullptr;
+    acc_t dv = sj_load_or_zero(gv_last, n);
+    acc_t di = sj_load_or_zero(gi_last, n);
+    acc_t glam = (acc_t)0, ggam = (acc_t)0;
+    for (int t = T - 1; t >= 0; --t) {
+        const sj_index k = (sj_index)t * N + n;
+        const acc_t di_t = di;  // dL/dI_t = dL/dx_t
+        const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k),
+                                             sj_widen(h_seq[k]), lm, gm, theta, dv, di);
+        sj_narrow(dx_seq + k, di_t);
+        if (params) {
+            acc_t v_prev;
+            if (t > 0) {
+                const acc_t h_prev = sj_widen(h_seq[k - N]);
+                v_prev = h_prev * ((acc_t)1 - heaviside(h_prev - theta));
+            } else {
+                v_prev = sj_widen(v0[n]);
+            }
+            const acc_t i_prev = sj_widen(iprev_seq[k]);
+            glam += (v_prev - i_prev) * dh;
+            ggam += i_prev * di_t;
+        }
+    }
+    sj_narrow(dv0 + n, dv);
+    sj_narrow(di0 + n, di);
+    if (params) {
+        dlam_part[n] = glam;
+        dgam_part[n] = ggam;
+    }
+}
+}  // namespace SJ_NS

@@ -1,0 +1,87 @@
+// LIF of S3GD / LocalZO, multi-step forward and backward (time-major [T, N], one thread per neuron).
+//
+// Rendered by cupy_neurons/build.py (SJ_SCALAR, SJ_ACC, SJ_SURROGATE, SJ_NS, SJ_NAME,
+// SJ_DETACH_RESET). beta is an SJ_ACC array of P entries (neuron n uses entry n % P).
+// States: h (last pre-reset potential) and x (last input); the carried spike is H(h0 - theta),
+// a constant (no gradient).
+//
+// Forward, one step (subtractive reset, output lags the input by one step):
+//     h_t = beta h_{t-1} + x_{t-1} - theta s_{t-1}
+//     s_t = H(h_t - theta)        (h_t as stored in SJ_SCALAR)
+// Backward, reverse time, carrying dn = dL/dh_{t+1} (0 after the last step):
+//     dh_t = gh_t + gs_t g(h_t - theta) + beta dn  [ - theta dn g(h_t - theta) without detach ]
+//     dx_t = dn   (x_t enters h_{t+1});   dbeta += h_{t-1} dh_t
+//     initial states: dL/dh0 = beta dh_0, dL/dx0 = dh_0
+namespace SJ_NS {
+typedef SJ_SCALAR scalar_t;
+typedef SJ_ACC acc_t;
+
+SJ_HD acc_t surrogate(const acc_t u) { return (acc_t)(SJ_SURROGATE(u)); }
+SJ_HD acc_t heaviside(const acc_t u) { return u >= (acc_t)0 ? (acc_t)1 : (acc_t)0; }
+
+// One forward step: h <- beta h + x_prev - theta s; s <- H(h - theta).
+SJ_HD void lif_step_forward(const acc_t x_prev, const acc_t beta, const acc_t theta, acc_t& h, acc_t& s) {
+    h = beta * h + x_prev - theta * s;
+    s = heaviside(sj_round_to<scalar_t>(h) - theta);
+}
+
+// One backward step: returns dh_t given dn = dL/dh_{t+1}.
+SJ_HD acc_t lif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, const acc_t beta, const acc_t theta,
+                              const acc_t dn) {
+    const acc_t u = h - theta;
+    const acc_t sg = surrogate(u);
+    acc_t dh = gh + gs * sg + beta * dn;
+#if !SJ_DETACH_RESET
+    dh -= theta * dn * sg;
+#endif
+    return dh;
+}
+
+// x_seq [T, N]; h0, x0 [N]; beta [P]. Outputs s_seq, h_seq [T, N] (the final states are
+// h_seq[T-1] and x_seq[T-1]).
+extern "C" __global__ void SJ_NAME(lif_forward)(
+    const scalar_t* __restrict__ x_seq, const scalar_t* __restrict__ h0, const scalar_t* __restrict__ x0,
+    const acc_t* __restrict__ beta, const acc_t theta, const int T, const sj_index N, const sj_index P,
+    scalar_t* __restrict__ s_seq, scalar_t* __restrict__ h_seq) {
+    const sj_index n = sj_thread_index();
+    if (n >= N) return;
+    const acc_t be = beta[n % P];
+    acc_t h = sj_widen(h0[n]);
+    acc_t s = heaviside(h - theta);
+    acc_t x_prev = sj_widen(x0[n]);
+    for (int t = 0; t < T; ++t) {
+        const sj_index k = (sj_index)t * N + n;
+        lif_step_forward(x_prev, be, theta, h, s);
+        x_prev = sj_widen(x_seq[k]);
+        sj_narrow(h_seq + k, h);
+        sj_narrow(s_seq + k, s);
+    }
+}
+
+// Gradients gs_seq, gh_seq [T, N] (each may be null = 0). Saved: h_seq; h0 (for dbeta only).
+// Outputs dx_seq [T, N], dh0, dx0 [N], dbeta_part [N] (null: no beta gradient).
+extern "C" __global__ void SJ_NAME(lif_backward)(
+    const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq, const scalar_t* __restrict__ h_seq,
+    const scalar_t* __restrict__ h0, const acc_t* __restrict__ beta, const acc_t theta,
+    const int T, const sj_index N, const sj_index P,
+    scalar_t* __restrict__ dx_seq, scalar_t* __restrict__ dh0, scalar_t* __restrict__ dx0,
+    acc_t* __restrict__ dbeta_part) {
+    const sj_index n = sj_thread_index();
+    if (n >= N) return;
+    const acc_t be = beta[n % P];
+    const bool params = dbeta_part != nullptr;
+    acc_t dn = (acc_t)0;
+    acc_t gbe = (acc_t)0;
+    for (int t = T - 1; t >= 0; --t) {
+        const sj_index k = (sj_index)t * N + n;
+        sj_narrow(dx_seq + k, dn);
+        const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k),
+                                           sj_widen(h_seq[k]), be, theta, dn);
+        if (params) gbe += (t > 0 ? sj_widen(h_seq[k - N]) : sj_widen(h0[n])) * dh;
+        dn = dh;
+    }
+    sj_narrow(dh0 + n, be * dn);
+    sj_narrow(dx0 + n, dn);
+    if (params) dbeta_part[n] = gbe;
+}
+}  // namespace SJ_NS
