@@ -81,17 +81,10 @@ def test_config_forms_and_errors() -> None:
 
 # ----------------------------------------------------------------- generated C expressions
 def _build_c_library(tmp: Path, surrogates: list[Surrogate]) -> ctypes.CDLL:
-    """Compile each surrogate's ``cuda_expr`` as a host C function with the kernels' helper names."""
-    helpers = Path(__file__).resolve().parents[1] / "cupy_neurons" / "common.cuh"
-    lines = ["#include <math.h>"]
-    if helpers.is_file() and "sj_sq" in helpers.read_text():
-        lines += ["#define SJ_HOST_BUILD 1", f'#include "{helpers}"']
-    else:  # the kernels' header not written yet: the same helpers, spelled out
-        lines += [
-            "static inline float sj_sq(float x) { return x * x; }",
-            "static inline float sj_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }",
-            "static inline float sj_max0(float x) { return x > 0.0f ? x : 0.0f; }",
-        ]
+    """Compile each surrogate's ``cuda_expr`` as a host C function with the kernels' helpers."""
+    kernels = Path(__file__).resolve().parents[1] / "cupy_neurons"
+    # the kernels' own helpers (sj_sq, sj_sigmoid, sj_max0), through the host shim they are tested with
+    lines = [f'#include "{kernels / "host_shim.h"}"', f'#include "{kernels / "common.cuh"}"']
     for k, sur in enumerate(surrogates):
         lines.append(
             f'extern "C" void sur{k}(const float* in, float* out, int n) '
