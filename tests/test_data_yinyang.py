@@ -22,6 +22,15 @@ def test_published_class_counts(split: str, counts: list[int]) -> None:
     assert torch.bincount(y, minlength=3).tolist() == counts
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    """Data items are small: one torch thread avoids thread-pool stalls on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_samples_are_consistent_points_of_the_disc() -> None:
     X, y = make_yinyang(300, 7)
     assert torch.allclose(X[:, 2], 1 - X[:, 0]) and torch.allclose(X[:, 3], 1 - X[:, 1])

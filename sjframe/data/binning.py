@@ -59,12 +59,12 @@ class SparseFrames:
         """Frames of sample ``index``: float32 ``[T + T_empty, num_units]``, counts clamped to 1 if
         ``clamp``; the last ``T_empty`` steps are zero."""
         lo, hi = int(self.offsets[index]), int(self.offsets[index + 1])
-        out = torch.zeros((self.T + T_empty) * self.num_units, dtype=torch.float32)
+        # numpy (single-threaded): small fills stay fast when torch's thread pool is contended
+        out = np.zeros((self.T + T_empty) * self.num_units, dtype=np.float32)
         if hi > lo:
-            pos = torch.from_numpy(self.positions[lo:hi].astype(np.int64, copy=False))
-            values = torch.from_numpy(self.counts[lo:hi])
-            out[pos] = values.clamp(max=1.0) if clamp else values
-        return out.view(self.T + T_empty, self.num_units)
+            values = self.counts[lo:hi]
+            out[self.positions[lo:hi]] = np.minimum(values, 1.0) if clamp else values
+        return torch.from_numpy(out).view(self.T + T_empty, self.num_units)
 
     def sample_counts(self) -> np.ndarray:
         """Number of binned events (sum of counts) of every sample, float64 ``[n]``."""

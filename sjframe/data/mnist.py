@@ -116,9 +116,10 @@ def load_mnist_arrays(
 
 def latency_steps(x: torch.Tensor, tau_eff: float = 20.0, threshold: float = 0.2) -> torch.Tensor:
     """Spike step of every intensity ``x`` in ``[0, 1]``: ``floor(tau_eff ln(x / (x - threshold)))``
-    for ``x > threshold``, ``-1`` (no spike) otherwise. Same shape as ``x``, int64."""
+    for ``x > threshold``, ``-1`` (no spike) otherwise. Same shape as ``x``, int64. The comparison
+    is made in ``x``'s dtype, the logarithm in float64."""
+    above = x > threshold
     xd = x.double()
-    above = xd > threshold
     safe = torch.where(above, xd, torch.ones_like(xd))
     steps = torch.floor(tau_eff * torch.log(safe / (safe - threshold))).long()
     return torch.where(above, steps, torch.full_like(steps, -1))
@@ -153,19 +154,21 @@ class MnistDataset(Dataset):
         return self.labels.shape[0]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x = self.images[index].float().div_(255.0).reshape(784)
+        pixels = self.images[index].reshape(784)
+        x = pixels.float().div_(255.0)
         label = int(self.labels[index])
         if self.encoding == "raw":
             return x.view(self.input_shape), label
         total = self.T + self.T_empty
-        frames = torch.zeros(total, 784, dtype=torch.float32)
+        # numpy (single-threaded) for the fill, see SparseFrames.dense
+        frames = np.zeros((total, 784), dtype=np.float32)
         if self.encoding == "static":
-            frames[: self.T] = x
+            frames[: self.T] = x.numpy()
         else:
-            steps = latency_steps(x, self.tau_eff, self.threshold)
+            steps = latency_steps(pixels.double() / 255.0, self.tau_eff, self.threshold).numpy()
             fire = (steps >= 0) & (steps < self.T)
-            frames[steps[fire], torch.arange(784)[fire]] = 1.0
-        return frames.view(total, *self.input_shape), label
+            frames[steps[fire], np.flatnonzero(fire)] = 1.0
+        return torch.from_numpy(frames).view(total, *self.input_shape), label
 
 
 _MNIST_OPTIONS = (
