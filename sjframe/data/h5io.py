@@ -33,7 +33,7 @@ def h5_get(group: h5py.Group, key: str, path: Path) -> Any:
     try:
         return group[key]
     except KeyError:
-        where = f"{group.name.rstrip('/')}/{key}" if group.name != "/" else key
+        where = f"{group.name.rstrip('/')}/{key}".lstrip("/")
         raise ValueError(f"{path}: missing key {where!r}") from None
 
 
