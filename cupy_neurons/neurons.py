@@ -1,0 +1,209 @@
+"""Neuron entry points of the kernel backend: validate, flatten, call the custom ops, reshape back.
+
+``run_culif / run_adlif / run_lif`` take the same arguments as the torch functional cores
+(:mod:`sjframe.neurons.functional`) except the spike function, which is replaced by the
+surrogate (a :class:`sjframe.surrogate.Surrogate`, already band-truncated for the ``sparse``
+gradient mode) and return the same :class:`NeuronOutput` ``(spikes [T, B, *F], state,
+h_seq [T, B, *F])``. They run on CUDA tensors (CuPy kernels) and on CPU tensors (the host build
+of the same kernel text: the CPU check of the arithmetic). ``culif / adlif / lif(module, ...)``
+are what ``sjframe.neurons.backends`` calls for ``backend='cupy'``: they read the module's
+threshold, surrogate, gradient mode and reset flag, and require CUDA tensors.
+
+Shapes: ``x_seq [T, B, *F]`` (any strides: made contiguous), states ``[B, *F]``, parameters a
+float, or a tensor of one element (per layer), or broadcastable to ``F`` (per neuron).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from cupy_neurons import ops
+from sjframe.neurons.functional import AdLIFState, CuLIFState, LIFState, NeuronOutput
+from sjframe.surrogate import Surrogate
+
+__all__ = ["adlif", "culif", "lif", "run_adlif", "run_culif", "run_lif"]
+
+
+# ----------------------------------------------------------------------------------- validation
+def _check_x(x_seq: Any, who: str) -> None:
+    if not isinstance(x_seq, Tensor):
+        raise ValueError(f"{who}: x_seq must be a torch.Tensor, got {type(x_seq).__name__}")
+    if x_seq.dim() < 2:
+        raise ValueError(f"{who}: x_seq must be time-major [T, B, ...] with at least 2 dims, got {tuple(x_seq.shape)}")
+    if x_seq.dtype not in ops.DTYPE_NAMES:
+        raise ValueError(f"{who}: x_seq dtype {x_seq.dtype} not supported; valid: {[str(d) for d in ops.DTYPE_NAMES]}")
+    if x_seq.shape[0] < 1:
+        raise ValueError(f"{who}: x_seq needs at least one time step, got shape {tuple(x_seq.shape)}")
+    if x_seq.shape[0] >= 2**31:
+        raise ValueError(f"{who}: x_seq has too many time steps ({x_seq.shape[0]})")
+    if x_seq.device.type not in ("cuda", "cpu"):
+        raise ValueError(f"{who}: x_seq on {x_seq.device} is not supported (cuda, or cpu for the host build)")
+
+
+def _state(state: Any, x_seq: Tensor, names: tuple[str, ...], who: str) -> list[Tensor]:
+    """Initial states as contiguous ``[N]`` tensors of x's dtype (zeros when ``state`` is None)."""
+    n = x_seq[0].numel()
+    if state is None:
+        return [x_seq.new_zeros(n) for _ in names]
+    if len(state) != len(names):
+        raise ValueError(f"{who}: state must have {len(names)} tensors {names}, got {len(state)}")
+    out = []
+    for name, s in zip(names, state):
+        if not isinstance(s, Tensor):
+            raise ValueError(f"{who}: state {name} must be a tensor, got {type(s).__name__}")
+        if s.shape != x_seq.shape[1:]:
+            raise ValueError(f"{who}: state {name} has shape {tuple(s.shape)}, expected {tuple(x_seq.shape[1:])} "
+                             "(= x_seq[0])")
+        if s.device != x_seq.device:
+            raise ValueError(f"{who}: state {name} is on {s.device}, x_seq on {x_seq.device}")
+        out.append(s.to(x_seq.dtype).reshape(n).contiguous())
+    return out
+
+
+def _params(values: dict[str, Any], x_seq: Tensor, who: str) -> list[Tensor]:
+    """Parameters as contiguous ``[P]`` tensors of the accumulation dtype (P = 1 or prod(F))."""
+    feat = tuple(x_seq.shape[2:])
+    acc = ops.acc_dtype(x_seq.dtype)
+    scalar = True
+    for name, value in values.items():
+        if isinstance(value, Tensor):
+            if value.device != x_seq.device:
+                raise ValueError(f"{who}: parameter {name} is on {value.device}, x_seq on {x_seq.device}")
+            if not value.is_floating_point():
+                raise ValueError(f"{who}: parameter {name} must be floating point, got {value.dtype}")
+            if value.numel() != 1:
+                scalar = False
+                try:
+                    torch.broadcast_shapes(value.shape, feat)
+                except RuntimeError as exc:
+                    raise ValueError(
+                        f"{who}: parameter {name} of shape {tuple(value.shape)} does not broadcast to the feature "
+                        f"shape {feat} of x_seq {tuple(x_seq.shape)}"
+                    ) from exc
+                if torch.broadcast_shapes(value.shape, feat) != torch.Size(feat):
+                    raise ValueError(f"{who}: parameter {name} of shape {tuple(value.shape)} is larger than the "
+                                     f"feature shape {feat}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"{who}: parameter {name} must be finite, got {value!r}")
+        else:
+            raise ValueError(f"{who}: parameter {name} must be a float or a tensor, got {type(value).__name__}")
+    out = []
+    for value in values.values():
+        t = value if isinstance(value, Tensor) else torch.full((1,), float(value), device=x_seq.device)
+        t = t.to(acc)
+        t = t.reshape(1) if scalar else t.expand(feat).reshape(-1)
+        out.append(t.contiguous())
+    return out
+
+
+def _theta(theta: Any, who: str) -> float:
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not math.isfinite(theta):
+        raise ValueError(f"{who}: theta must be a finite number, got {theta!r}")
+    return float(theta)
+
+
+def _surrogate_expr(surrogate: Any, who: str) -> str:
+    if not isinstance(surrogate, Surrogate):
+        raise ValueError(f"{who}: surrogate must be a sjframe.surrogate.Surrogate, got {type(surrogate).__name__}")
+    return surrogate.cuda_expr("u")
+
+
+def _flat(x_seq: Tensor) -> Tensor:
+    return x_seq.reshape(x_seq.shape[0], -1).contiguous()
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+# ----------------------------------------------------------------------------------- neurons
+def run_culif(x_seq: Tensor, state: CuLIFState | None, lam: Any, gam: Any, theta: float, surrogate: Surrogate,
+              detach_reset: bool = True) -> NeuronOutput:
+    """CuLIF / PCuLIF through the kernels (see ``culif.cu`` for the equations).
+
+    Returns ``NeuronOutput(spikes [T, B, *F], CuLIFState(v, I) [B, *F], h_seq [T, B, *F])``.
+    """
+    who = "culif kernel"
+    _check_x(x_seq, who)
+    v0, i0 = _state(state, x_seq, ("v", "I"), who)
+    lam_t, gam_t = _params({"lam": lam, "gam": gam}, x_seq, who)
+    save = _needs_grad(lam_t, gam_t)
+    s, h, v, i, _ = ops.culif_fwd(_flat(x_seq), v0, i0, lam_t, gam_t, _theta(theta, who),
+                                  _surrogate_expr(surrogate, who), bool(detach_reset), save)
+    shape, feat = x_seq.shape, x_seq.shape[1:]
+    return NeuronOutput(s.view(shape), CuLIFState(v.view(feat), i.view(feat)), h.view(shape))
+
+
+def run_adlif(x_seq: Tensor, state: AdLIFState | None, alpha: Any, beta: Any, a: Any, b: Any, theta: float,
+              surrogate: Surrogate, detach_reset: bool = True) -> NeuronOutput:
+    """AdLIF through the kernels (see ``adlif.cu``).
+
+    Returns ``NeuronOutput(spikes, AdLIFState(v, w, h, s) [B, *F], h_seq)``; the state's ``h``
+    and ``s`` are copies of the last step of ``h_seq`` and ``spikes``.
+    """
+    who = "adlif kernel"
+    _check_x(x_seq, who)
+    v0, w0, h0, s0 = _state(state, x_seq, ("v", "w", "h", "s"), who)
+    params = _params({"alpha": alpha, "beta": beta, "a": a, "b": b}, x_seq, who)
+    save = _needs_grad(*params)
+    s, h, v, w, _ = ops.adlif_fwd(_flat(x_seq), v0, w0, h0, s0, *params, _theta(theta, who),
+                                  _surrogate_expr(surrogate, who), bool(detach_reset), save)
+    shape, feat = x_seq.shape, x_seq.shape[1:]
+    spikes, h_seq = s.view(shape), h.view(shape)
+    return NeuronOutput(spikes, AdLIFState(v.view(feat), w.view(feat), h_seq[-1].clone(), spikes[-1].clone()), h_seq)
+
+
+def run_lif(x_seq: Tensor, state: LIFState | None, beta: Any, theta: float, surrogate: Surrogate,
+            detach_reset: bool = True) -> NeuronOutput:
+    """LIF of S3GD / LocalZO through the kernels (see ``lif.cu``).
+
+    Returns ``NeuronOutput(spikes, LIFState(h, x) [B, *F], h_seq)``; the state is a copy of the
+    last step of ``h_seq`` and of ``x_seq``.
+    """
+    who = "lif kernel"
+    _check_x(x_seq, who)
+    h0, x0 = _state(state, x_seq, ("h", "x"), who)
+    (beta_t,) = _params({"beta": beta}, x_seq, who)
+    s, h = ops.lif_fwd(_flat(x_seq), h0, x0, beta_t, _theta(theta, who), _surrogate_expr(surrogate, who),
+                       bool(detach_reset))
+    shape = x_seq.shape
+    h_seq = h.view(shape)
+    return NeuronOutput(s.view(shape), LIFState(h_seq[-1].clone(), x_seq[-1].clone()), h_seq)
+
+
+# ----------------------------------------------------------------------------------- modules
+def _module_surrogate(module: Any) -> Surrogate:
+    name = type(module).__name__
+    if module.gradient.mode == "localzo":
+        raise ValueError(f"{name}(backend='cupy'): gradient mode 'localzo' has no cupy kernel here; "
+                         "use backend='torch' for LocalZO")
+    return module.gradient.surrogate_for(module.surrogate)
+
+
+def _require_cuda(module: Any, x_seq: Any) -> None:
+    if isinstance(x_seq, Tensor) and x_seq.device.type != "cuda":
+        raise ValueError(f"{type(module).__name__}(backend='cupy'): x_seq must be a CUDA tensor, got device "
+                         f"{x_seq.device}; move the model and data to the GPU or use backend='torch'")
+
+
+def culif(module: Any, x_seq: Tensor, state: CuLIFState, lam: Any, gam: Any) -> NeuronOutput:
+    """``backend='cupy'`` forward of a CuLIF / PCuLIF module."""
+    _require_cuda(module, x_seq)
+    return run_culif(x_seq, state, lam, gam, module.theta, _module_surrogate(module), module.detach_reset)
+
+
+def adlif(module: Any, x_seq: Tensor, state: AdLIFState, alpha: Any, beta: Any, a: Any, b: Any) -> NeuronOutput:
+    """``backend='cupy'`` forward of an AdLIF module."""
+    _require_cuda(module, x_seq)
+    return run_adlif(x_seq, state, alpha, beta, a, b, module.theta, _module_surrogate(module), module.detach_reset)
+
+
+def lif(module: Any, x_seq: Tensor, state: LIFState, beta: Any) -> NeuronOutput:
+    """``backend='cupy'`` forward of a LIF module."""
+    _require_cuda(module, x_seq)
+    return run_lif(x_seq, state, beta, module.theta, _module_surrogate(module), module.detach_reset)
