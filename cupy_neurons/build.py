@@ -32,8 +32,10 @@ Kernel signatures are declared once in Python as :class:`KernelSig` (parameter k
 host wrappers, the ``ctypes`` argument types and the CuPy argument conversion all derive from it.
 
 Parameter kinds: ``scalar_ptr`` / ``const_scalar_ptr`` (``SJ_SCALAR*``), ``acc_ptr`` /
-``const_acc_ptr`` (``SJ_ACC*``), ``acc`` (an ``SJ_ACC`` value), ``int`` (``int``), ``index``
-(``long long``). A pointer argument may be ``None`` (a null pointer) where the kernel allows it.
+``const_acc_ptr`` (``SJ_ACC*``), ``float_ptr``, ``int_ptr``, ``index_ptr`` (and ``const_``
+variants: ``float*``, ``int*``, ``long long*``), values ``acc`` (``SJ_ACC``), ``float``, ``int``,
+``index`` (``long long``), ``u64`` (``unsigned long long``, e.g. a random seed). A pointer argument
+may be ``None`` (a null pointer) where the kernel allows it.
 """
 
 from __future__ import annotations
@@ -81,16 +83,24 @@ DTYPES: dict[str, tuple[str, str]] = {
     "bfloat16": ("sj_bf16", "float"),
 }
 
-PARAM_KINDS = ("scalar_ptr", "const_scalar_ptr", "acc_ptr", "const_acc_ptr", "acc", "int", "index")
 _C_DECL = {
     "scalar_ptr": "SJ_SCALAR* __restrict__",
     "const_scalar_ptr": "const SJ_SCALAR* __restrict__",
     "acc_ptr": "SJ_ACC* __restrict__",
     "const_acc_ptr": "const SJ_ACC* __restrict__",
+    "float_ptr": "float* __restrict__",
+    "const_float_ptr": "const float* __restrict__",
+    "int_ptr": "int* __restrict__",
+    "const_int_ptr": "const int* __restrict__",
+    "index_ptr": "long long* __restrict__",
+    "const_index_ptr": "const long long* __restrict__",
     "acc": "const SJ_ACC",
+    "float": "const float",
     "int": "const int",
     "index": "const long long",
+    "u64": "const unsigned long long",
 }
+PARAM_KINDS = tuple(_C_DECL)
 HOST_CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math", "-w")
 
 
@@ -160,7 +170,11 @@ _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
 
 
 def read_source(name: str, _seen: frozenset[str] = frozenset()) -> str:
-    """Text of a source in this folder with its local ``#include "..."`` lines inlined (once each)."""
+    """Text of a source under this folder with its local ``#include "..."`` lines inlined.
+
+    An include is looked up next to the including file first, then in this folder. Headers keep
+    their own include guards, so a header inlined twice is compiled once.
+    """
     path = SOURCE_DIR / name
     if not path.is_file():
         raise ValueError(f"kernel source {name!r} not found in {SOURCE_DIR}")
@@ -169,7 +183,10 @@ def read_source(name: str, _seen: frozenset[str] = frozenset()) -> str:
     text = path.read_text()
 
     def inline(match: re.Match[str]) -> str:
-        return f"// ---- begin {match.group(1)}\n{read_source(match.group(1), _seen | {name})}\n// ---- end {match.group(1)}"
+        inc = match.group(1)
+        sibling = str(Path(name).parent / inc)  # relative to the including file first, then this folder
+        target = sibling if (SOURCE_DIR / sibling).is_file() else inc
+        return f"// ---- begin {target}\n{read_source(target, _seen | {name})}\n// ---- end {target}"
 
     return _INCLUDE.sub(inline, text)
 
@@ -289,7 +306,7 @@ def compile_host_source(text: str, flags: Sequence[str] = HOST_CXX_FLAGS) -> Pat
     return out
 
 
-_CTYPE_OF_KIND = {"int": ctypes.c_int, "index": ctypes.c_longlong}
+_CTYPE_OF_KIND = {"int": ctypes.c_int, "index": ctypes.c_longlong, "float": ctypes.c_float, "u64": ctypes.c_ulonglong}
 
 
 class HostLibrary:

@@ -83,7 +83,8 @@ def _check_args(spec: Specialisation, sig: KernelSig, args: Sequence[Any]) -> to
             continue
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"kernel {sig.name}: argument {name} must be a tensor or None, got {type(value).__name__}")
-        want = acc if "acc" in kind else dtype
+        want = {"acc": acc, "scalar": dtype, "float": torch.float32, "int": torch.int32, "index": torch.int64}[
+            kind.removeprefix("const_").removesuffix("_ptr")]
         if value.dtype != want:
             raise ValueError(f"kernel {sig.name}: argument {name} must have dtype {want}, got {value.dtype}")
         if not value.is_contiguous():
@@ -146,8 +147,12 @@ def _launch_cupy(spec: Specialisation, sig: KernelSig, grid: int, args: Sequence
             converted.append(np.uint64(0 if value is None else value.data_ptr()))
         elif kind == "acc":
             converted.append(acc(value))
+        elif kind == "float":
+            converted.append(np.float32(value))
         elif kind == "int":
             converted.append(np.int32(value))
+        elif kind == "u64":
+            converted.append(np.uint64(value))
         else:
             converted.append(np.int64(value))
     fn = _cupy_function(spec, sig.name, index)
