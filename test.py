@@ -1,0 +1,96 @@
+"""Evaluate a trained run on the test split: ``python test.py <run_dir | checkpoint.pt> [--key value ...]``.
+
+The test window is the one given here (``--T``, ``--T_empty``; else the config's ``data.test_T`` /
+``data.test_T_empty``; else the training window): the paper tests on longer windows than it
+trains on. Prints a table (FS and FR accuracy, N_s overall and per layer, td50/td90 in steps and
+ms, firing rate of the predicted vs the other output neurons), writes it with a JSON report under
+``<run_dir>/reports/`` and saves spike rasters and first-spike pattern plots under ``plots/``.
+
+Options:
+  <run_dir> | <checkpoint.pt> | --load_pt_file <...>   what to evaluate (seed 003's flag works too)
+  --checkpoint best|last|<file>                        which checkpoint of the run (default best)
+  --best_model                                          the best checkpoint (seed 003's flag)
+  --path_to_yaml <config.yaml>                          a config to use instead of the run's
+  --T n --T_empty n                                     the test window (steps)
+  --section.key value [value ...]                       any other config value (e.g. --train.test_batch_size 64)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+USAGE = __doc__
+
+
+def _locate(target: str) -> tuple[Path, Path | None]:
+    """(run directory, checkpoint file or None) of a run directory or a checkpoint path."""
+    path = Path(target)
+    if path.is_dir():
+        return path, None
+    if path.is_file():
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return run, path
+    raise FileNotFoundError(f"{target} is neither a run directory nor a checkpoint file")
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    import torch
+
+    from sjframe.config import TEST_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli
+    from sjframe.methods import get_method
+    from sjframe.rundir import RunDir
+
+    try:
+        args = parse_cli(argv, TEST_FLAGS, special=("--path_to_yaml", "--load_pt_file", "--checkpoint"))
+        targets = list(args.positional) + list(args.special.get("--load_pt_file", []))
+        if len(targets) != 1:
+            raise ConfigError(f"give exactly one run directory or checkpoint (got {targets or 'none'}); see --help")
+        run_path, ckpt_file = _locate(targets[0])
+        if "--path_to_yaml" in args.special:
+            raw = load_yaml(args.special["--path_to_yaml"][0])
+        elif (run_path / "config.yaml").is_file():
+            raw = RunDir.open(run_path).read_config()
+        elif ckpt_file is not None:
+            state = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+            if not isinstance(state, dict) or "config" not in state:
+                raise ConfigError(f"{ckpt_file} holds no config; pass --path_to_yaml <config.yaml>")
+            raw = state["config"]
+        else:
+            raise ConfigError(f"{run_path} has no config.yaml; pass --path_to_yaml <config.yaml>")
+        method_name = raw.get("method", "surrogate")
+        method = get_method(method_name)
+        raw = apply_overrides(raw, args.overrides, typed=method_name == "surrogate")
+        if (run_path / "config.yaml").is_file():
+            run = RunDir.open(run_path)
+        else:  # a loose checkpoint: reports go to a folder next to it
+            run = RunDir(run_path)
+        if "--checkpoint" in args.special:
+            checkpoint = args.special["--checkpoint"][0]
+        elif ckpt_file is not None:
+            checkpoint = str(ckpt_file)
+        else:
+            checkpoint = (raw.get("eval") or {}).get("checkpoint", "best")
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"test.py: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = method.evaluate(raw, run, checkpoint)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"test.py: error: {exc}", file=sys.stderr)
+        return 1
+    table = report.get("table")
+    if table:
+        print(table)
+    metrics = report.get("metrics", {})
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    print(f"FS accuracy: {fmt(metrics.get('acc_fs'))} %   FR accuracy: {fmt(metrics.get('acc_fr'))} %")
+    print(f"report: {run.path / 'reports'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""Train an experiment from a YAML config: ``python train.py <config.yaml> [--key value ...]``.
+
+Dispatches on the config's top-level ``method`` (default ``surrogate``) to
+``sjframe.methods.<method>.train``. The run goes to ``<runs_root>/<name>-<timestamp>/`` (``name``:
+the config's ``name`` or the file's stem) and the last line printed is ``run_dir: <path>``.
+
+Options:
+  <config.yaml> | --path_to_yaml <config.yaml>   the experiment (seed 003's flag works too)
+  --resume <run_dir>                              continue a run from its last checkpoint (exactly)
+  --section.key value [value ...]                 override any config value, e.g. --train.lr 3e-4
+  seed 003's flags: --batch-size --test-batch-size --lr --epochs --loss_mode --T --T_empty --dt
+    --hidden_size --FS a0 D A --FR a1 --neuron1 tm ts th --neuron2 tm ts th --treg lam b0
+    --load_pt_file <ckpt> (initial weights) --log-interval n --seed n
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+USAGE = __doc__
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    from sjframe.config import TRAIN_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli
+    from sjframe.engine import NonFiniteLossError
+    from sjframe.methods import get_method
+    from sjframe.rundir import RunDir
+
+    try:
+        args = parse_cli(argv, TRAIN_FLAGS, special=("--path_to_yaml", "--resume", "--runs_root"))
+        resume_dir = args.special.get("--resume")
+        config_paths = list(args.positional) + list(args.special.get("--path_to_yaml", []))
+        if resume_dir is not None:
+            if len(resume_dir) != 1 or config_paths:
+                raise ConfigError("--resume takes one run directory and no config file")
+            run = RunDir.open(resume_dir[0])
+            raw = run.read_config()
+        else:
+            if len(config_paths) != 1:
+                raise ConfigError(f"give exactly one config file (got {config_paths or 'none'}); see --help")
+            raw = load_yaml(config_paths[0])
+            run = None
+        method_name = raw.get("method", "surrogate")
+        method = get_method(method_name)
+        raw = apply_overrides(raw, args.overrides, typed=method_name == "surrogate")
+        if run is None:
+            name = raw.get("name") or Path(config_paths[0]).stem
+            roots = args.special.get("--runs_root") or [raw.get("runs_root", "runs")]
+            run = RunDir.create(name, root=roots[0])
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"run_dir: {run.path}", file=sys.stderr, flush=True)
+    try:
+        summary = method.train(raw, run, resume=resume_dir is not None)
+    except KeyboardInterrupt:
+        print(f"\ntrain.py: interrupted; continue with: python train.py --resume {run.path}", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, NonFiniteLossError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        print(f"run_dir: {run.path}")
+        return 1
+    print(json.dumps(summary, default=str))
+    print(f"run_dir: {run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
