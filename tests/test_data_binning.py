@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sjframe.data.binning import SparseFrames, bin_events, concat_samples, downsample_dvs_units
+from sjframe.data.binning import SparseFrames, bin_events, bin_events_chunked, concat_samples, downsample_dvs_units
 
 
 @pytest.fixture(autouse=True)
@@ -158,3 +158,19 @@ def test_a_new_sample_may_start_earlier_and_bad_arguments() -> None:
         bin_events(np.zeros(1), np.zeros(1, dtype=int), np.array([0, 1]), num_units=1, T=1, dt_ms=1.0, time_unit="min")
     with pytest.raises(ValueError, match="non-integral unit"):
         bin_events(np.zeros(1), np.array([0.5]), np.array([0, 1]), num_units=1, T=1, dt_ms=1.0)
+
+
+def test_chunked_binning_equals_one_pass_and_names_the_right_sample() -> None:
+    rng = np.random.default_rng(5)
+    samples = _random_samples(rng, 9, 11, 200_000)
+    t_us, units, offsets = _concat(samples)
+    kwargs = {"num_units": 11, "T": 15, "dt_ms": 10.0, "time_unit": "us"}
+    one = bin_events(t_us, units, offsets, **kwargs)
+    chunked = bin_events_chunked(t_us, units, offsets, chunk_events=500, **kwargs)
+    assert len(chunked) == 9
+    for i in range(9):
+        assert torch.equal(one.dense(i), chunked.dense(i))
+    units = units.copy()
+    units[offsets[7] + 1] = 11  # sample 7 lies in a later chunk
+    with pytest.raises(ValueError, match=r"f.h5: sample #7: unit id 11 out of range"):
+        bin_events_chunked(t_us, units, offsets, chunk_events=500, source="f.h5", sample_name=lambda i: f"#{i}", **kwargs)

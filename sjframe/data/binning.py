@@ -28,11 +28,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-__all__ = ["TIME_UNITS", "SparseFrames", "bin_events", "concat_samples", "downsample_dvs_units"]
+__all__ = ["TIME_UNITS", "SparseFrames", "bin_events", "bin_events_chunked", "concat_samples", "downsample_dvs_units"]
 
 TIME_UNITS = ("s", "ms", "us")
 
@@ -222,6 +224,38 @@ def bin_events(
     new_offsets = np.searchsorted(owner, np.arange(n + 1), side="left").astype(np.int64)
     positions = (unique - owner * frame_size).astype(_position_dtype(T, num_units))
     return SparseFrames(new_offsets, positions, counts, T, num_units)
+
+
+def bin_events_chunked(
+    times: np.ndarray,
+    units: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    chunk_events: int = 4_000_000,
+    progress: bool = False,
+    sample_name: Callable[[int], str] | None = None,
+    **kwargs: Any,
+) -> SparseFrames:
+    """:func:`bin_events` over groups of whole samples of about ``chunk_events`` events each (same
+    result, bounded memory for large files); ``kwargs`` are those of :func:`bin_events`."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    n = len(offsets) - 1
+    if n <= 0 or offsets[-1] <= chunk_events:
+        return bin_events(times, units, offsets, sample_name=sample_name, **kwargs)
+    # chunk boundaries: the first sample whose start passes each multiple of chunk_events
+    marks = np.arange(chunk_events, int(offsets[-1]), chunk_events)
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(offsets[:-1], marks, side="right"), [n]]))
+    name = sample_name or str
+    parts = []
+    for a, b in tqdm(list(zip(cuts[:-1], cuts[1:])), desc="binning", disable=not progress, leave=False):
+        lo, hi = offsets[a], offsets[b]
+        parts.append(
+            bin_events(
+                times[lo:hi], units[lo:hi], offsets[a : b + 1] - lo,
+                sample_name=lambda i, a=int(a): name(a + i), **kwargs,
+            )
+        )
+    return concat_samples(parts)
 
 
 def downsample_dvs_units(

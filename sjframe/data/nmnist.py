@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from sjframe.data.binning import SparseFrames, bin_events
+from sjframe.data.binning import SparseFrames, bin_events_chunked
 from sjframe.data.common import require_bool
 from sjframe.data.frames import FrameDataset, build_event_dataset
 from sjframe.data.h5io import write_ragged
@@ -115,7 +115,9 @@ def _read(file_split: str, path: Path, T: int, dt: float, extra: dict[str, Any])
     if _channels(extra) == 1:
         units = units % NMNIST_PIXELS
         num_units = NMNIST_PIXELS
-    frames = bin_events(times, units, offsets, num_units=num_units, T=T, dt_ms=dt, time_unit="s", source=str(path))
+    frames = bin_events_chunked(
+        times, units, offsets, num_units=num_units, T=T, dt_ms=dt, time_unit="s", source=str(path), progress=True
+    )
     return frames, labels
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sjframe.data.binning import SparseFrames, bin_events
+from sjframe.data.binning import SparseFrames, bin_events_chunked
 from sjframe.data.common import require_int
 from sjframe.data.frames import FrameDataset, build_event_dataset
 from sjframe.data.h5io import h5_get, open_h5, ragged_to_flat
@@ -62,7 +62,9 @@ def read_shd_events(path: Path, num_units: int | None = None) -> tuple[np.ndarra
 def read_shd_frames(path: Path, T: int, dt: float, num_units: int = SHD_UNITS) -> tuple[SparseFrames, np.ndarray]:
     """Read and bin an SHD-layout file (``time_unit = s``, no shift)."""
     times, units, offsets, labels = read_shd_events(path)
-    frames = bin_events(times, units, offsets, num_units=num_units, T=T, dt_ms=dt, time_unit="s", source=str(path))
+    frames = bin_events_chunked(
+        times, units, offsets, num_units=num_units, T=T, dt_ms=dt, time_unit="s", source=str(path), progress=True
+    )
     return frames, labels
 
 
