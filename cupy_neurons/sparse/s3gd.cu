@@ -12,7 +12,7 @@
 //     dW[j, i]     = sum_{(t,b,j) in A} e[t,b,j] tr[t,b,i]          (tr: input trace)
 //     dL/dx[k,b,i] = sum_j W[j,i] D[k,b,j],  D[k] = sum_{t>k} beta^(t-1-k) e[t]
 // the latter only at the entries needed by the previous layer (its active set).
-#include "sparse/philox.cuh"
+#include "philox.cuh"
 
 namespace SJ_NS {
 typedef SJ_SCALAR scalar_t;

@@ -27,6 +27,7 @@ MODELS: dict[str, str] = {
     "recurrent_fcnet": "sjframe.models.fcnet:build_recurrent_fcnet",
     "dvsgesture_net": "sjframe.models.conv:build_dvsgesture_net",
     "dvsplane_net": "sjframe.models.conv:build_dvsplane_net",
+    "s3gd_net": "sjframe.models.s3gd_net:build_s3gd_net",
 }
 
 
