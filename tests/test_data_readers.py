@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import h5py
@@ -266,3 +268,29 @@ def test_every_registered_reader_on_random_files(tmp_path: Path, name: str) -> N
         assert len(ds) == n
         x, y = ds[0]
         assert x.dtype == torch.float32 and tuple(x.shape[1:]) == ds.input_shape and 0 <= y < ds.num_classes
+
+
+def test_mnist_download_goes_through_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    class FakeMNIST:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            calls.append((root, train, download))
+            split = "train" if train else "test"
+            write_mnist_files(Path(root), "mnist", {split: np.full((3, 28, 28), 9, np.uint8)}, {split: np.array([1, 2, 3])})
+
+    class Offline:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise OSError("network unreachable")
+
+    # a stand-in torchvision (the real import is slow and the test must not touch the network)
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.SimpleNamespace(MNIST=FakeMNIST, FashionMNIST=Offline)
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        load_mnist_arrays(tmp_path, "test")  # no download unless asked
+    assert calls == []
+    images, labels = load_mnist_arrays(tmp_path, "test", download=True)
+    assert calls == [(str(tmp_path), False, True)] and images.shape == (3, 28, 28) and labels.tolist() == [1, 2, 3]
+    with pytest.raises(RuntimeError, match="downloading fashion into .*FashionMNIST/raw failed .*network unreachable"):
+        build_dataset("fashion_mnist", "train", root=tmp_path, download=True)

@@ -95,7 +95,12 @@ def load_mnist_arrays(
         import torchvision
 
         cls = torchvision.datasets.MNIST if kind == "mnist" else torchvision.datasets.FashionMNIST
-        cls(str(root), train=(split == "train"), download=True)
+        try:
+            cls(str(root), train=(split == "train"), download=True)
+        except Exception as e:  # no network, server down, ...: say what to do instead
+            raise RuntimeError(
+                f"downloading {kind} into {folder} failed ({type(e).__name__}: {e}); put the IDX files there by hand"
+            ) from e
         paths = [_find(folder, s) for s in stems]
     for stem, p in zip(stems, paths):
         if p is None:
