@@ -112,6 +112,11 @@ def test_cache_is_reused_and_keyed_by_binning_parameters(tmp_path: Path, monkeyp
     # other binning parameters: another cache entry (so the reader runs)
     with pytest.raises(AssertionError, match="despite the cache"):
         build_dataset("shd", "train", root=tmp_path, T=50, dt=5.0, val_fraction=0.0, cache=True)
+    # a corrupt cache file is rebuilt from the data file
+    monkeypatch.undo()
+    files[0].write_bytes(b"garbage")
+    rebuilt = build_dataset("shd", "train", root=tmp_path, T=50, val_fraction=0.0, cache=True, cache_dir=tmp_path / "cache")
+    assert torch.equal(rebuilt[0][0], first[0][0]) and files[0].stat().st_size > 100
 
 
 def test_spoken_digits_uses_the_shd_reader(tmp_path: Path) -> None:

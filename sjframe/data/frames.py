@@ -192,6 +192,8 @@ def build_event_dataset(
         raise ValueError(f"root must be a path, got {opts['root']!r}")
     root = Path(opts["root"])
     cache_dir = None
+    if opts["cache_dir"] is not None and not isinstance(opts["cache_dir"], (str, os.PathLike)):
+        raise ValueError(f"cache_dir must be a path, got {opts['cache_dir']!r}")
     if use_cache:
         cache_dir = Path(opts["cache_dir"]) if opts["cache_dir"] is not None else root / "cache"
     file_split = "test" if split == "test" else "train"
