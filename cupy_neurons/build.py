@@ -191,12 +191,12 @@ def read_source(name: str, _seen: frozenset[str] = frozenset()) -> str:
     return _INCLUDE.sub(inline, text)
 
 
-_FLOAT_FN = re.compile(r"\b(fabsf|expf|sqrtf|logf|tanhf)\(")
+_FLOAT_FN = re.compile(r"\b(fabsf|expf|sqrtf|logf|tanhf)\s*\(")
 _FLOAT_LIT = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)f\b")
 
 
 def double_precision_expr(expr: str) -> str:
-    """Rewrite a float C expression for double: ``expf(`` -> ``exp(``, ``1.5f`` -> ``1.5``."""
+    """Rewrite a float C expression for double: ``expf (`` -> ``exp(``, ``1.5f`` -> ``1.5``."""
     expr = _FLOAT_FN.sub(lambda m: m.group(1)[:-1] + "(", expr)
     return _FLOAT_LIT.sub(r"\1", expr)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cupy_neurons.build import KernelSig, Specialisation
 
-__all__ = ["NEURON_KERNELS", "NEURON_SOURCES", "kernel_sigs", "specialisation"]
+__all__ = ["NEURON_KERNELS", "NEURON_SOURCES", "ROUNDTRIP_SIG", "ROUNDTRIP_SPEC", "kernel_sigs", "specialisation"]
 
 _SIZES = (("acc", "theta"), ("int", "T"), ("index", "N"), ("index", "P"))
 
@@ -65,6 +65,12 @@ NEURON_KERNELS: dict[str, tuple[KernelSig, KernelSig]] = {
     ),
 }
 NEURON_SOURCES = {"culif": "culif.cu", "adlif": "adlif.cu", "lif": "lif.cu"}
+
+# Conversion self-test (selftest.cu): float32 in, the binary16 / bfloat16 round trips out.
+ROUNDTRIP_SIG = KernelSig("sj_roundtrip", (
+    ("const_scalar_ptr", "x"), ("scalar_ptr", "half_rt"), ("scalar_ptr", "bf16_rt"), ("index", "N"),
+))
+ROUNDTRIP_SPEC = Specialisation("selftest.cu", "float32")
 
 
 def kernel_sigs(neuron: str) -> tuple[KernelSig, KernelSig]:

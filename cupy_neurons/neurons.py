@@ -94,7 +94,7 @@ def _params(values: dict[str, Any], x_seq: Tensor, who: str) -> list[Tensor]:
             raise ValueError(f"{who}: parameter {name} must be a float or a tensor, got {type(value).__name__}")
     out = []
     for value in values.values():
-        t = value if isinstance(value, Tensor) else torch.full((1,), float(value), device=x_seq.device)
+        t = value if isinstance(value, Tensor) else torch.full((1,), float(value), dtype=acc, device=x_seq.device)
         t = t.to(acc)
         t = t.reshape(1) if scalar else t.expand(feat).reshape(-1)
         out.append(t.contiguous())
@@ -193,17 +193,20 @@ def _require_cuda(module: Any, x_seq: Any) -> None:
 
 def culif(module: Any, x_seq: Tensor, state: CuLIFState, lam: Any, gam: Any) -> NeuronOutput:
     """``backend='cupy'`` forward of a CuLIF / PCuLIF module."""
+    surrogate = _module_surrogate(module)
     _require_cuda(module, x_seq)
-    return run_culif(x_seq, state, lam, gam, module.theta, _module_surrogate(module), module.detach_reset)
+    return run_culif(x_seq, state, lam, gam, module.theta, surrogate, module.detach_reset)
 
 
 def adlif(module: Any, x_seq: Tensor, state: AdLIFState, alpha: Any, beta: Any, a: Any, b: Any) -> NeuronOutput:
     """``backend='cupy'`` forward of an AdLIF module."""
+    surrogate = _module_surrogate(module)
     _require_cuda(module, x_seq)
-    return run_adlif(x_seq, state, alpha, beta, a, b, module.theta, _module_surrogate(module), module.detach_reset)
+    return run_adlif(x_seq, state, alpha, beta, a, b, module.theta, surrogate, module.detach_reset)
 
 
 def lif(module: Any, x_seq: Tensor, state: LIFState, beta: Any) -> NeuronOutput:
     """``backend='cupy'`` forward of a LIF module."""
+    surrogate = _module_surrogate(module)
     _require_cuda(module, x_seq)
-    return run_lif(x_seq, state, beta, module.theta, _module_surrogate(module), module.detach_reset)
+    return run_lif(x_seq, state, beta, module.theta, surrogate, module.detach_reset)

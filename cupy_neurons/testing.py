@@ -1,0 +1,222 @@
+"""Kernel-versus-reference comparison used by the kernel tests (CPU host build and GPU).
+
+A :class:`Case` names a neuron variant, a shape ``[T, B, *F]``, a storage dtype, a surrogate and
+the reset flag. :func:`run_case` draws inputs (input sequence, every initial state and every raw
+parameter, all requiring grad), runs the kernel path (:mod:`cupy_neurons.neurons`) and the torch
+reference (:mod:`sjframe.neurons.functional`) on the same values, applies one random-weighted
+loss over **every** output (spikes, ``h_seq`` and each final state), and returns both outputs and
+both gradient lists (input, initial states, raw parameters).
+
+Reference semantics per dtype:
+
+* float64 / float32: the torch core in the same dtype, with the layer's spike function.
+* float16 / bfloat16: the kernels keep states in float32 and round only what they store, and
+  take the spike of the *stored* (rounded) potential so that the backward pass recomputes the
+  same spike. The reference is the torch core in float32 on the rounded inputs with a spike
+  function that rounds ``h`` to the storage dtype before the threshold (gradient straight
+  through the rounding); the remaining differences are the rounding of stored values.
+
+:func:`check_case` compares with dtype-specific tolerances (:data:`TOLERANCES`) and also checks
+that the case is informative (some spikes, not all; non-zero reference gradients), so a typo in
+a kernel cannot pass by producing silence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from cupy_neurons import kernels, neurons
+from sjframe.gradients import make_spike_fn
+from sjframe.neurons.functional import adlif_multi_step, culif_multi_step, lif_multi_step
+from sjframe.surrogate import Surrogate, get_surrogate
+
+__all__ = ["TOLERANCES", "VARIANTS", "Case", "case_specs", "check_case", "run_case"]
+
+# variant -> (kernel source, parameter layout): "fixed" floats, "layer" scalars, "neuron" per feature
+VARIANTS: dict[str, tuple[str, str]] = {
+    "culif": ("culif", "fixed"),
+    "pculif": ("culif", "layer"),
+    "pculif_neuron": ("culif", "neuron"),
+    "adlif": ("adlif", "neuron"),
+    "adlif_layer": ("adlif", "layer"),
+    "lif": ("lif", "fixed"),
+    "lif_beta": ("lif", "neuron"),
+}
+
+# dtype -> (max |error| of outputs, of gradients, relative to max(1, max |reference|); max spike mismatch fraction)
+TOLERANCES: dict[torch.dtype, tuple[float, float, float]] = {
+    torch.float64: (1e-12, 1e-11, 0.0),
+    torch.float32: (2e-5, 5e-5, 0.0),
+    torch.float16: (2e-3, 1e-2, 2e-3),
+    torch.bfloat16: (1.6e-2, 6e-2, 5e-3),
+}
+
+THETA = 1.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One comparison: variant (key of :data:`VARIANTS`), shape, dtype, surrogate, reset flag."""
+
+    variant: str
+    T: int
+    B: int
+    feat: tuple[int, ...]
+    dtype: torch.dtype = torch.float64
+    surrogate: Surrogate = get_surrogate()
+    detach_reset: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; valid: {sorted(VARIANTS)}")
+
+    @property
+    def neuron(self) -> str:
+        return VARIANTS[self.variant][0]
+
+    def __str__(self) -> str:
+        dt = str(self.dtype).removeprefix("torch.")
+        band = "" if self.surrogate.band is None else f"|band{self.surrogate.band}"
+        return (f"{self.variant}-T{self.T}-B{self.B}-F{'x'.join(map(str, self.feat))}-{dt}-"
+                f"{self.surrogate.name}{band}-{'detach' if self.detach_reset else 'nodetach'}")
+
+
+def case_specs(cases: list[Case]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """The (specialisation, kernels) items the cases need (for one host bundle build)."""
+    seen: dict[Any, tuple[Any, ...]] = {}
+    for c in cases:
+        spec = kernels.specialisation(c.neuron, str(c.dtype).removeprefix("torch."), c.surrogate.cuda_expr("u"),
+                                      c.detach_reset)
+        seen[spec] = kernels.kernel_sigs(c.neuron)
+    return list(seen.items())
+
+
+def _inputs(case: Case, device: torch.device) -> dict[str, Any]:
+    """Random leaves (CPU generator, then moved): x, states, raw parameters (float32/64)."""
+    g = torch.Generator().manual_seed(case.seed)
+    store = case.dtype
+    pdt = torch.float64 if store == torch.float64 else torch.float32
+    shape = (case.T, case.B, *case.feat)
+    state_shape = shape[1:]
+
+    def leaf(t: Tensor, dtype: torch.dtype) -> Tensor:
+        return t.to(device=device, dtype=dtype).requires_grad_()
+
+    scale, offset = {"culif": (1.5, 0.6), "adlif": (2.5, 1.0), "lif": (0.8, 0.3)}[case.neuron]
+    x = leaf(torch.randn(shape, generator=g, dtype=torch.float64) * scale + offset, store)
+    if case.neuron == "culif":
+        states = [leaf(torch.randn(state_shape, generator=g, dtype=torch.float64) * 0.4, store) for _ in range(2)]
+    elif case.neuron == "adlif":
+        states = [leaf(torch.randn(state_shape, generator=g, dtype=torch.float64) * 0.4, store) for _ in range(3)]
+        states.append(leaf((torch.rand(state_shape, generator=g) < 0.3).double(), store))
+    else:
+        states = [leaf(torch.randn(state_shape, generator=g, dtype=torch.float64) * 0.6, store) for _ in range(2)]
+    layout = VARIANTS[case.variant][1]
+    pshape = case.feat if layout == "neuron" else (1,)
+    n_params = {"culif": 2, "adlif": 4, "lif": 1}[case.neuron]
+    raw: list[Tensor] = []
+    if layout != "fixed":
+        for k in range(n_params):
+            if case.neuron == "adlif" and k >= 2:  # a, b in [0, 1]
+                raw.append(leaf(torch.rand(pshape, generator=g, dtype=torch.float64), pdt))
+            else:  # raw decay logits around sigmoid^-1(0.6 .. 0.9)
+                raw.append(leaf(torch.rand(pshape, generator=g, dtype=torch.float64) * 1.8 + 0.4, pdt))
+    weights_g = torch.Generator().manual_seed(case.seed + 1000)
+    return {"x": x, "states": states, "raw": raw, "wgen": weights_g}
+
+
+def _params(case: Case, raw: list[Tensor]) -> list[Any]:
+    if case.variant in ("culif",):
+        return [math.exp(-1 / 5.0), math.exp(-1 / 3.0)]
+    if case.variant == "lif":
+        return [math.exp(-1 / 8.0)]
+    if case.neuron == "adlif":
+        return [torch.sigmoid(raw[0]), torch.sigmoid(raw[1]), raw[2], raw[3]]
+    return [torch.sigmoid(r) for r in raw]
+
+
+def _reference_spike_fn(case: Case) -> Any:
+    base = make_spike_fn(case.surrogate)
+    if case.dtype in (torch.float32, torch.float64):
+        return base
+    store = case.dtype
+
+    def spike(u: Tensor) -> Tensor:  # spike of the stored (rounded) potential, gradient straight through
+        return base((u + THETA).to(store).to(u.dtype) - THETA)
+
+    return spike
+
+
+def _outputs(out: Any) -> list[Tensor]:
+    return [out.spikes, out.h_seq, *out.state]
+
+
+def run_case(case: Case, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Run kernel and reference on the same random inputs; return outputs and gradients of both."""
+    device = torch.device(device)
+    data = _inputs(case, device)
+    x, states, raw = data["x"], data["states"], data["raw"]
+    leaves = [x, *states, *raw]
+
+    # kernel path (storage dtype)
+    params = _params(case, raw)
+    runner = {"culif": neurons.run_culif, "adlif": neurons.run_adlif, "lif": neurons.run_lif}[case.neuron]
+    k_out = _outputs(runner(x, tuple(states), *params, THETA, case.surrogate, case.detach_reset))
+
+    # reference path: same values, float32 for the 16-bit storage types
+    rdt = case.dtype if case.dtype in (torch.float32, torch.float64) else torch.float32
+    r_leaves = [t.detach().to(rdt).requires_grad_() if t.dtype == case.dtype else t.detach().clone().requires_grad_()
+                for t in leaves]
+    rx, r_states, r_raw = r_leaves[0], r_leaves[1:1 + len(states)], r_leaves[1 + len(states):]
+    core = {"culif": culif_multi_step, "adlif": adlif_multi_step, "lif": lif_multi_step}[case.neuron]
+    r_out = _outputs(core(rx, tuple(r_states), *_params(case, r_raw), THETA, _reference_spike_fn(case),
+                          case.detach_reset))
+
+    weights = [torch.randn(o.shape, generator=data["wgen"], dtype=torch.float64) for o in r_out]
+
+    def loss(outs: list[Tensor]) -> Tensor:
+        return sum((o.double() * w.to(o.device)).sum() for o, w in zip(outs, weights))
+
+    k_grads = torch.autograd.grad(loss(k_out), leaves)
+    r_grads = torch.autograd.grad(loss(r_out), r_leaves)
+    return {"k_out": [o.detach() for o in k_out], "r_out": [o.detach() for o in r_out],
+            "k_grads": list(k_grads), "r_grads": list(r_grads)}
+
+
+def _max_rel_err(a: Tensor, b: Tensor) -> float:
+    a, b = a.double().cpu(), b.double().cpu()
+    scale = max(1.0, float(b.abs().max())) if b.numel() else 1.0
+    return float((a - b).abs().max()) / scale if b.numel() else 0.0
+
+
+def check_case(case: Case, device: str | torch.device = "cpu", tolerances: dict | None = None) -> dict[str, float]:
+    """Run a case and assert agreement; return the measured errors (for reports)."""
+    tol_out, tol_grad, tol_spike = (tolerances or TOLERANCES)[case.dtype]
+    res = run_case(case, device)
+    ks, rs = res["k_out"][0].double().cpu(), res["r_out"][0].double().cpu()
+    mismatch = float((ks != rs).double().mean())
+    errs = {"spike_mismatch": mismatch}
+    assert mismatch <= tol_spike, f"{case}: spike mismatch fraction {mismatch:.2e} > {tol_spike:.0e}"
+    rate = float(rs.mean())
+    if ks.numel() >= 50 and case.T >= 4:  # informative case: the neurons fire, but not always
+        assert 0.02 < rate < 0.98, f"{case}: uninformative spike rate {rate:.3f}"
+    names_out = ["spikes", "h_seq"] + [f"state{i}" for i in range(len(res["k_out"]) - 2)]
+    for name, a, b in zip(names_out[1:], res["k_out"][1:], res["r_out"][1:]):
+        err = _max_rel_err(a, b)
+        errs[name] = err
+        assert err <= tol_out, f"{case}: output {name} error {err:.2e} > {tol_out:.0e}"
+    for i, (a, b) in enumerate(zip(res["k_grads"], res["r_grads"])):
+        assert a is not None and b is not None, f"{case}: gradient {i} missing"
+        assert a.shape == b.shape, f"{case}: gradient {i} shape {tuple(a.shape)} != {tuple(b.shape)}"
+        if ks.numel() >= 50:
+            assert float(b.abs().max()) > 0, f"{case}: reference gradient {i} is zero (uninformative case)"
+        err = _max_rel_err(a, b)
+        errs[f"grad{i}"] = err
+        assert err <= tol_grad, f"{case}: gradient {i} (0 = input, then states, then parameters) error {err:.2e}"
+    return errs

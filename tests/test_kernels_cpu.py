@@ -1,0 +1,250 @@
+"""CPU checks of the CUDA kernels: the same kernel text compiled as host C++ (host_shim.h).
+
+Kernel outputs, final states and every gradient (input, initial states, raw parameters) are
+compared with the torch reference cores under random-weighted losses on every output, over odd
+shapes (T = 1, N = 1, N not a multiple of the 256-thread block, multi-block), every surrogate
+(and a band-truncated one), both reset modes, and the four storage dtypes. A mutation test shows
+that a one-token change in a kernel's math fails these comparisons.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from cupy_neurons import build, kernels, launch, ops
+from cupy_neurons.neurons import culif as culif_module_entry
+from cupy_neurons.neurons import run_adlif, run_culif, run_lif
+from cupy_neurons.testing import VARIANTS, Case, case_specs, check_case, run_case
+from sjframe.gradients import GradientSpec
+from sjframe.surrogate import SURROGATE_TABLE, get_surrogate
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ for the host build")
+
+SHAPES = [(1, 1, (1,)), (7, 3, (5,)), (5, 2, (3, 37)), (3, 2, (150,)), (2, 3, (257,))]
+SURROGATES = [get_surrogate(name) for name in SURROGATE_TABLE] + [get_surrogate("fast_sigmoid", rho=100.0, band=0.2)]
+
+CASES_F64_SHAPES = [Case(v, t, b, f, torch.float64, get_surrogate(), det)
+                    for v in VARIANTS for (t, b, f) in SHAPES for det in (True, False)]
+CASES_F64_SURROGATES = [Case(v, 6, 2, (40,), torch.float64, s, det, seed=3)
+                        for v in VARIANTS for s in SURROGATES for det in (True, False)]
+CASES_F32 = [Case(v, t, b, f, torch.float32, get_surrogate("arctan"), True, seed=1)
+             for v in VARIANTS for (t, b, f) in SHAPES]
+CASES_16 = [Case(v, t, b, f, dt, get_surrogate(), det, seed=2)
+            for v in VARIANTS for dt in (torch.float16, torch.bfloat16)
+            for (t, b, f), det in (((1, 1, (1,)), True), ((9, 3, (70,)), True), ((6, 2, (90,)), False))]
+ALL_CASES = CASES_F64_SHAPES + CASES_F64_SURROGATES + CASES_F32 + CASES_16
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _host_bundle() -> None:
+    """One g++ run for every specialisation the tests need (cached on disk by source hash)."""
+    launch.preload_host(case_specs(ALL_CASES) + [(kernels.ROUNDTRIP_SPEC, (kernels.ROUNDTRIP_SIG,))])
+
+
+# ------------------------------------------------------------------------------------ arithmetic
+@pytest.mark.parametrize("case", CASES_F64_SHAPES, ids=str)
+def test_float64_shapes(case: Case) -> None:
+    check_case(case)
+
+
+@pytest.mark.parametrize("case", CASES_F64_SURROGATES, ids=str)
+def test_float64_every_surrogate(case: Case) -> None:
+    check_case(case)
+
+
+@pytest.mark.parametrize("case", CASES_F32, ids=str)
+def test_float32(case: Case) -> None:
+    check_case(case)
+
+
+@pytest.mark.parametrize("case", CASES_16, ids=str)
+def test_float16_bfloat16(case: Case) -> None:
+    check_case(case)
+
+
+def test_16bit_conversions_match_torch() -> None:
+    """common.cuh's binary16 / bfloat16 rounding equals torch's (every half value, random floats, edges)."""
+    every_half = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(torch.float16).float()
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(100_000, generator=g) * torch.exp(torch.randn(100_000, generator=g) * 8)
+    ties = (every_half[:31744] + torch.nextafter(every_half[:31744], torch.tensor(math.inf))) / 2  # near midpoints
+    edges = torch.tensor([65504.0, 65519.99, 65520.0, 1e10, -1e10, math.inf, -math.inf, math.nan, 2**-25,
+                          2**-25 * 1.0001, 2**-24 * 1.5, 2**-24 * 2.5, 0.0, -0.0, 3.4e38, 1.0 + 2**-11, 1.0 + 3 * 2**-11])
+    x = torch.cat([every_half, wide, ties, edges]).contiguous()
+    half_rt, bf16_rt = torch.empty_like(x), torch.empty_like(x)
+    launch.launch(kernels.ROUNDTRIP_SPEC, kernels.ROUNDTRIP_SIG, x.numel(), [x, half_rt, bf16_rt, x.numel()])
+    for got, want in ((half_rt, x.half().float()), (bf16_rt, x.bfloat16().float())):
+        nan = want.isnan()
+        assert torch.equal(got.isnan(), nan)
+        assert torch.equal(got[~nan], want[~nan])
+        assert torch.equal(torch.signbit(got[~nan]), torch.signbit(want[~nan]))
+
+
+def test_double_precision_expr() -> None:
+    expr = get_surrogate("laplace").cuda_expr("u")
+    assert "fabsf" in expr and "expf" in expr
+    out = build.double_precision_expr(expr)
+    assert "fabsf" not in out and "expf" not in out and "0.05f" not in out and "0.05" in out
+
+
+# ------------------------------------------------------------------------------------ mutation
+MUTATIONS = [
+    ("culif.cu", "    i = gam * i + x;", "    i = lam * i + x;", Case("pculif_neuron", 6, 2, (40,))),
+    ("culif.cu", "di = gam * di + ((acc_t)1 - lam) * dh;", "di = gam * di + lam * dh;", Case("culif", 6, 2, (40,))),
+    ("adlif.cu", "    ch = a * dw;", "    ch = b * dw;", Case("adlif", 6, 2, (40,))),
+    ("lif.cu", "    dh -= theta * dn * sg;", "    dh += theta * dn * sg;",
+     Case("lif", 6, 2, (40,), detach_reset=False)),
+]
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: f"{m[0]}:{m[2].strip()}")
+def test_a_typo_in_a_kernel_fails(mutation: tuple, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    source, old, new, case = mutation
+    check_case(case)  # the true kernel passes
+    for path in build.SOURCE_DIR.iterdir():
+        if path.suffix in (".cu", ".cuh", ".h"):
+            shutil.copy(path, tmp_path / path.name)
+    text = (tmp_path / source).read_text()
+    assert text.count(old) == 1, f"mutation anchor {old!r} not unique in {source}"
+    (tmp_path / source).write_text(text.replace(old, new))
+    monkeypatch.setattr(build, "SOURCE_DIR", tmp_path)
+    monkeypatch.setattr(build, "host_library", build.host_library.__wrapped__)  # bypass the in-process cache
+    monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())
+    with pytest.raises(AssertionError):
+        check_case(case)
+
+
+# ------------------------------------------------------------------------------------ glue
+def test_noncontiguous_input_and_state_give_the_same_result() -> None:
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(6, 8, 3, 5, generator=g, dtype=torch.float64) + 0.5  # [T, F1, B, F2]
+    x_nc = base.transpose(1, 2)  # [T, B=3, 8, 5], not contiguous
+    v0 = torch.randn(5, 8, 3, generator=g, dtype=torch.float64).permute(2, 1, 0)  # [3, 8, 5] non-contiguous
+    i0 = torch.zeros(3, 8, 5, dtype=torch.float64)
+    sur = get_surrogate()
+    a = run_culif(x_nc, (v0, i0), 0.8, 0.7, 1.0, sur)
+    b = run_culif(x_nc.contiguous(), (v0.contiguous(), i0), 0.8, 0.7, 1.0, sur)
+    assert not x_nc.is_contiguous()
+    for u, w in zip((a.spikes, a.h_seq, *a.state), (b.spikes, b.h_seq, *b.state)):
+        assert torch.equal(u, w)
+
+
+def test_parameter_broadcast_per_channel() -> None:
+    """A (C, 1) parameter broadcasts over the feature shape (C, L) and its gradient sums back."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(5, 2, 3, 4, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    beta_c = torch.full((3, 1), 0.8, dtype=torch.float64, requires_grad=True)
+    out = run_lif(x, None, beta_c, 1.0, get_surrogate())
+    (grad_c,) = torch.autograd.grad((out.h_seq ** 2).sum(), beta_c)
+    beta_full = beta_c.detach().expand(3, 4).clone().requires_grad_()
+    out2 = run_lif(x, None, beta_full, 1.0, get_surrogate())
+    (grad_full,) = torch.autograd.grad((out2.h_seq ** 2).sum(), beta_full)
+    assert grad_c.shape == (3, 1)
+    torch.testing.assert_close(grad_c, grad_full.sum(1, keepdim=True), rtol=1e-12, atol=1e-12)
+
+
+def test_no_grad_forward_skips_saved_sequences() -> None:
+    x = torch.randn(4, 2, 3)
+    w = torch.zeros(3, requires_grad=True)
+    with torch.no_grad():
+        out = run_culif(x, None, torch.sigmoid(w), torch.sigmoid(w), 1.0, get_surrogate())
+    assert out.spikes.shape == (4, 2, 3) and not out.spikes.requires_grad
+    _s, _h, _v, _i, iprev = ops.culif_fwd(x.reshape(4, 6), x.new_zeros(6), x.new_zeros(6), torch.full((1,), 0.5),
+                                          torch.full((1,), 0.5), 1.0, get_surrogate().cuda_expr("u"), True, False)
+    assert iprev.numel() == 0
+
+
+def test_validation_errors() -> None:
+    sur = get_surrogate()
+    x = torch.randn(4, 2, 3)
+    with pytest.raises(ValueError, match="x_seq dtype"):
+        run_lif(x.to(torch.int32), None, 0.9, 1.0, sur)
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        run_lif(torch.randn(4), None, 0.9, 1.0, sur)
+    with pytest.raises(ValueError, match="at least one time step"):
+        run_lif(torch.randn(0, 2, 3), None, 0.9, 1.0, sur)
+    with pytest.raises(ValueError, match="state v has shape"):
+        run_culif(x, (torch.zeros(2, 4), torch.zeros(2, 3)), 0.9, 0.8, 1.0, sur)
+    with pytest.raises(ValueError, match="state must have 4 tensors"):
+        run_adlif(x, (torch.zeros(2, 3),), 0.9, 0.8, 0.1, 0.1, 1.0, sur)
+    with pytest.raises(ValueError, match="parameter alpha of shape"):
+        run_adlif(x, None, torch.rand(4), 0.8, 0.1, 0.1, 1.0, sur)
+    with pytest.raises(ValueError, match="parameter beta must be finite"):
+        run_lif(x, None, math.nan, 1.0, sur)
+    with pytest.raises(ValueError, match="theta must be a finite number"):
+        run_lif(x, None, 0.9, math.inf, sur)
+    with pytest.raises(ValueError, match="surrogate must be"):
+        run_lif(x, None, 0.9, 1.0, "fast_sigmoid")
+
+
+def test_module_entry_requires_cuda_and_rejects_localzo() -> None:
+    module = SimpleNamespace(theta=1.0, surrogate=get_surrogate(), gradient=GradientSpec(), detach_reset=True)
+    with pytest.raises(ValueError, match="must be a CUDA tensor"):
+        culif_module_entry(module, torch.randn(3, 2, 4), None, 0.9, 0.8)
+    module.gradient = GradientSpec(mode="localzo")
+    with pytest.raises(ValueError, match="localzo"):
+        culif_module_entry(module, torch.randn(3, 2, 4), None, 0.9, 0.8)
+
+
+def test_modules_refuse_cupy_backend_without_gpu() -> None:
+    from sjframe.neurons import CuLIF
+    from sjframe.neurons.backends import cupy_unavailable_reason
+
+    if cupy_unavailable_reason() is None:
+        pytest.skip("CUDA and CuPy are available here")
+    with pytest.raises(RuntimeError, match="backend='cupy' cannot run here"):
+        CuLIF(backend="cupy")
+
+
+# ------------------------------------------------------------------------------------ torch.library
+def test_opcheck_custom_ops() -> None:
+    """Schema, fake tensors, autograd registration and AOT dispatch of the three forward ops."""
+    g = torch.Generator().manual_seed(0)
+    T, N = 4, 6
+    x = (torch.randn(T, N, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    z = [torch.zeros(N, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    p = [torch.full((N,), 0.7, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    expr = get_surrogate().cuda_expr("u")
+    torch.library.opcheck(ops.culif_fwd, (x, z[0], z[1], p[0], p[1], 1.0, expr, True, True))
+    torch.library.opcheck(ops.adlif_fwd, (x, z[0], z[1], z[2], z[3], *p, 1.0, expr, False, True))
+    torch.library.opcheck(ops.lif_fwd, (x, z[0], z[1], p[0], 1.0, expr, True))
+
+
+def test_torch_compile_matches_eager() -> None:
+    """A Linear + kernel-neuron net under torch.compile (aot_eager: fake tensors + autograd graph)."""
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(0)
+    lin = torch.nn.Linear(6, 5, bias=False, dtype=torch.float64)
+    w_m = torch.nn.Parameter(torch.full((5,), 1.2, dtype=torch.float64))
+    sur = get_surrogate()
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        out = run_culif(lin(x), None, torch.sigmoid(w_m), torch.sigmoid(w_m) * 0.9, 0.5, sur)
+        out2 = run_lif(out.h_seq, None, 0.8, 0.5, sur)
+        return (out.spikes * 0.3 + out2.h_seq).sum()
+
+    x = torch.randn(5, 3, 6, generator=g, dtype=torch.float64) * 2 + 0.5
+    eager = net(x)
+    grads_eager = torch.autograd.grad(eager, [lin.weight, w_m])
+    compiled = torch.compile(net, backend="aot_eager", fullgraph=True)
+    comp = compiled(x)
+    grads_comp = torch.autograd.grad(comp, [lin.weight, w_m])
+    torch.testing.assert_close(comp, eager, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads_comp, grads_eager):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_launch_counter_counts_host_launches() -> None:
+    before = launch.launch_counts().get(("cpu", "lif_forward"), 0)
+    run_lif(torch.randn(3, 2, 2), None, 0.9, 1.0, get_surrogate())
+    assert launch.launch_counts()[("cpu", "lif_forward")] == before + 1
+
+
+def test_run_case_returns_every_gradient() -> None:
+    res = run_case(Case("adlif", 3, 2, (4,)))
+    assert len(res["k_grads"]) == 1 + 4 + 4  # input, four states, four raw parameters
