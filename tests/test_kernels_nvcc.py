@@ -1,0 +1,74 @@
+"""Every kernel source compiles for the GPU without a GPU: nvcc (sm_80, sm_90) and NVRTC (CuPy's path).
+
+Instantiations: every neuron source x every storage dtype x both reset modes (with the default
+surrogate) through nvcc to real sm_80 and sm_90 code (ptxas runs, so inline PTX is checked);
+every surrogate (and a band-truncated one) in float and double precision through nvcc to PTX for
+both architectures (the surrogate is the only part of a kernel that differs between them); and
+the single-specialisation texts that CuPy's ``RawModule`` compiles at run time through NVRTC.
+Warnings are errors.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cupy_neurons import build, kernels
+from sjframe.surrogate import SURROGATE_TABLE, get_surrogate
+
+NEURONS = ("culif", "adlif", "lif")
+requires_nvcc = pytest.mark.skipif(build.nvcc_path() is None, reason="nvcc not found")
+
+
+def _nvrtc():  # noqa: ANN202 - the cupy_backends nvrtc module or None
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+    except Exception:  # noqa: BLE001 - any import / loading failure means NVRTC is not usable here
+        return None
+    return nvrtc
+
+
+@requires_nvcc
+@pytest.mark.slow
+def test_nvcc_every_neuron_dtype_and_reset_sm80_sm90() -> None:
+    specs = [kernels.specialisation(n, d, get_surrogate().cuda_expr("u"), det)
+             for n in NEURONS for d in build.DTYPES for det in (True, False)]
+    specs.append(kernels.ROUNDTRIP_SPEC)
+    fatbin = build.compile_nvcc(build.render_device_bundle(specs), ("sm_80", "sm_90"), "fatbin")
+    assert len(fatbin) > 10_000
+
+
+@requires_nvcc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nvcc_every_surrogate_float_and_double(arch: str) -> None:
+    surrogates = [get_surrogate(name) for name in SURROGATE_TABLE] + [get_surrogate("fast_sigmoid", band=0.2)]
+    specs = [kernels.specialisation(n, d, s.cuda_expr("u"), True)
+             for s in surrogates for d in ("float32", "float64") for n in ("lif",)]
+    ptx = build.compile_nvcc(build.render_device_bundle(specs), (arch,), "ptx").decode()
+    for i in range(len(specs)):  # every instantiation made it into the PTX
+        assert f"lif_backward_s{i}" in ptx and f"lif_forward_s{i}" in ptx
+
+
+@requires_nvcc
+def test_nvcc_reports_errors() -> None:
+    bad = build.render_device(kernels.specialisation("lif", "float32", "undefined_function(u)", True))
+    with pytest.raises(build.KernelCompileError, match="undefined_function"):
+        build.compile_nvcc(bad, ("sm_80",), "ptx")
+
+
+@pytest.mark.skipif(_nvrtc() is None, reason="NVRTC (cupy_backends) not loadable")
+@pytest.mark.parametrize("neuron", NEURONS)
+def test_nvrtc_compiles_the_runtime_texts(neuron: str) -> None:
+    """The exact texts (and options) ``cupy.RawModule`` compiles when a layer first runs."""
+    nvrtc = _nvrtc()
+    for dtype in build.DTYPES:
+        text = build.render_device(kernels.specialisation(neuron, dtype, get_surrogate("sigmoid").cuda_expr("u"), True))
+        prog = nvrtc.createProgram(text, f"{neuron}_{dtype}.cu", [], [])
+        try:
+            nvrtc.compileProgram(prog, ["-arch=compute_80", *build.NVRTC_OPTIONS])
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"NVRTC failed on {neuron}/{dtype}: {exc}\n{nvrtc.getProgramLog(prog)}")
+        ptx = nvrtc.getPTX(prog)
+        ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
+        assert f"{neuron}_forward" in ptx and f"{neuron}_backward" in ptx
