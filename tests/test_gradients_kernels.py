@@ -1,0 +1,106 @@
+"""The S3GD / LocalZO CUDA kernels (cupy_neurons/sparse/s3gd.cu): compiled by nvcc for sm_80 and
+sm_90, and their arithmetic checked on the CPU through the host-C++ build against the torch reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cupy_neurons import build
+from cupy_neurons.sparse import kernels as K
+from sjframe.gradients import GradientSpec
+from sjframe.gradients import localzo as lz
+from sjframe.gradients.sparse_layer import _OpConfig, _SparseLinearLIFFn
+from sjframe.surrogate import get_surrogate
+
+BAND_SURROGATES = {
+    "fast_sigmoid": get_surrogate("fast_sigmoid", rho=100.0).with_band(0.4),
+    "arctan": get_surrogate("arctan", alpha=3.0).with_band(0.3),
+}
+
+
+@pytest.mark.skipif(build.nvcc_path() is None, reason="nvcc not found")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernels_compile_with_nvcc_for_sm80_and_sm90(dtype: torch.dtype) -> None:
+    for sur in (BAND_SURROGATES["fast_sigmoid"].cuda_expr("u"),):
+        text = K.device_text(K.specialisation(dtype, sur))
+        out = build.compile_nvcc(text, ("sm_80", "sm_90"), kind="fatbin")  # warnings are errors
+        for name in K.KERNELS:  # every extern "C" kernel is in the binary
+            assert name.encode() in out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dist", lz.LOCALZO_DISTRIBUTIONS)
+def test_localzo_kernel_equals_torch_philox(dist: str, dtype: torch.dtype) -> None:
+    u = (torch.randn(5, 7, 11) * 0.08).to(dtype)
+    key = 0x1234_5678_9ABC_DEF0
+    g_kernel = K.localzo_estimate_kernel(u, dist, 0.05, 3, 100.0, key)
+    g_torch = lz.localzo_estimate_with(u, dist, 0.05, 3, 100.0, "philox", None, key)
+    assert g_kernel.dtype == dtype
+    assert int((g_torch != 0).sum()) > 10
+    # same Philox words, same table: bit-identical except possibly an ulp of logf at a boundary
+    same = (g_kernel == g_torch).double().mean()
+    assert float(same) >= 0.995
+    assert torch.allclose(g_kernel, g_torch, rtol=1e-5, atol=0) or float(same) < 1
+
+
+SHAPES = [(1, 2, 3, 4), (9, 3, 7, 5), (13, 2, 5, 300)]  # T = 1; odd sizes; N above one block
+
+
+def _layer_grads(backend: str, x, ws, spec, surrogate, seed: int, pass_active: bool):
+    cfg = _OpConfig(0.85, 1.0, spec.surrogate_for(surrogate), spec, backend)
+    gen = torch.Generator().manual_seed(seed)
+    s, idx, outs = x, None, []
+    for w in ws:
+        s, idx = _SparseLinearLIFFn.apply(s, w, cfg, idx if pass_active else None, gen)
+        outs.append(s)
+    rgen = torch.Generator().manual_seed(1)
+    loss = sum((o * torch.randn(o.shape, generator=rgen, dtype=o.dtype)).sum() for o in outs)
+    return torch.autograd.grad(loss, [x, *ws]), outs
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_backward_kernels_equal_torch(shape, dtype: torch.dtype) -> None:
+    T, B, n_in, n = shape
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = (torch.rand(T, B, n_in, generator=gen) < 0.4).to(dtype).requires_grad_()
+    ws = [(torch.randn(n, n_in, generator=gen) * 1.5 / n_in**0.5).to(dtype).requires_grad_(),
+          (torch.randn(6, n, generator=gen) * 2.0 / n**0.5).to(dtype).requires_grad_()]
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
+    cases = [
+        (GradientSpec(mode="sparse", b_th=0.4), BAND_SURROGATES["fast_sigmoid"]),
+        (GradientSpec(mode="sparse", b_th=0.3), BAND_SURROGATES["arctan"]),
+        (GradientSpec(mode="localzo", delta=0.3, samples=2, distribution="sigmoid", rng="philox"), None),
+    ]
+    for spec, sur in cases:
+        sur = sur or BAND_SURROGATES["fast_sigmoid"]
+        for pass_active in (True, False):
+            ref, out_ref = _layer_grads("torch", x, ws, spec, sur, 3, pass_active)
+            got, out_got = _layer_grads("cupy", x, ws, spec, sur, 3, pass_active)  # host build on CPU tensors
+            for a, b in zip(out_ref, out_got, strict=True):
+                assert torch.equal(a, b)
+            for a, b in zip(ref, got, strict=True):
+                assert torch.allclose(a, b, **tol), (spec.mode, pass_active, float((a - b).abs().max()))
+
+
+def test_kernel_launcher_validates_arguments() -> None:
+    spec = K.specialisation(torch.float32)
+    with pytest.raises(ValueError, match="takes"):
+        K.launch(spec, "s3gd_active_grad", 1, (torch.zeros(1),))
+    with pytest.raises(ValueError, match="int64"):
+        K.launch(spec, "s3gd_active_grad", 1, (torch.zeros(1), torch.zeros(1), torch.zeros(1), 1, 0, torch.zeros(1)))
+    with pytest.raises(ValueError, match="float32 and float64"):
+        K.specialisation(torch.float16)
+    with pytest.raises(ValueError, match="distribution"):
+        K.localzo_estimate_kernel(torch.zeros(3), "cauchy", 0.05, 1, 100.0, 1)
+
+
+def test_empty_active_sets() -> None:
+    T, B, n_in, n = 4, 2, 3, 5
+    w = torch.randn(n, n_in)
+    grad_x, grad_w = K.s3gd_backward_kernels(
+        torch.randn(T, B, n), torch.zeros(0, dtype=torch.int64), torch.zeros(0), w, torch.rand(T, B, n_in),
+        torch.arange(5), (T, B, n_in), 0.9, BAND_SURROGATES["fast_sigmoid"].cuda_expr("u"),
+    )
+    assert bool((grad_x == 0).all()) and bool((grad_w == 0).all())
