@@ -248,3 +248,28 @@ def test_launch_counter_counts_host_launches() -> None:
 def test_run_case_returns_every_gradient() -> None:
     res = run_case(Case("adlif", 3, 2, (4,)))
     assert len(res["k_grads"]) == 1 + 4 + 4  # input, four states, four raw parameters
+
+
+@pytest.mark.parametrize("which", ["spikes", "h_seq", "state"])
+def test_loss_on_one_output_only(which: str) -> None:
+    """Absent output gradients reach the kernels as null pointers (= zero) and give the reference result."""
+    from sjframe.gradients import make_spike_fn
+    from sjframe.neurons.functional import adlif_multi_step
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(8, 3, 20, generator=g, dtype=torch.float64) * 2.5 + 1.0).requires_grad_()
+    raw = torch.rand(4, 20, generator=g, dtype=torch.float64).requires_grad_()
+    sur = get_surrogate()
+
+    def pick(out):  # noqa: ANN001, ANN202
+        return {"spikes": out.spikes, "h_seq": out.h_seq, "state": out.state[1]}[which]
+
+    params = lambda: (torch.sigmoid(raw[0] + 1), torch.sigmoid(raw[1] + 2), raw[2], raw[3])  # noqa: E731
+    k = pick(run_adlif(x, None, *params(), 1.0, sur))
+    r = pick(adlif_multi_step(x, None, *params(), 1.0, make_spike_fn(sur)))
+    w = torch.randn(r.shape, generator=g, dtype=torch.float64)
+    gk = torch.autograd.grad((k * w).sum(), [x, raw])
+    gr = torch.autograd.grad((r * w).sum(), [x, raw])
+    for a, b in zip(gk, gr):
+        assert float(b.abs().max()) > 0
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
