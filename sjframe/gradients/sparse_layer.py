@@ -99,7 +99,7 @@ def _check_args(x: torch.Tensor, weight: torch.Tensor, in_active: ActiveSet | No
         )
     if weight.dtype != x.dtype or weight.device != x.device:
         raise ValueError(f"weight ({weight.dtype}, {weight.device}) must match x ({x.dtype}, {x.device})")
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(x.detach()).all():
         raise ValueError("x contains NaN or inf")
     if in_active is not None:
         if not isinstance(in_active, ActiveSet):
