@@ -273,3 +273,18 @@ def test_loss_on_one_output_only(which: str) -> None:
     for a, b in zip(gk, gr):
         assert float(b.abs().max()) > 0
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_benchmark_exits_clearly_without_gpu() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sjframe.neurons.backends import cupy_unavailable_reason
+
+    if cupy_unavailable_reason() is None:
+        pytest.skip("a GPU is present: the benchmark would run")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "needs a CUDA GPU" in proc.stderr and "Nothing was measured" in proc.stderr
