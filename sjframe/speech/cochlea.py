@@ -1,0 +1,293 @@
+"""lauscher's cochlea model (the model family behind SHD), with its slow loops compiled by numba.
+
+lauscher's ``Wave2Spike`` chain, for a mono waveform ``w [n]`` at ``fs`` Hz:
+
+1. ``RmsNormalizer(0.3)``: ``w <- 0.3 * w / rms(w)``; ``HanningWindow(ramp, ramp)``: Hann fade-in/out
+   (lauscher's default ramp is half the track, i.e. one Hann window over the whole signal).
+2. ``BasilarMembrane(channels)``: hydrodynamic shallow-water model (Sieroka et al. 2006); channel ``k``
+   at cochlear position ``c_k = 3.5 * k / (channels - 1)`` gets the velocity
+   ``v_k = Re(ifft(V(omega, c_k) * FFT(w)[:n//2+1]))`` with ``n//2 + 1`` samples at ``fs // 2`` Hz.
+3. ``HairCell``: Meddis' transmitter-pool inner hair cell, a per-sample recurrence per channel
+   giving a firing probability ``p_k [m]``.
+4. ``BushyCell``: per channel, 40 auditory-nerve fibres spike with probability ``p_k`` (NumPy's legacy
+   generator, ``rand(m, 40) < p_k[:, None]``, refractory 1 ms), converging on one LIF bushy cell
+   (``tau_mem`` 1 ms, ``tau_syn`` 0.5 ms, refractory 1 ms) whose spikes are the output.
+
+Output: spike times ``t = sample / (fs // 2)`` (s) and unit ids ``k`` in ``0..channels-1``, sorted by
+time then unit (lauscher's ``SpikeTrain.from_dense`` order).
+
+Speed: steps 3 and 4 are plain-Python loops in lauscher (~90 s per word for 700 channels). Here
+lauscher's own functions ``HairCell._meddis`` and ``BushyCell._lif`` are compiled with ``numba.njit``
+at run time, taking the model parameters as a named tuple in place of ``self``. Two NumPy calls in
+them have no numba equivalent with identical results, so the compiled clones see a NumPy namespace
+where ``max`` of a list and ``sum`` of a 1-d array are replaced by numba functions reproducing NumPy's
+results bit for bit (NaN-propagating maximum; NumPy's pairwise summation order). The channel-
+independent factors of the basilar-membrane transfer function are evaluated once per waveform
+instead of once per channel (same function, same inputs, same values). Channels are processed one
+at a time (small memory), drawing the random numbers in lauscher's order, so ``cochlea_spikes`` gives
+exactly the spikes of stock lauscher for the same seed (``reference_cochlea_spikes`` runs stock
+lauscher; ``tests/test_speech.py`` compares them).
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+import warnings
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CochleaConfig", "cochlea_spikes", "reference_cochlea_spikes"]
+
+
+@dataclass(frozen=True)
+class CochleaConfig:
+    """Parameters of the cochlea chain: ``channels`` (SHD: 700), ``rms_level`` (lauscher: 0.3),
+    ``ramp_s`` (Hann fade-in/out length in seconds; ``None`` = lauscher's default, half the track)."""
+
+    channels: int = 700
+    rms_level: float = 0.3
+    ramp_s: float | None = 0.01
+
+    def __post_init__(self) -> None:
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or self.channels < 2:
+            raise ValueError(f"channels must be an int >= 2, got {self.channels!r}")
+        if not (isinstance(self.rms_level, int | float) and np.isfinite(self.rms_level) and self.rms_level > 0):
+            raise ValueError(f"rms_level must be a finite number > 0, got {self.rms_level!r}")
+        if self.ramp_s is not None and not (isinstance(self.ramp_s, int | float) and 0 <= self.ramp_s < np.inf):
+            raise ValueError(f"ramp_s must be None or a finite number >= 0 (seconds), got {self.ramp_s!r}")
+
+
+def _lauscher() -> types.SimpleNamespace:
+    try:
+        from lauscher.audiowaves import MonoAudioWave
+        from lauscher.transformations import BasilarMembrane, BushyCell, HairCell, HanningWindow, RmsNormalizer
+        from lauscher.transformations import bushy_cell as bushy_module
+        from lauscher.transformations import hair_cell as hair_module
+    except ImportError as e:
+        from sjframe.speech import INSTALL_HINT
+
+        raise ImportError(f"lauscher is not installed: {INSTALL_HINT}") from e
+    return types.SimpleNamespace(
+        MonoAudioWave=MonoAudioWave, BasilarMembrane=BasilarMembrane, BushyCell=BushyCell, HairCell=HairCell,
+        HanningWindow=HanningWindow, RmsNormalizer=RmsNormalizer, bushy_module=bushy_module, hair_module=hair_module,
+    )  # fmt: skip
+
+
+def _numba() -> Any:
+    try:
+        import numba
+    except ImportError as e:
+        from sjframe.speech import INSTALL_HINT
+
+        raise ImportError(f"numba is not installed: {INSTALL_HINT}") from e
+    return numba
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels() -> types.SimpleNamespace:
+    """Compile (once per process) numba clones of lauscher's hair-cell and bushy-cell loops."""
+    numba = _numba()
+    L = _lauscher()
+
+    @numba.njit(cache=False)
+    def max_like_numpy(values):  # noqa: ANN001, ANN202 - numba function
+        """``np.max(values)`` for a list of floats: the largest value, NaN if any is NaN."""
+        result = values[0]
+        for i in range(1, len(values)):
+            v = values[i]
+            if v > result or np.isnan(v):
+                result = v
+        return result
+
+    @numba.njit(cache=False)
+    def pairwise(a, lo, n):  # noqa: ANN001, ANN202 - numba function
+        # NumPy's pairwise summation: < 8 values sequentially; <= 128 with 8 running sums combined as a
+        # tree, then the rest; longer halves split at a multiple of 8.
+        if n < 8:
+            res = 0.0
+            for i in range(lo, lo + n):
+                res += a[i]
+            return res
+        if n <= 128:
+            r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+            r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+            i = 8
+            stop = n - n % 8
+            while i < stop:
+                r0 += a[lo + i]
+                r1 += a[lo + i + 1]
+                r2 += a[lo + i + 2]
+                r3 += a[lo + i + 3]
+                r4 += a[lo + i + 4]
+                r5 += a[lo + i + 5]
+                r6 += a[lo + i + 6]
+                r7 += a[lo + i + 7]
+                i += 8
+            res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+            while i < n:
+                res += a[lo + i]
+                i += 1
+            return res
+        half = n // 2
+        half -= half % 8
+        return pairwise(a, lo, half) + pairwise(a, lo + half, n - half)
+
+    @numba.njit(cache=False)
+    def sum_like_numpy(a):  # noqa: ANN001, ANN202 - numba function
+        """``np.sum(a)`` for a 1-d float64 array, in NumPy's summation order."""
+        return 0.0 + pairwise(a, 0, a.shape[0])
+
+    numpy_namespace = types.ModuleType("numpy_for_numba")
+    numpy_namespace.__dict__.update({k: v for k, v in np.__dict__.items() if not k.startswith("__")})
+    numpy_namespace.max = max_like_numpy
+    numpy_namespace.sum = sum_like_numpy
+
+    def compile_clone(func: types.FunctionType) -> Any:
+        namespace = dict(func.__globals__)
+        namespace["np"] = numpy_namespace
+        clone = types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+        return numba.njit(clone)
+
+    kernels = types.SimpleNamespace(
+        meddis=compile_clone(L.HairCell._meddis),
+        lif=compile_clone(L.BushyCell._lif),
+        correct=L.BushyCell._correct,  # already numba-compiled by lauscher
+        sum_like_numpy=sum_like_numpy,
+        max_like_numpy=max_like_numpy,
+    )
+    # Compile now for the argument types used (lauscher's hair cell builds a list per step, which numba
+    # flags as a pending deprecation of list reflection: harmless here, so silenced).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", numba.core.errors.NumbaPendingDeprecationWarning)
+        probability = kernels.meddis(_as_params(L.HairCell(), _HAIR_FIELDS), np.zeros(8), 11025)
+        fibres = kernels.correct(np.zeros((8, 2), dtype=bool), 11.025)
+        kernels.lif(_as_params(L.BushyCell(), _BUSHY_FIELDS), fibres.astype(np.float64) + probability[:, None], 11025)
+        kernels.max_like_numpy([0.0, 1.0])
+    return kernels
+
+
+def _as_params(obj: Any, fields: tuple[str, ...]) -> tuple:
+    """The model parameters of a lauscher transformation as a named tuple (``self`` of the clones)."""
+    cls = namedtuple(f"{type(obj).__name__}Params", fields)  # noqa: PYI024
+    return cls(*(getattr(obj, f) for f in fields))
+
+
+_HAIR_FIELDS = ("y", "g", "l", "r", "x", "a", "b", "h", "m")
+_BUSHY_FIELDS = ("n_convergence", "tau_mem", "tau_syn", "tau_refrac", "weight")
+
+
+def _check_wave(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    wave = np.asarray(wave)
+    if wave.ndim != 1 or wave.size < 16:
+        raise ValueError(f"wave must be a 1-d array of at least 16 samples, got shape {wave.shape}")
+    if not (np.issubdtype(wave.dtype, np.floating) or np.issubdtype(wave.dtype, np.integer)):
+        raise ValueError(f"wave must hold real numbers, got dtype {wave.dtype}")
+    wave = wave.astype(np.float64)
+    if not np.isfinite(wave).all():
+        raise ValueError("wave holds NaN or infinite samples")
+    if not np.any(wave):
+        raise ValueError("wave is all zeros (silence): the RMS normalisation is undefined")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer) or sample_rate < 4:
+        raise ValueError(f"sample_rate must be an int >= 4 (Hz), got {sample_rate!r}")
+    return wave
+
+
+def _preprocess(L: types.SimpleNamespace, wave: np.ndarray, sample_rate: int, config: CochleaConfig) -> Any:
+    audio = L.MonoAudioWave(wave, int(sample_rate))
+    audio = L.RmsNormalizer(config.rms_level)(audio)
+    return L.HanningWindow(config.ramp_s, config.ramp_s)(audio)
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
+def cochlea_spikes(
+    wave: np.ndarray, sample_rate: int, seed: int, config: CochleaConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes of lauscher's cochlea model for ``wave [n]`` at ``sample_rate`` Hz (fast, numba-compiled).
+
+    Returns ``(times float64 [S] in seconds, units int64 [S] in 0..channels-1)`` sorted by time then
+    unit; identical to ``reference_cochlea_spikes`` (stock lauscher) for the same ``seed``.
+    """
+    config = config or CochleaConfig()
+    wave = _check_wave(wave, sample_rate)
+    seed = _check_seed(seed)
+    L = _lauscher()
+    k = _kernels()
+    audio = _preprocess(L, wave, sample_rate, config)
+
+    membrane = L.BasilarMembrane(channels=config.channels)
+    n_freq = audio.num_samples // 2 + 1
+    fs = audio.sample_rate // 2  # the membrane's output rate in lauscher
+    omega = 2 * np.pi * np.linspace(1, fs, n_freq)
+    stim_fft = np.fft.fft(audio.samples)[:n_freq]
+    # lauscher's transfer function V(omega, c) = 2 omega / xi(omega, c) * p(omega, c) * z(omega) / p(omega, 0):
+    # z(omega), p(omega, 0) and g(omega, 0) (inside p) do not depend on the channel: evaluate them once.
+    g0, z, p0 = membrane._g(omega, 0.0), membrane._z(omega), membrane._p(omega, 0.0)
+    membrane._g = _memo_at_zero(membrane._g, omega, g0)
+    membrane._p = _memo_at_zero(membrane._p, omega, p0)
+    membrane._z = lambda w: z if w is omega else type(membrane)._z(membrane, w)
+
+    hair = L.HairCell()
+    hair_params = _as_params(hair, _HAIR_FIELDS)
+    bushy = L.BushyCell()
+    bushy_params = _as_params(bushy, _BUSHY_FIELDS)
+    rng = np.random.RandomState(seed)  # the stream of np.random.seed(seed) + np.random.rand, as lauscher draws
+
+    # lauscher computes every channel's probability first, then draws channel by channel; only the draws
+    # use the generator, so one channel at a time in the same order gives the same numbers.
+    times: list[np.ndarray] = []
+    units: list[np.ndarray] = []
+    for ch, c in enumerate(membrane.ch):
+        velocity = membrane.process_single_channel(c, omega, stim_fft)
+        probability = k.meddis(hair_params, velocity, fs)
+        fibres = rng.rand(n_freq, bushy.n_convergence) < probability[:, None]
+        fibres = k.correct(fibres, bushy.tau_refrac * fs)
+        spikes = k.lif(bushy_params, fibres.astype(np.float64), fs)
+        steps = np.flatnonzero(spikes)
+        times.append(steps)
+        units.append(np.full(steps.size, ch, dtype=np.int64))
+    steps = np.concatenate(times)
+    unit_ids = np.concatenate(units)
+    order = np.lexsort((unit_ids, steps))
+    return steps[order] / fs, unit_ids[order]
+
+
+def _memo_at_zero(method: Any, omega: np.ndarray, value: np.ndarray) -> Any:
+    """Wrap ``method(w, c)`` to return the precomputed ``value`` for ``(omega, 0.0)``."""
+
+    def wrapped(w: np.ndarray, c: float) -> np.ndarray:
+        if w is omega and c == 0.0:
+            return value
+        return method(w, c)
+
+    return wrapped
+
+
+def reference_cochlea_spikes(
+    wave: np.ndarray, sample_rate: int, seed: int, config: CochleaConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same chain run by stock lauscher (plain Python, its own process pools; slow: for checks).
+
+    lauscher's bushy cell draws from NumPy's global generator: it is seeded with ``seed`` here and its
+    previous state restored afterwards.
+    """
+    config = config or CochleaConfig()
+    wave = _check_wave(wave, sample_rate)
+    seed = _check_seed(seed)
+    L = _lauscher()
+    audio = _preprocess(L, wave, sample_rate, config)
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        train = audio.transform(L.BasilarMembrane(channels=config.channels)).transform(L.HairCell()).transform(L.BushyCell())
+    finally:
+        np.random.set_state(state)
+    return np.asarray(train.spike_times, dtype=np.float64), np.asarray(train.spike_labels).astype(np.int64)

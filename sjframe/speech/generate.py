@@ -1,0 +1,385 @@
+"""Spoken-digit data set in SHD's HDF5 layout, generated on this machine (eSpeak NG + lauscher's cochlea).
+
+Classes: ``0..9`` = English "zero".."nine"; with ``classes=20`` also ``10..19`` = German
+"null".."neun" (SHD's label order). Every utterance is spoken by a *speaker* (an eSpeak NG voice
+variant such as ``m3`` or ``Andy`` with an English accent, a base pitch and a base rate; German words
+use the ``de`` voice with the same variant), with its rate, pitch and pitch range jittered around the
+speaker's, after a random onset of 0..``max_onset_s`` seconds of silence; then it goes through the
+700-channel cochlea (``sjframe.speech.cochlea``).
+
+Split by speaker: a seeded ``test_fraction`` of the speakers speak only in the test file, so the test
+speakers are unseen in training. ``variants`` utterances per class in all: ``round(variants *
+test_fraction)`` go to the test file, the rest to the training file.
+
+File layout (SHD's, read by ``sjframe.data``'s SHD reader unchanged):
+
+- ``spikes/times``: per-sample variable-length float32 arrays, spike times in seconds, sorted;
+- ``spikes/units``: per-sample variable-length uint16 arrays, channel ids ``0..channels-1``;
+- ``labels``: uint8 ``[n]``;
+- ``extra/keys``: class names; ``extra/speaker``: uint16 ``[n]`` speaker id; ``extra/variant``: uint16
+  ``[n]`` utterance index within its class and split; ``extra/speaker_names``: ``voice+variant`` per
+  speaker id; ``extra/rate``, ``extra/pitch``, ``extra/pitch_range`` (eSpeak parameters),
+  ``extra/onset_s`` (leading silence, s), ``extra/duration_s`` (audio length, s);
+- file attributes: the generator's settings (seed, classes, variants, ...).
+
+Deterministic for a seed: every utterance's parameters and cochlea seed come from
+``numpy.random.default_rng([seed, split, label, index])``, eSpeak NG speaks each utterance in a fresh
+process, and results are written in plan order whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sjframe.speech.espeak import MAX_RATE, MIN_RATE, SAMPLE_RATE, VoiceSettings
+
+__all__ = [
+    "ENGLISH_ACCENTS",
+    "GERMAN_VOICE",
+    "SPEAKER_VARIANTS",
+    "WORDS",
+    "GeneratorConfig",
+    "Speaker",
+    "Utterance",
+    "generate_dataset",
+    "main",
+    "make_speakers",
+    "plan_utterances",
+    "render_utterance",
+    "write_shd_file",
+]
+
+WORDS: tuple[str, ...] = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    "null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun",
+)  # fmt: skip
+
+# eSpeak NG voice variants that sound like distinct human speakers. Left out: robotic, whispering,
+# croaking, Klatt and near-duplicate variants, and those with breath noise (Alicia, Reed, caleb, f2, f3, f5,
+# sandro, victor), whose output is not reproducible from one run to the next.
+SPEAKER_VARIANTS: tuple[str, ...] = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f4",
+    "Alex", "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene", "Henrique", "Hugo", "Jacky",
+    "Lee", "Mario", "Michael", "Mike", "Nguyen", "adam", "anika", "announcer", "antonio", "aunty",
+    "belinda", "benjamin", "boris", "david", "ed", "edward", "grandma", "grandpa", "gustave", "ian",
+    "iven", "john", "linda", "marcelo", "max", "michel", "miguel", "norbert", "pablo", "paul", "pedro",
+    "quincy", "rob", "robert", "shelby", "steph", "travis", "zac",
+)  # fmt: skip
+ENGLISH_ACCENTS: tuple[str, ...] = (
+    "en-US", "en-GB-x-rp", "en", "en-GB-scotland", "en-029", "en-US-nyc", "en-GB-x-gbclan", "en-GB-x-gbcwmd",
+)  # fmt: skip
+GERMAN_VOICE = "de"
+SPLIT_CODES = {"train": 0, "test": 1}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Settings of one generated data set (all validated).
+
+    ``classes``: 10 (English digits) or 20 (English + German); ``variants``: utterances per class,
+    train + test; ``test_fraction``: share of the speakers (and of each class's utterances) in the test
+    file; ``seed``; ``channels``: cochlea channels (SHD: 700); ``max_onset_s``: longest leading silence;
+    ``rate_jitter``: relative spread of the speaking rate around the speaker's; ``pitch_jitter``: spread
+    of the pitch (eSpeak units, 0..100) around the speaker's; ``ramp_s``: Hann fade-in/out of the
+    cochlea input (s).
+    """
+
+    classes: int = 10
+    variants: int = 30
+    test_fraction: float = 0.25
+    seed: int = 0
+    channels: int = 700
+    max_onset_s: float = 0.05
+    rate_jitter: float = 0.15
+    pitch_jitter: int = 8
+    ramp_s: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.classes not in (10, 20):
+            raise ValueError(f"classes must be 10 or 20, got {self.classes!r}")
+        if isinstance(self.variants, bool) or not isinstance(self.variants, int) or self.variants < 2:
+            raise ValueError(f"variants must be an int >= 2, got {self.variants!r}")
+        if not (isinstance(self.test_fraction, int | float) and 0 < self.test_fraction < 1):
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}")
+        if not 1 <= round(self.variants * self.test_fraction) < self.variants:
+            raise ValueError(
+                f"variants={self.variants} with test_fraction={self.test_fraction} leaves no train or no test utterance"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or not 2 <= self.channels <= 65535:
+            raise ValueError(f"channels must be an int in [2, 65535], got {self.channels!r}")
+        if not (isinstance(self.max_onset_s, int | float) and 0 <= self.max_onset_s <= 1):
+            raise ValueError(f"max_onset_s must be in [0, 1] seconds, got {self.max_onset_s!r}")
+        if not (isinstance(self.rate_jitter, int | float) and 0 <= self.rate_jitter < 1):
+            raise ValueError(f"rate_jitter must be in [0, 1), got {self.rate_jitter!r}")
+        if isinstance(self.pitch_jitter, bool) or not isinstance(self.pitch_jitter, int) or not 0 <= self.pitch_jitter <= 50:
+            raise ValueError(f"pitch_jitter must be an int in [0, 50], got {self.pitch_jitter!r}")
+        if not (isinstance(self.ramp_s, int | float) and 0 <= self.ramp_s <= 0.1):
+            raise ValueError(f"ramp_s must be in [0, 0.1] seconds, got {self.ramp_s!r}")
+
+    @property
+    def n_test(self) -> int:
+        """Test utterances per class."""
+        return round(self.variants * self.test_fraction)
+
+    @property
+    def n_train(self) -> int:
+        """Training utterances per class."""
+        return self.variants - self.n_test
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """A speaker: eSpeak variant, English accent voice, base pitch (0..100) and base rate (words/min)."""
+
+    id: int
+    variant: str
+    accent: str
+    pitch: int
+    rate: int
+
+    def voice(self, label: int) -> str:
+        """The eSpeak language voice this speaker uses for class ``label``."""
+        return self.accent if label < 10 else GERMAN_VOICE
+
+    @property
+    def name(self) -> str:
+        return f"{self.accent}+{self.variant}"
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One sample to render: the word, how it is spoken, and the seeds."""
+
+    split: str
+    label: int
+    index: int
+    speaker: int
+    text: str
+    settings: VoiceSettings
+    onset_s: float
+    cochlea_seed: int
+
+
+def make_speakers(seed: int, test_fraction: float = 0.25) -> tuple[list[Speaker], list[Speaker]]:
+    """All speakers (one per ``SPEAKER_VARIANTS`` entry, id = its index) with seeded accents, base pitches
+    and rates, shuffled by ``seed`` and split into ``(train_speakers, test_speakers)``; the test share is
+    ``round(n * test_fraction)`` (at least one)."""
+    rng = np.random.default_rng([seed, 0x5EA])
+    speakers = [
+        Speaker(
+            id=i,
+            variant=variant,
+            accent=ENGLISH_ACCENTS[int(rng.integers(len(ENGLISH_ACCENTS)))],
+            pitch=int(rng.integers(25, 76)),
+            rate=int(rng.integers(140, 211)),
+        )
+        for i, variant in enumerate(SPEAKER_VARIANTS)
+    ]
+    order = rng.permutation(len(speakers))
+    n_test = max(1, round(len(speakers) * test_fraction))
+    test = sorted((speakers[i] for i in order[:n_test]), key=lambda s: s.id)
+    train = sorted((speakers[i] for i in order[n_test:]), key=lambda s: s.id)
+    return train, test
+
+
+def plan_utterances(config: GeneratorConfig) -> dict[str, list[Utterance]]:
+    """Every utterance of the data set, per split, in file order (index-major, then label)."""
+    train_speakers, test_speakers = make_speakers(config.seed, config.test_fraction)
+    plan: dict[str, list[Utterance]] = {}
+    for split, pool, count in (("train", train_speakers, config.n_train), ("test", test_speakers, config.n_test)):
+        utterances = []
+        for index in range(count):
+            for label in range(config.classes):
+                rng = np.random.default_rng([config.seed, SPLIT_CODES[split], label, index])
+                speaker = pool[(index * config.classes + label) % len(pool)]  # each class cycles through the pool
+                rate = speaker.rate * (1 + config.rate_jitter * (2 * rng.random() - 1))
+                pitch = speaker.pitch + int(rng.integers(-config.pitch_jitter, config.pitch_jitter + 1))
+                settings = VoiceSettings(
+                    voice=speaker.voice(label),
+                    variant=speaker.variant,
+                    rate=int(np.clip(round(rate), MIN_RATE, MAX_RATE)),
+                    pitch=int(np.clip(pitch, 0, 100)),
+                    pitch_range=int(rng.integers(20, 81)),
+                )
+                utterances.append(
+                    Utterance(
+                        split=split,
+                        label=label,
+                        index=index,
+                        speaker=speaker.id,
+                        text=WORDS[label],
+                        settings=settings,
+                        onset_s=float(np.round(rng.random() * config.max_onset_s, 4)),
+                        cochlea_seed=int(rng.integers(2**32)),
+                    )
+                )
+        plan[split] = utterances
+    return plan
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered utterance: spike times (s, float32 [S]), unit ids (uint16 [S]), audio length (s)."""
+
+    times: np.ndarray
+    units: np.ndarray
+    duration_s: float
+
+
+def render_utterance(utterance: Utterance, channels: int = 700, ramp_s: float = 0.01) -> Rendered:
+    """Speak ``utterance`` (eSpeak NG, isolated process) and pass it through the cochlea."""
+    from sjframe.speech.cochlea import CochleaConfig, cochlea_spikes
+    from sjframe.speech.espeak import synthesize
+
+    samples = synthesize(utterance.text, utterance.settings).astype(np.float64) / 32768.0
+    onset = np.zeros(int(round(utterance.onset_s * SAMPLE_RATE)))
+    wave = np.concatenate([onset, samples])
+    times, units = cochlea_spikes(wave, SAMPLE_RATE, utterance.cochlea_seed, CochleaConfig(channels=channels, ramp_s=ramp_s))
+    return Rendered(times.astype(np.float32), units.astype(np.uint16), wave.size / SAMPLE_RATE)
+
+
+def _render_task(args: tuple[Utterance, int, float]) -> Rendered:
+    return render_utterance(*args)
+
+
+def _warm_up() -> None:
+    """Compile the numba kernels once (in the parent before forking, or in each worker)."""
+    from sjframe.speech.cochlea import CochleaConfig, cochlea_spikes
+
+    t = np.arange(512) / SAMPLE_RATE
+    cochlea_spikes(np.sin(2 * np.pi * 440 * t), SAMPLE_RATE, 0, CochleaConfig(channels=2))
+
+
+def write_shd_file(
+    path: Path, utterances: Sequence[Utterance], rendered: Sequence[Rendered], config: GeneratorConfig
+) -> None:
+    """Write one split in SHD's layout (see the module docstring); atomic (temporary file + rename)."""
+    import h5py
+
+    if len(utterances) != len(rendered):
+        raise ValueError(f"{len(utterances)} utterances but {len(rendered)} rendered samples")
+    train_speakers, test_speakers = make_speakers(config.seed, config.test_fraction)
+    speakers = sorted(train_speakers + test_speakers, key=lambda s: s.id)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        spikes = f.create_group("spikes")
+        times = spikes.create_dataset("times", (len(rendered),), dtype=h5py.vlen_dtype(np.float32))
+        units = spikes.create_dataset("units", (len(rendered),), dtype=h5py.vlen_dtype(np.uint16))
+        for i, r in enumerate(rendered):
+            times[i] = r.times
+            units[i] = r.units
+        f.create_dataset("labels", data=np.array([u.label for u in utterances], dtype=np.uint8))
+        extra = f.create_group("extra")
+        extra.create_dataset("keys", data=np.array([w.encode() for w in WORDS[: config.classes]]))
+        extra.create_dataset("speaker_names", data=np.array([s.name.encode() for s in speakers]))
+        extra.create_dataset("speaker", data=np.array([u.speaker for u in utterances], dtype=np.uint16))
+        extra.create_dataset("variant", data=np.array([u.index for u in utterances], dtype=np.uint16))
+        extra.create_dataset("rate", data=np.array([u.settings.rate for u in utterances], dtype=np.uint16))
+        extra.create_dataset("pitch", data=np.array([u.settings.pitch for u in utterances], dtype=np.uint8))
+        extra.create_dataset("pitch_range", data=np.array([u.settings.pitch_range for u in utterances], dtype=np.uint8))
+        extra.create_dataset("onset_s", data=np.array([u.onset_s for u in utterances], dtype=np.float32))
+        extra.create_dataset("duration_s", data=np.array([r.duration_s for r in rendered], dtype=np.float32))
+        for key, value in asdict(config).items():
+            f.attrs[key] = value
+        f.attrs["split"] = utterances[0].split if utterances else ""
+        f.attrs["generator"] = "sjframe.speech.generate (eSpeak NG via espeakng-loader, lauscher cochlea)"
+    os.replace(tmp, path)
+
+
+def generate_dataset(
+    config: GeneratorConfig, out_dir: Path, name: str = "spoken_digits", workers: int | None = None, progress: bool = True
+) -> dict[str, Path]:
+    """Render every utterance of ``plan_utterances(config)`` and write ``<out_dir>/<name>_{train,test}.h5``.
+
+    ``workers``: processes (default: all cores); results are identical for any number of workers.
+    Returns ``{"train": path, "test": path}``.
+    """
+    from sjframe.speech import require_speech_packages
+
+    require_speech_packages()
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if not name or "/" in name:
+        raise ValueError(f"name must be a non-empty file-name prefix, got {name!r}")
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_utterances(config)
+    tasks = [(u, config.channels, config.ramp_s) for split in ("train", "test") for u in plan[split]]
+    _warm_up()  # forked workers inherit the compiled kernels
+    bar = tqdm(total=len(tasks), desc=f"{name} ({workers} workers)", unit="word", disable=not progress)
+    rendered: list[Rendered] = []
+    if workers == 1:
+        for task in tasks:
+            rendered.append(_render_task(task))
+            bar.update()
+    else:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers) as pool:
+            for result in pool.imap(_render_task, tasks, chunksize=1):
+                rendered.append(result)
+                bar.update()
+    bar.close()
+    paths = {}
+    start = 0
+    for split in ("train", "test"):
+        count = len(plan[split])
+        paths[split] = out_dir / f"{name}_{split}.h5"
+        write_shd_file(paths[split], plan[split], rendered[start : start + count], config)
+        start += count
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``generate_spoken_digits.py --classes 10|20 --variants N --out DIR --seed S``."""
+    parser = argparse.ArgumentParser(
+        description="Generate an SHD-format spoken-digit data set (eSpeak NG voices through lauscher's cochlea).",
+        epilog="Needs the optional packages of requirements-speech.txt (espeakng-loader, lauscher, numba).",
+    )
+    parser.add_argument("--classes", type=int, choices=(10, 20), default=10, help="10 English digits, or 20 with German")
+    parser.add_argument("--variants", type=int, default=30, help="utterances per class, train + test (default 30)")
+    parser.add_argument("--out", type=Path, default=Path("datasets"), help="output folder (default datasets/)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="spoken_digits", help="file prefix: <name>_{train,test}.h5")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--test-fraction", type=float, default=0.25, help="share of speakers/utterances in the test file")
+    parser.add_argument("--channels", type=int, default=700, help="cochlea channels (SHD: 700)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    from sjframe.speech import missing_speech_packages
+
+    missing = missing_speech_packages()
+    if missing:
+        from sjframe.speech import INSTALL_HINT
+
+        print(f"error: missing {', '.join(missing)}: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    try:
+        config = GeneratorConfig(
+            classes=args.classes,
+            variants=args.variants,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            channels=args.channels,
+        )
+        paths = generate_dataset(config, args.out, name=args.name, workers=args.workers, progress=not args.no_progress)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for split, path in paths.items():
+        print(f"{split}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
