@@ -60,6 +60,7 @@ __all__ = [
     "TABLE_INTERVALS",
     "W_MAX",
     "abs_z_from_uniform",
+    "draw_key",
     "expected_estimate",
     "expected_surrogate",
     "fast_sigmoid_core",
@@ -228,8 +229,14 @@ def localzo_estimate(
     """
     key = None
     if rng == "philox":
-        key = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        key = draw_key(generator)
     return localzo_estimate_with(u, distribution, delta, samples, k, rng, generator, key)
+
+
+def draw_key(generator: torch.Generator | None) -> int:
+    """A fresh 62-bit Philox key from ``generator`` (on its device) or torch's global RNG."""
+    device = generator.device if generator is not None else "cpu"
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
 
 
 def localzo_estimate_with(

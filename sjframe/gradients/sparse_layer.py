@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sjframe.gradients import GradientSpec, make_spike_fn
-from sjframe.gradients.localzo import localzo_estimate, localzo_estimate_with
+from sjframe.gradients.localzo import draw_key, localzo_estimate, localzo_estimate_with
 from sjframe.neurons.functional import lif_multi_step
+from sjframe.neurons.modules import LIF
 from sjframe.neurons.params import check_tau, decay
 from sjframe.surrogate import Surrogate, get_surrogate, surrogate_from_config
 
@@ -141,7 +142,7 @@ def _forward_loop(
         spikes[t] = s
         x_prev = current[t]
     if spec.mode == "localzo" and not per_step_noise:
-        key = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        key = draw_key(generator)
         if cfg.backend == "cupy":
             from cupy_neurons.sparse import localzo_estimate_kernel
 
@@ -278,7 +279,9 @@ def sparse_linear_lif(
         in_active: the previous fused layer's active set (its input gradient is needed only
             there); None computes the full input gradient when ``x`` requires one.
         generator: LocalZO noise generator (None: torch's global RNG).
-        backend: ``torch`` or ``cupy`` (the sparse backward kernels of ``cupy_neurons/sparse``).
+        backend: ``torch`` or ``cupy``: the sparse backward kernels of ``cupy_neurons/sparse`` (LocalZO
+            noise then comes from the kernel's Philox generator, i.e. ``rng`` is ``philox``); in
+            ``dense`` mode the fused LIF kernel of ``cupy_neurons`` with cuBLAS for the Linear.
     """
     _check_args(x, weight, in_active)
     if not (isinstance(beta, (int, float)) and 0.0 < beta <= 1.0):
@@ -290,6 +293,9 @@ def sparse_linear_lif(
     sur = get_surrogate("fast_sigmoid", rho=100.0) if surrogate is None else surrogate_from_config(surrogate)
     spec = GradientSpec.from_config(gradient)
     if spec.mode == "dense":
+        if backend == "cupy":  # the fused dense LIF kernel of cupy_neurons (tau from beta)
+            neuron = LIF(tau_m=-1.0 / math.log(beta), theta=float(theta), surrogate=sur, gradient=spec, backend="cupy")
+            return SparseLIFOutput(neuron(F.linear(x, weight)), None)
         out = lif_multi_step(F.linear(x, weight), None, float(beta), float(theta), make_spike_fn(sur, spec))
         return SparseLIFOutput(out.spikes, None)
     if backend == "cupy":
