@@ -105,16 +105,19 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
     acc_t cw = sj_load_or_zero(gw_last, n);
     acc_t ch = (acc_t)0, cs = (acc_t)0;
     acc_t gal = (acc_t)0, gbe = (acc_t)0, ga = (acc_t)0, gb = (acc_t)0;
+    // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
+    acc_t h = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     for (int t = T - 1; t >= 0; --t) {
         const sj_index k = (sj_index)t * N + n;
+        const acc_t h_next = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;  // h_{t-1}
         const acc_t dw = cw;  // dL/dw_t
-        const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k),
-                                             sj_widen(h_seq[k]), al, be, aa, bb, theta, cv, cw, ch, cs);
+        const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, al, be, aa,
+                                             bb, theta, cv, cw, ch, cs);
         sj_narrow(dx_seq + k, ((acc_t)1 - al) * dh);
         if (params) {
             acc_t h_prev, s_prev, v_prev;
             if (t > 0) {
-                h_prev = sj_widen(h_seq[k - N]);
+                h_prev = h_next;
                 s_prev = heaviside(h_prev - theta);
                 v_prev = h_prev * ((acc_t)1 - s_prev);
             } else {
@@ -128,6 +131,7 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
             ga += h_prev * dw;
             gb += s_prev * dw;
         }
+        h = h_next;
     }
     sj_narrow(dv0 + n, cv);
     sj_narrow(dw0 + n, cw);

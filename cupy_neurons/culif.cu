@@ -96,24 +96,22 @@ extern "C" __global__ void SJ_NAME(culif_backward)(
     acc_t dv = sj_load_or_zero(gv_last, n);
     acc_t di = sj_load_or_zero(gi_last, n);
     acc_t glam = (acc_t)0, ggam = (acc_t)0;
+    // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
+    acc_t h = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     for (int t = T - 1; t >= 0; --t) {
         const sj_index k = (sj_index)t * N + n;
+        const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
         const acc_t di_t = di;  // dL/dI_t = dL/dx_t
-        const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k),
-                                             sj_widen(h_seq[k]), lm, gm, theta, dv, di);
+        const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, lm, gm, theta,
+                                             dv, di);
         sj_narrow(dx_seq + k, di_t);
         if (params) {
-            acc_t v_prev;
-            if (t > 0) {
-                const acc_t h_prev = sj_widen(h_seq[k - N]);
-                v_prev = h_prev * ((acc_t)1 - heaviside(h_prev - theta));
-            } else {
-                v_prev = sj_widen(v0[n]);
-            }
+            const acc_t v_prev = t > 0 ? h_prev * ((acc_t)1 - heaviside(h_prev - theta)) : sj_widen(v0[n]);
             const acc_t i_prev = sj_widen(iprev_seq[k]);
             glam += (v_prev - i_prev) * dh;
             ggam += i_prev * di_t;
         }
+        h = h_prev;
     }
     sj_narrow(dv0 + n, dv);
     sj_narrow(di0 + n, di);

@@ -72,13 +72,16 @@ extern "C" __global__ void SJ_NAME(lif_backward)(
     const bool params = dbeta_part != nullptr;
     acc_t dn = (acc_t)0;
     acc_t gbe = (acc_t)0;
+    // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
+    acc_t h = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     for (int t = T - 1; t >= 0; --t) {
         const sj_index k = (sj_index)t * N + n;
+        const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
         sj_narrow(dx_seq + k, dn);
-        const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k),
-                                           sj_widen(h_seq[k]), be, theta, dn);
-        if (params) gbe += (t > 0 ? sj_widen(h_seq[k - N]) : sj_widen(h0[n])) * dh;
+        const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, be, theta, dn);
+        if (params) gbe += (t > 0 ? h_prev : sj_widen(h0[n])) * dh;
         dn = dh;
+        h = h_prev;
     }
     sj_narrow(dh0 + n, be * dn);
     sj_narrow(dx0 + n, dn);
