@@ -1,0 +1,68 @@
+"""Helpers shared by the stdp / conversion / spikeprop methods: config sections, devices, reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from sjframe.configtools import ConfigError, dataclass_from_dict, dataclass_to_dict
+from sjframe.rundir import RunDir, atomic_write_bytes
+
+__all__ = ["markdown_table", "parse_section", "resolve_device", "resolved_config", "write_report"]
+
+T = TypeVar("T")
+
+
+def parse_section(cfg: dict[str, Any], section: str, cls: type[T]) -> T:
+    """The typed ``cls`` of ``cfg[section]`` (missing section: all defaults); unknown keys raise ``ConfigError``."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"config must be a mapping, got {type(cfg).__name__}")
+    method = cfg.get("method", section)
+    if method != section:
+        raise ConfigError(f"config method is {method!r}, but the {section!r} method was called")
+    return dataclass_from_dict(cls, cfg.get(section), section)
+
+
+def resolved_config(cfg: dict[str, Any], section: str, conf: Any) -> dict[str, Any]:
+    """``cfg`` with ``method`` set and ``section`` replaced by the fully resolved dataclass values."""
+    out = dict(cfg)
+    out["method"] = section
+    out[section] = dataclass_to_dict(conf)
+    return out
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` | ``cuda`` | ``cuda:N`` | ``auto`` (CUDA when available); asking for absent CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device {name!r} is not a valid torch device ({exc})") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
+    return device
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub markdown table (floats with 4 decimals)."""
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run: RunDir, report: dict[str, Any], name: str = "report", table: str | None = None) -> Path:
+    """Write ``<name>.json`` (and ``<name>.md`` with ``table``) into the run and log the report."""
+    path = run.path / f"{name}.json"
+    atomic_write_bytes(path, (json.dumps(report, indent=2, default=float) + "\n").encode())
+    if table is not None:
+        atomic_write_bytes(run.path / f"{name}.md", table.encode())
+    run.log({"event": name, **report})
+    return path

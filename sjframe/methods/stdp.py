@@ -1,0 +1,173 @@
+"""Method ``stdp``: unsupervised Diehl & Cook (2015) STDP learning, label assignment and inference.
+
+Config section ``stdp`` (:class:`StdpConfig`); the network parameters are the nested ``network``
+mapping (:class:`sjframe.learning.stdp.DiehlCookParams`). Data: scikit-learn's bundled 8x8 digits
+(intensities in [0, 1], 64 inputs), stratified train / val / test splits.
+
+Each epoch presents every training sample once with learning on; then the network (frozen) is run
+on the training set to assign labels and on the validation set for the accuracy that picks
+``best.pt``. ``last.pt`` is written after every epoch (with the RNG state, so ``resume`` continues
+exactly). The final report gives the test accuracy of the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from tqdm import tqdm
+
+from sjframe.configtools import ConfigError
+from sjframe.learning.common import parse_section, resolve_device, resolved_config, write_report
+from sjframe.learning.stdp import DiehlCookNetwork, DiehlCookParams, assign_labels, predict_from_assignments
+from sjframe.learning.toy_data import load_digits_split
+from sjframe.rundir import RunDir
+
+__all__ = ["CONFIG", "StdpConfig", "evaluate", "train"]
+
+SECTION = "stdp"
+
+
+@dataclass(frozen=True)
+class StdpConfig:
+    """The ``stdp`` config section."""
+
+    dataset: Literal["digits"] = "digits"
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    seed: int = 0
+    device: str = "auto"
+    epochs: int = 1
+    batch_size: int = 4
+    eval_batch_size: int = 256
+    network: DiehlCookParams = field(default_factory=DiehlCookParams)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+CONFIG = StdpConfig
+
+
+def _data(conf: StdpConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = load_digits_split(split, conf.test_fraction, conf.val_fraction, conf.split_seed)
+    x = x.flatten(1)
+    if x.shape[1] != conf.network.n_input:
+        raise ConfigError(f"stdp.network.n_input is {conf.network.n_input} but the {conf.dataset} inputs have "
+                          f"{x.shape[1]} values")
+    return x, y
+
+
+@torch.no_grad()
+def _counts(net: DiehlCookNetwork, x: torch.Tensor, batch: int, gen: torch.Generator, desc: str) -> torch.Tensor:
+    out = [net.present(x[k:k + batch], learn=False, generator=gen).cpu()
+           for k in tqdm(range(0, len(x), batch), desc=desc, leave=False)]
+    return torch.cat(out) if out else torch.zeros(0, net.params.n_neurons)
+
+
+def _accuracy(net: DiehlCookNetwork, x: torch.Tensor, y: torch.Tensor, conf: StdpConfig, gen: torch.Generator,
+              desc: str) -> float:
+    if len(x) == 0:
+        return float("nan")
+    counts = _counts(net, x, conf.eval_batch_size, gen, desc)
+    pred = predict_from_assignments(counts, net.assignments.cpu(), 10)
+    return float((pred == y).float().mean())
+
+
+def _assign(net: DiehlCookNetwork, x: torch.Tensor, y: torch.Tensor, conf: StdpConfig, gen: torch.Generator) -> None:
+    counts = _counts(net, x, conf.eval_batch_size, gen, "assign")
+    net.assignments.copy_(assign_labels(counts, y, 10).to(net.assignments.device))
+
+
+def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """Learn the excitatory weights with STDP, assign labels, report validation and test accuracy."""
+    conf = parse_section(cfg, SECTION, StdpConfig)
+    device = resolve_device(conf.device)
+    run.write_config(resolved_config(cfg, SECTION, conf))
+    x_tr, y_tr = _data(conf, "train")
+    x_va, y_va = _data(conf, "val")
+    gen = torch.Generator().manual_seed(conf.seed)
+    net = DiehlCookNetwork(conf.network, gen).to(device)
+    start, best = 0, -1.0
+    if resume:
+        ck = run.load_checkpoint("last.pt")
+        net.load_state_dict(ck["model"])
+        gen.set_state(ck["rng"])
+        start, best = ck["epoch"] + 1, ck["best_val"]
+    for epoch in range(start, conf.epochs):
+        t0 = time.time()
+        perm = torch.randperm(len(x_tr), generator=gen)
+        total = 0.0
+        bar = tqdm(range(0, len(x_tr), conf.batch_size), desc=f"STDP epoch {epoch}", leave=False)
+        for k in bar:
+            idx = perm[k:k + conf.batch_size]
+            total += float(net.present(x_tr[idx], learn=True, generator=gen).sum())
+        _assign(net, x_tr, y_tr, conf, gen)
+        val_acc = _accuracy(net, x_va, y_va, conf, gen, "val")
+        record = {"epoch": epoch, "val_acc": val_acc, "train_spikes_per_sample": total / len(x_tr),
+                  "theta_mean": float(net.theta.mean()), "assigned": int((net.assignments >= 0).sum()),
+                  "seconds": time.time() - t0}
+        run.log(record)
+        tqdm.write(f"[stdp] epoch {epoch}: val acc {val_acc:.4f}, {record['seconds']:.1f} s")
+        ck = {"model": net.state_dict(), "epoch": epoch, "val_acc": val_acc, "rng": gen.get_state()}
+        if val_acc > best or len(x_va) == 0:
+            best = val_acc
+            run.save_checkpoint({**ck, "best_val": best}, "best.pt")
+        run.save_checkpoint({**ck, "best_val": best}, "last.pt")
+    return evaluate(cfg, run, "best.pt")
+
+
+def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+    """Test accuracy of a saved network (its stored label assignments); writes ``report.json``."""
+    conf = parse_section(cfg, SECTION, StdpConfig)
+    device = resolve_device(conf.device)
+    ck = run.load_checkpoint(checkpoint)
+    net = DiehlCookNetwork(conf.network).to(device)
+    try:
+        net.load_state_dict(ck["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise ValueError(f"checkpoint {checkpoint} does not match stdp.network ({exc})") from exc
+    gen = torch.Generator().manual_seed(conf.seed + 1)
+    x_te, y_te = _data(conf, "test")
+    assignments = net.assignments.cpu()
+    report = {
+        "method": SECTION, "checkpoint": checkpoint, "epoch": ck.get("epoch"), "rule": conf.network.rule,
+        "n_neurons": conf.network.n_neurons, "val_acc": ck.get("val_acc"),
+        "test_acc": _accuracy(net, x_te, y_te, conf, gen, "test"),
+        "assigned_per_class": torch.bincount(assignments[assignments >= 0], minlength=10).tolist(),
+    }
+    write_report(run, report)
+    _save_weight_plot(net, run)
+    print(f"[stdp] test accuracy {report['test_acc']:.4f} ({checkpoint}, epoch {report['epoch']})")
+    return report
+
+
+def _save_weight_plot(net: DiehlCookNetwork, run: RunDir) -> None:
+    """The learned receptive fields (each neuron's 64 weights as an 8x8 tile)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w = net.weight.detach().cpu()
+    side = int(round(w.shape[1] ** 0.5))
+    if side * side != w.shape[1]:
+        return
+    n = w.shape[0]
+    cols = int(n ** 0.5 + 0.999)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(cols, rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(w[k].reshape(side, side), cmap="hot_r")
+            ax.set_title(str(int(net.assignments[k])), fontsize=6)
+    fig.tight_layout()
+    fig.savefig(run.plots / "stdp_weights.png", dpi=80)
+    plt.close(fig)
+
