@@ -288,3 +288,35 @@ def test_benchmark_exits_clearly_without_gpu() -> None:
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "needs a CUDA GPU" in proc.stderr and "Nothing was measured" in proc.stderr
+
+
+@pytest.mark.parametrize("neuron_type", ["culif", "pculif", "pculif_neuron", "adlif", "lif"])
+def test_modules_through_the_kernel_entry_points(neuron_type: str, monkeypatch) -> None:  # noqa: ANN001
+    """The modules' cupy dispatch (sjframe.neurons.backends -> cupy_neurons) on CPU tensors (host build):
+    two calls with carried states, h_seq stored, parameter gradients, equal to backend='torch'."""
+    from spikingjelly.activation_based import functional
+
+    import cupy_neurons.neurons as kernel_neurons
+    from sjframe.neurons import build_neuron
+
+    monkeypatch.setattr(kernel_neurons, "_require_cuda", lambda module, x: None)  # let CPU tensors through
+    results, counts = {}, []
+    for backend in ("torch", "cupy"):
+        counts.append(launch.launch_counts())
+        torch.manual_seed(0)
+        layer = build_neuron(neuron_type, (4, 6), 4.0, 3.0, 1.0, store_h_seq=True).to(torch.float64)
+        layer.backend = backend  # set after construction: check_backend refuses 'cupy' without a GPU
+        x = (torch.randn(12, 5, 4, 6, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
+        functional.reset_net(layer)
+        s1, s2 = layer(x[:6]), layer(x[6:])
+        loss = (s1 * 0.7).sum() + (s2 * 1.3).sum() + (layer.h_seq ** 2).sum()
+        results[backend] = (s1, s2, layer.h_seq, *torch.autograd.grad(loss, [x, *layer.parameters()]))
+    counts.append(launch.launch_counts())
+    assert 0.01 < float(results["torch"][0].detach().mean()) < 0.99
+    for a, b in zip(results["cupy"], results["torch"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    kind = "culif" if "culif" in neuron_type else neuron_type
+    for which in ("forward", "backward"):  # the torch run launched no kernel, the cupy run two of each
+        key = ("cpu", f"{kind}_{which}")
+        assert counts[1].get(key, 0) == counts[0].get(key, 0)
+        assert counts[2].get(key, 0) == counts[1].get(key, 0) + 2

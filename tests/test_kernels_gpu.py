@@ -108,8 +108,10 @@ def test_modules_cupy_backend_match_torch_and_ran_kernels(neuron_type: str) -> N
     layers = {}
     for backend in ("torch", "cupy"):
         torch.manual_seed(0)
-        layers[backend] = build_neuron(neuron_type, (4, 6), 4.0, 3.0, 1.0, backend=backend, store_h_seq=True).cuda()
-    x = (torch.randn(12, 5, 4, 6, device="cuda") * 1.5 + 0.8).requires_grad_()
+        layers[backend] = build_neuron(neuron_type, (4, 6), 4.0, 3.0, 1.0, backend=backend,
+                                       store_h_seq=True).to("cuda", torch.float64)
+    # float64: no spike can flip between the two backends' rounding orders
+    x = (torch.randn(12, 5, 4, 6, device="cuda", dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
     before = launch.launch_counts()
     outs, grads = {}, {}
     for backend, layer in layers.items():
@@ -121,9 +123,9 @@ def test_modules_cupy_backend_match_torch_and_ran_kernels(neuron_type: str) -> N
         grads[backend] = torch.autograd.grad(loss, [x, *params])
         outs[backend] = (s1, s2, layer.h_seq)
     for a, b in zip(outs["cupy"], outs["torch"]):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     for a, b in zip(grads["cupy"], grads["torch"]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
     after = launch.launch_counts()
     kind = "culif" if "culif" in neuron_type else neuron_type
     for which in ("forward", "backward"):
