@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
-    from sjframe.config import TRAIN_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli
+    from sjframe.config import TRAIN_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli, resolve_config
     from sjframe.engine import NonFiniteLossError
     from sjframe.methods import get_method
     from sjframe.rundir import RunDir
@@ -48,6 +48,8 @@ def main(argv: list[str]) -> int:
         method_name = raw.get("method", "surrogate")
         method = get_method(method_name)
         raw = apply_overrides(raw, args.overrides, typed=method_name == "surrogate")
+        if method_name == "surrogate":
+            resolve_config(raw)  # validate before a run directory is created
         if run is None:
             name = raw.get("name") or Path(config_paths[0]).stem
             roots = args.special.get("--runs_root") or [raw.get("runs_root", "runs")]

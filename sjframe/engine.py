@@ -338,9 +338,9 @@ class Trainer:
                 output = model(x)
                 loss, t_F = compute_loss(cfg, model, output, y)
                 if not torch.isfinite(loss):
-                    self._log({"event": "non_finite_loss", "epoch": epoch, "batch": i, "loss": float(loss)})
+                    self._log({"event": "non_finite_loss", "epoch": epoch, "batch": i, "loss": float(loss.detach())})
                     raise NonFiniteLossError(
-                        f"non-finite loss ({float(loss)}) at epoch {epoch}, batch {i}; training stopped. "
+                        f"non-finite loss ({float(loss.detach())}) at epoch {epoch}, batch {i}; training stopped. "
                         f"{self._last_good()}. Lower train.lr or check the data / loss settings."
                     )
                 loss.backward()
@@ -391,33 +391,35 @@ class Trainer:
         epochs = tqdm(range(self.epoch + 1, cfg.train.epochs + 1), desc="training", initial=self.epoch,
                       total=cfg.train.epochs, disable=_bar_disabled(cfg.train.progress and self.rank == 0),
                       dynamic_ncols=True)
-        for epoch in epochs:
-            record: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-            record.update(self.train_epoch(epoch))
-            if self.scheduler is not None:
-                self.scheduler.step()
-            val = self.evaluate(self.data.val, desc=f"val {epoch}")
-            record.update({f"val_{k}": val[k] for k in ("loss", "acc", "acc_fs", "acc_fr", "n_s", "td50", "td90")})
-            record["val_n_s_per_layer"] = val["n_s_per_layer"]
-            record = _round(record)
-            self.epoch = epoch
-            value = record.get(f"val_{self.select_metric}")
-            if _better(self.select_metric, value, self.best["value"]):
-                self.best = {"metric": self.select_metric, "value": value, "epoch": epoch}
-                record["best"] = True
-            self.history.append(record)
-            if record.get("best"):
-                self._save_checkpoint("best.pt")
-            self._save_checkpoint("last.pt")
-            self._log(record)
-            self._plot_curves()
-            epochs.set_postfix(val=f"{value}", best=f"{self.best['value']}@{self.best['epoch']}")
-            if self.rank == 0:
-                print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "val_loss", "val_acc_fs", "val_acc_fr")
-                                  if k in record}), file=sys.stderr, flush=True)
-            for callback in self.callbacks:
-                callback(epoch, record)
-        epochs.close()
+        try:
+            for epoch in epochs:
+                record: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+                record.update(self.train_epoch(epoch))
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                val = self.evaluate(self.data.val, desc=f"val {epoch}")
+                record.update({f"val_{k}": val[k] for k in ("loss", "acc", "acc_fs", "acc_fr", "n_s", "td50", "td90")})
+                record["val_n_s_per_layer"] = val["n_s_per_layer"]
+                record = _round(record)
+                self.epoch = epoch
+                value = record.get(f"val_{self.select_metric}")
+                if _better(self.select_metric, value, self.best["value"]):
+                    self.best = {"metric": self.select_metric, "value": value, "epoch": epoch}
+                    record["best"] = True
+                self.history.append(record)
+                if record.get("best"):
+                    self._save_checkpoint("best.pt")
+                self._save_checkpoint("last.pt")
+                self._log(record)
+                epochs.set_postfix(val=f"{value}", best=f"{self.best['value']}@{self.best['epoch']}")
+                if self.rank == 0:
+                    print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "val_loss", "val_acc_fs", "val_acc_fr")
+                                      if k in record}), file=sys.stderr, flush=True)
+                for callback in self.callbacks:
+                    callback(epoch, record)
+        finally:
+            epochs.close()
+            self._plot_curves()  # also after an error or an interrupt: the curves of the epochs done
         summary = {"epochs": self.epoch, "best": dict(self.best),
                    "last": self.history[-1] if self.history else None,
                    "run_dir": None if self.run is None else str(self.run.path)}

@@ -1,0 +1,197 @@
+"""Engine: one training step per neuron type and loss mode, exact resume, NaN stop, best on validation, test window."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sjframe.coding import losses
+from sjframe.config import resolve_config
+from sjframe.data.writers import random_dataset_files
+from sjframe.engine import NonFiniteLossError, Trainer, compute_loss, evaluate_run
+from sjframe.models.base import ModelOutput
+from sjframe.rundir import RunDir
+
+
+@pytest.fixture(scope="module")
+def shd_root(tmp_path_factory) -> Path:
+    """A small SHD data set in the real file layout (random events, 20 classes)."""
+    return random_dataset_files("shd", tmp_path_factory.mktemp("shd"), n_train=40, n_test=12, events=300, seed=1)
+
+
+def tiny(root: Path, **sections) -> dict:
+    raw = {
+        "threads": 1,
+        "data": {"name": "shd", "root": str(root), "T": 10, "T_empty": 2, "dt": 50.0, "val_fraction": 0.25},
+        "model": {"name": "fcnet", "hidden_sizes": [16], "dropout": 0.2,
+                  "neuron1": {"tau_m_steps": 3, "tau_s_steps": 3, "theta": 0.1},
+                  "neuron2": {"tau_m_steps": 3, "tau_s_steps": 3, "theta": 0.1}},
+        "train": {"epochs": 3, "batch_size": 8, "test_batch_size": 16, "lr": 1e-2, "progress": False},
+        "loss": {"D": 4, "A": 50.0},
+    }
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    return raw
+
+
+def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("neuron_type", ["culif", "pculif", "pculif_neuron", "adlif", "lif"])
+def test_one_training_step_every_neuron_type(shd_root, neuron_type):
+    cfg = resolve_config(tiny(shd_root, model={"neuron_type": neuron_type}, train={"epochs": 1, "max_batches": 1}))
+    trainer = Trainer(cfg, None)
+    before = _params(trainer.model)
+    summary = trainer.fit()
+    after = trainer.model.state_dict()
+    changed = [k for k in before if k.endswith("weight") and not torch.equal(before[k], after[k])]
+    assert "fcs.0.weight" in changed and "out_fc.weight" in changed
+    record = summary["last"]
+    assert record["epoch"] == 1 and torch.isfinite(torch.tensor(record["train_loss"]))
+    assert record["val_acc_fs"] is not None and record["val_acc_fr"] is not None
+
+
+@pytest.mark.parametrize("mode", ["firing_rate", "rate_ce"])
+def test_other_loss_modes_train(shd_root, mode):
+    cfg = resolve_config(tiny(shd_root, loss={"mode": mode}, train={"epochs": 1, "max_batches": 2}))
+    summary = Trainer(cfg, None).fit()
+    assert summary["best"]["metric"] == "acc_fr"
+    assert summary["last"]["train_loss"] > 0
+
+
+def test_logits_loss_needs_logits(shd_root):
+    cfg = resolve_config(tiny(shd_root, loss={"mode": "logits_nll"}, train={"epochs": 1, "max_batches": 1}))
+    with pytest.raises(ValueError, match="logits_nll.*needs logits"):
+        Trainer(cfg, None).fit()
+
+
+def test_compute_loss_adds_spike_count_and_model_regularizer(shd_root):
+    class WithRegularizer(torch.nn.Module):
+        def regularizer(self, output: ModelOutput) -> torch.Tensor:
+            return output.spikes.sum() * 0 + 0.5
+
+    spikes = (torch.rand(6, 2, 3) > 0.5).float()
+    out = ModelOutput(spikes=spikes, h=torch.rand(6, 2, 3), layer_spikes={"output": spikes})
+    y = torch.tensor([0, 2])
+    base = resolve_config({"loss": {"mode": "firing_rate"}})
+    plain, t_F = compute_loss(base, torch.nn.Module(), out, y)
+    assert t_F.shape == (2, 3)
+    reg = resolve_config({"loss": {"mode": "firing_rate", "regularizer_weight": 2.0}})
+    torch.testing.assert_close(compute_loss(reg, WithRegularizer(), out, y)[0], plain + 1.0)
+    n_s = float(spikes.sum()) / (2 * 3)
+    counted = resolve_config({"loss": {"mode": "firing_rate", "spike_count_lambda": 0.5, "spike_count_target": 1.0}})
+    torch.testing.assert_close(compute_loss(counted, torch.nn.Module(), out, y)[0],
+                               plain + 0.5 * abs(n_s - 1.0), rtol=1e-5, atol=1e-6)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_exactly(shd_root, tmp_path):
+    raw = tiny(shd_root, train={"epochs": 3, "max_batches": 2, "scheduler": "cosine", "cosine_t_max": 2})
+    cfg = resolve_config(raw)
+    straight = RunDir.create("straight", root=tmp_path)
+    ref = Trainer(cfg, straight)
+    ref.fit()
+
+    run = RunDir.create("resumed", root=tmp_path)
+
+    def stop_after_one(epoch: int, record: dict) -> None:
+        if epoch == 1:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        Trainer(cfg, run, callbacks=[stop_after_one]).fit()
+    assert torch.load(run.checkpoints / "last.pt", weights_only=False)["epoch"] == 1
+    resumed = Trainer(resolve_config(run.read_config()), run)
+    resumed.fit(resume=True)
+
+    assert resumed.history == ref.history  # every metric of every epoch, bit for bit
+    for key, value in ref.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert [r for r in run.read_log() if "epoch" in r] == [r for r in straight.read_log() if "epoch" in r]
+    assert len(ref.history) == 3 and ref.history[1] != ref.history[2]
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(shd_root, tmp_path, monkeypatch):
+    cfg = resolve_config(tiny(shd_root, train={"epochs": 3, "max_batches": 2}))
+    run = RunDir.create("nan", root=tmp_path)
+    digests: dict[int, str] = {}
+
+    def remember(epoch: int, record: dict) -> None:
+        digests[epoch] = hashlib.sha256((run.checkpoints / "last.pt").read_bytes()).hexdigest()
+
+    real = losses.fs_loss
+    calls = {"n": 0}
+
+    def nan_in_epoch_two(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        if not torch.is_grad_enabled():  # validation batches
+            return loss
+        calls["n"] += 1
+        return loss * float("nan") if calls["n"] == 4 else loss  # epoch 2, batch 2 (2 training batches per epoch)
+
+    monkeypatch.setattr(losses, "fs_loss", nan_in_epoch_two)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at epoch 2, batch 1") as info:
+        Trainer(cfg, run, callbacks=[remember]).fit()
+    assert "last.pt" in str(info.value) and "epoch 1" in str(info.value)
+    assert hashlib.sha256((run.checkpoints / "last.pt").read_bytes()).hexdigest() == digests[1]
+    state = run.load_checkpoint("last.pt")
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert (run.checkpoints / "best.pt").is_file()
+    events = [r for r in run.read_log() if r.get("event") == "non_finite_loss"]
+    assert events and events[0]["epoch"] == 2
+
+
+def test_best_checkpoint_is_chosen_on_validation(shd_root, tmp_path):
+    run = RunDir.create("best", root=tmp_path)
+    trainer = Trainer(resolve_config(tiny(shd_root, train={"epochs": 3})), run)
+    trainer.fit()
+    values = [r["val_acc_fs"] for r in trainer.history]
+    best_epoch = values.index(max(values)) + 1
+    best = run.load_checkpoint("best.pt")
+    assert best["epoch"] == best_epoch == trainer.best["epoch"]
+    assert not any(k.startswith("test") for r in trainer.history for k in r)  # the test split is never looked at
+    assert (run.plots / "training_curves.png").stat().st_size > 0
+    assert resolve_config(run.read_config()) == trainer.cfg
+
+
+def test_evaluation_uses_the_test_window(shd_root, tmp_path):
+    run = RunDir.create("window", root=tmp_path)
+    raw = tiny(shd_root, train={"epochs": 1, "max_batches": 1}, eval={"raster_samples": 1})
+    Trainer(resolve_config(raw), run).fit()
+    raw["data"].update({"test_T": 20, "test_T_empty": 0})
+    report = evaluate_run(raw, run, "best")
+    assert (report["T"], report["T_empty"], report["metrics"]["T"]) == (20, 0, 20)
+    assert report["metrics"]["n_samples"] == 12
+    saved = json.loads((run.path / "reports" / "test-best-T20-E0.json").read_text())
+    assert saved["metrics"]["acc_fs"] == report["metrics"]["acc_fs"]
+    text = (run.path / "reports" / "test-best-T20-E0.txt").read_text()
+    assert "FS accuracy" in text and "FR accuracy" in text and "td50" in text and "N_s hidden1" in text
+    plots = {Path(p).name for p in report["plots"]}
+    assert {"raster-output-sample0.png", "raster-hidden1-sample0.png", "first_spike_patterns.png"} <= plots
+
+
+def test_corrupt_checkpoint_is_a_clear_error(shd_root, tmp_path):
+    run = RunDir.create("corrupt", root=tmp_path)
+    raw = tiny(shd_root, train={"epochs": 1, "max_batches": 1})
+    Trainer(resolve_config(raw), run).fit()
+    (run.checkpoints / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="last.pt could not be read"):
+        Trainer(resolve_config(raw), run).fit(resume=True)
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        evaluate_run(raw, run, "nothing")
+
+
+def test_multistep_schedule(shd_root):
+    cfg = resolve_config(tiny(shd_root, train={"epochs": 3, "max_batches": 1, "scheduler": "multistep",
+                                               "milestones": [1, 2], "gamma": 0.5}))
+    trainer = Trainer(cfg, None)
+    trainer.fit()
+    assert [r["lr"] for r in trainer.history] == pytest.approx([1e-2, 5e-3, 2.5e-3])
