@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sjframe.config import load_yaml, resolve_config
-from sjframe.gradients import GradientSpec, make_spike_fn
+from sjframe.gradients import GradientSpec, make_spike_fn, sparse_layer
 from sjframe.gradients.sparse_layer import ActiveSet, SparseLinearLIF, sparse_linear_lif
 from sjframe.models import build_model
 from sjframe.models.s3gd_net import S3GDNet, S3GDNetOptions
@@ -59,7 +59,9 @@ def _loss(spikes, seed=1):
 
 @pytest.mark.parametrize("depth", [2, 3])
 @pytest.mark.parametrize("pass_active", [True, False])
-def test_sparse_equals_dense_with_truncated_surrogate(depth: int, pass_active: bool) -> None:
+@pytest.mark.parametrize("gather_cost", [0, 10**9])  # force the per-entry products / the row products
+def test_sparse_equals_dense_with_truncated_surrogate(depth: int, pass_active: bool, gather_cost: int, monkeypatch) -> None:
+    monkeypatch.setattr(sparse_layer, "GATHER_COST", gather_cost)
     T, B = 17, 3
     sizes = [13, 11, 9, 7][: depth + 1]
     x = (torch.rand(T, B, sizes[0], generator=torch.Generator().manual_seed(4)) < 0.35).double().requires_grad_()
@@ -77,8 +79,10 @@ def test_sparse_equals_dense_with_truncated_surrogate(depth: int, pass_active: b
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_input_gradient_only_at_the_previous_active_set() -> None:
+@pytest.mark.parametrize("gather_cost", [0, 10**9])
+def test_input_gradient_only_at_the_previous_active_set(gather_cost: int, monkeypatch) -> None:
     """With in_active the layer writes dL/dx only there (exactly the dense value), zero elsewhere."""
+    monkeypatch.setattr(sparse_layer, "GATHER_COST", gather_cost)
     T, B, n_in, n = 11, 2, 8, 6
     x = torch.rand(T, B, n_in, dtype=torch.float64).requires_grad_()
     (w,) = _stack([n_in, n])
