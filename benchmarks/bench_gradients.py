@@ -99,7 +99,7 @@ def run_mode(mode: str, x1: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, ba
     elapsed = clock() - t0
     memory = torch.cuda.max_memory_allocated(device) - base if device.type == "cuda" else saved.total
     return {"time": elapsed, "memory": memory, "active": None if active is None else active.fraction,
-            "rate": float(s2.mean())}
+            "rate": float(s2.detach().mean())}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     spec_kw = {"sparse": {"b_th": args.b_th}, "localzo": {"delta": args.delta}}
     modes = ("dense", "sparse", "localzo")
+    # warm-up (lazy initialisation, kernel compilation) at a small size, not timed
+    wx = (torch.rand(20, 8, min(args.N)) < args.rate).float().to(device)
+    ww = torch.randn(min(args.N), min(args.N)).to(device) * 0.3
+    for mode in modes:
+        run_mode(mode, wx, ww, ww, args.backend, spec_kw)
     rows = []
     grid = [(T, N) for T in args.T for N in args.N]
     for T, N in tqdm(grid, desc="sizes", file=sys.stderr):
