@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -101,10 +100,7 @@ def specialisation(dtype: torch.dtype, surrogate_expr: str = "0.0f") -> Speciali
     """The specialisation of ``s3gd.cu`` for a storage dtype (float32 / float64) and a surrogate C expression."""
     if dtype not in _DTYPE_NAME:
         raise ValueError(f"the sparse kernels support float32 and float64, got {dtype}")
-    # Surrogate.cuda_expr writes "fabsf ( x )"; build.double_precision_expr only rewrites "fabsf(" for
-    # double builds, so glue the call parentheses first (otherwise float64 kernels run float math).
-    expr = re.sub(r"\b(fabsf|expf|sqrtf|logf|tanhf)\s+\(", r"\1(", surrogate_expr)
-    return Specialisation(SOURCE, _DTYPE_NAME[dtype], expr)
+    return Specialisation(SOURCE, _DTYPE_NAME[dtype], surrogate_expr)
 
 
 def device_text(spec: Specialisation) -> str:
