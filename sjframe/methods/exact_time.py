@@ -11,14 +11,18 @@ Config (the ``exact_time:`` section; every key has a default, unknown keys are e
       train: {epochs: 300, batch_size: 150, lr: 0.005, lr_step: 20, lr_gamma: 0.95,
               max_dw_norm: 0.2, max_silent_fraction: [0.3, 0.0], bump_value: 0.0005, seed: 0}
 
-Times are in units of ``tau_s``. Workflow (``train.py`` / ``test.py`` dispatch here, or
-``python -m sjframe.methods.exact_time``)::
+Times are in units of ``tau_s``. Workflow (seed 001's verbs)::
 
-    train <config.yaml> [--exact_time.train.epochs 50 ...]   new run directory, trains
-    inference <run_dir> [--checkpoint best.pt]               validation and test accuracy of a saved run
-    eval <run_dir> [--checkpoint best.pt]                    the same plus plots (spike-time histograms per
-                                                             class, accuracy curves, weight histograms)
-    continue <run_dir> [--epoch K] [--exact_time.train.epochs N]   resume from last.pt or savepoint epoch_K.pt
+    train      python train.py configs/exact_yinyang.yaml [--exact_time.train.epochs 50 ...]
+    inference  python test.py <run_dir> [--checkpoint best|last|epoch_K]   (accuracy report and plots)
+    eval       python test.py <run_dir> ...  plots: spike-time histograms per class, accuracy curves,
+               weight histograms (under <run_dir>/plots)
+    continue   python train.py --resume <run_dir>                           (from last.pt)
+
+or, without the entry points, ``python -m sjframe.methods.exact_time`` with the verbs
+``train <config>``, ``inference <run_dir>`` (no plots), ``eval <run_dir>`` and
+``continue <run_dir> [--epoch K]`` (``--epoch``: from the savepoint ``epoch_K.pt``); every verb takes
+``--exact_time.<section>.<key> value`` overrides.
 
 A run directory holds ``config.yaml`` (resolved), ``metrics.jsonl`` (one ``event: epoch`` record per
 epoch, ``event: test`` records), ``checkpoints/last.pt`` (every epoch), ``best.pt`` (best validation
@@ -34,6 +38,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -141,6 +146,7 @@ class ExactTrainConfig:
         input_noise_std: Gaussian noise on the input spike times in training (negative times reflected).
         seed: weight initialisation, data order, noise. device: ``cpu`` | ``cuda`` | ``cuda:N``.
         threads: torch CPU threads (null: torch's default). save_every: savepoint every N epochs (0: none).
+        plots: write the figures at the end of training (``test.py`` / ``eval`` always do).
     """
 
     epochs: int = 300
@@ -161,6 +167,7 @@ class ExactTrainConfig:
     device: str = "cpu"
     threads: int | None = None
     save_every: int = 10
+    plots: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "batch_size_eval", "lr_step"):
@@ -363,7 +370,9 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False, resume_epoch: 
                 losses.append(loss.item())
             correct += int((predict(t_out.detach()) == yb).sum())
             shown += idx.numel()
-        sched.step()
+        with warnings.catch_warnings():  # an epoch of only weight bumps has no optimiser step: fine here
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            sched.step()
         val = evaluate_split(net, x_va, y_va, c, device)
         done = epoch + 1
         record = {
@@ -398,7 +407,8 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False, resume_epoch: 
         best_net.load_state_dict(run.load_checkpoint("best.pt", map_location=device)["model"])
         summary["test_acc_best"] = evaluate_split(best_net, x_te, y_te, c, device)["acc"]
     run.log(summary)
-    _plots(run, net, final["t_out"], y_te, "final")
+    if t.plots:
+        _plots(run, net, final["t_out"], y_te, "final")
     return summary
 
 
@@ -412,35 +422,59 @@ def _plots(run: RunDir, net: ExactTimeNet, t_out: torch.Tensor, labels: torch.Te
     return [str(p) for p in paths]
 
 
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt", plots: bool = True) -> dict[str, Any]:
+def _load_checkpoint(run: RunDir, checkpoint: str, device: torch.device) -> tuple[dict[str, Any], str]:
+    """``checkpoint`` is a file path, a name in ``checkpoints/`` (``best.pt``) or ``best`` / ``last`` / ``epoch_K``."""
+    path = Path(checkpoint)
+    if path.suffix == ".pt" and path.is_file() and path.parent != Path("."):
+        try:
+            return torch.load(path, map_location=device, weights_only=False), path.stem
+        except Exception as exc:  # corrupt / truncated file
+            raise RuntimeError(f"checkpoint {path} could not be read ({exc})") from exc
+    name = checkpoint if checkpoint.endswith(".pt") else f"{checkpoint}.pt"
+    return run.load_checkpoint(name, map_location=device), Path(name).stem
+
+
+def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best", plots: bool = True) -> dict[str, Any]:
     """Validation and test accuracy of ``checkpoint`` of a saved run; with ``plots`` also the figures.
 
-    Logs an ``event: test`` record to ``metrics.jsonl``, writes ``report_<checkpoint>.json`` and returns it.
+    ``checkpoint``: ``best`` | ``last`` | ``epoch_K`` (``.pt`` optional) in the run's ``checkpoints/``,
+    or a path to a checkpoint file. Logs an ``event: test`` record to ``metrics.jsonl``, writes
+    ``reports/exact_time_<checkpoint>.json`` and returns the report (``metrics.acc_fs`` is the test
+    accuracy in %: the prediction is the first label spike; ``table`` a printable summary).
     """
     c = parse_config(cfg)
     device = _device(c)
     if c.train.threads is not None:
         torch.set_num_threads(c.train.threads)
-    ck = run.load_checkpoint(checkpoint, map_location=device)
+    ck, tag = _load_checkpoint(run, checkpoint, device)
     x_va, y_va, _ = _load(c, "val")
     x_te, y_te, _ = _load(c, "test")
     net = build_network(c, x_te.shape[1]).to(device)
     try:
         net.load_state_dict(ck["model"])
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, TypeError, RuntimeError) as exc:
         raise ValueError(f"checkpoint {checkpoint} does not fit the config's network: {exc}") from exc
     val = evaluate_split(net, x_va, y_va, c, device)
     test = evaluate_split(net, x_te, y_te, c, device)
     report: dict[str, Any] = {
-        "event": "test", "checkpoint": checkpoint, "epoch": ck.get("epoch"),
+        "event": "test", "checkpoint": tag, "epoch": ck.get("epoch"),
         "val_acc": val["acc"], "val_loss": val["loss"], "test_acc": test["acc"], "test_loss": test["loss"],
         "test_silent_label_fraction": test["silent_label_fraction"],
         "test_silent_hidden_fraction": test["silent_hidden_fraction"],
+        "metrics": {"acc_fs": 100.0 * test["acc"], "acc_fr": None},
     }
+    report["table"] = (
+        f"exact_time {c.data.name}, checkpoint {tag} (epoch {ck.get('epoch')})\n"
+        f"  validation accuracy {100 * val['acc']:.2f} %   loss {val['loss']:.4f}\n"
+        f"  test accuracy       {100 * test['acc']:.2f} %   loss {test['loss']:.4f}\n"
+        f"  silent label neurons (test) {100 * test['silent_label_fraction']:.2f} %"
+    )
     if plots:
-        report["plots"] = _plots(run, net, test["t_out"], y_te, Path(checkpoint).stem)
-    run.log(report)
-    (run.path / f"report_{Path(checkpoint).stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+        report["plots"] = _plots(run, net, test["t_out"], y_te, tag)
+    run.log({k: v for k, v in report.items() if k != "table"})
+    reports = run.path / "reports"
+    reports.mkdir(exist_ok=True)
+    (reports / f"exact_time_{tag}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -467,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     for verb in ("inference", "eval"):
         sp = sub.add_parser(verb, help="test accuracy of a saved run" + (" and plots" if verb == "eval" else ""))
         sp.add_argument("run_dir")
-        sp.add_argument("--checkpoint", default="best.pt")
+        sp.add_argument("--checkpoint", default="best", help="best | last | epoch_K | path to a .pt file")
     p_co = sub.add_parser("continue", help="resume a run from last.pt or a savepoint")
     p_co.add_argument("run_dir")
     p_co.add_argument("--epoch", type=int, default=None, help="resume from savepoint epoch_K.pt")
@@ -488,7 +522,9 @@ def main(argv: list[str] | None = None) -> int:
             result = train(cfg, run, resume=True, resume_epoch=args.epoch)
         else:
             result = evaluate(cfg, run, args.checkpoint, plots=args.verb == "eval")
-    print(json.dumps({k: v for k, v in result.items() if k != "plots"}, default=str))
+    if "table" in result:
+        print(result["table"])
+    print(json.dumps({k: v for k, v in result.items() if k not in ("plots", "table")}, default=str))
     return 0
 
 
