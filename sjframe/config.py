@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 LOSS_MODES = ("first_time", "firing_rate", "rate_ce", "logits_nll")
+SELECT_METRICS = ("acc", "acc_fs", "acc_fr", "loss")
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ class TrainConfig:
             raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"train.grad_clip must be positive or null, got {self.grad_clip}")
+        if self.select_metric is not None and self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"train.select_metric {self.select_metric!r} unknown; valid: {list(SELECT_METRICS)} or null")
         if self.max_batches is not None and self.max_batches < 1:
             raise ValueError(f"train.max_batches must be >= 1 or null, got {self.max_batches}")
 

@@ -403,6 +403,11 @@ class Trainer:
                 record = _round(record)
                 self.epoch = epoch
                 value = record.get(f"val_{self.select_metric}")
+                if value is None:
+                    raise ValueError(
+                        f"validation metric {self.select_metric!r} (train.select_metric) is not available for model "
+                        f"{cfg.model.name!r} with loss.mode {cfg.loss.mode!r}; choose one of acc, acc_fs, acc_fr, loss"
+                    )
                 if _better(self.select_metric, value, self.best["value"]):
                     self.best = {"metric": self.select_metric, "value": value, "epoch": epoch}
                     record["best"] = True

@@ -70,6 +70,7 @@ def test_unknown_keys_are_named_with_the_valid_ones(raw, names):
         ({"loss": {"mode": "first_spike"}}, "loss.mode"),
         ({"model": {"name": "fcnet", "hidden_sizes": 256}}, "model.hidden_sizes"),
         ({"data": {"T": 0}}, "data.T"),
+        ({"train": {"select_metric": "acc_top5"}}, "train.select_metric"),
         ({"model": {"name": "fcnet", "neuron_type": "izhikevich"}}, "neuron_type"),
     ],
 )
