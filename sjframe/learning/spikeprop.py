@@ -48,14 +48,17 @@ __all__ = [
 ]
 
 
-def eps_kernel(s: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(eps(s), eps'(s))`` of the SRM kernel ``(s/tau) e^{1 - s/tau}`` (0 for ``s <= 0`` or non-finite ``s``)."""
-    valid = torch.isfinite(s) & (s > 0)
-    s0 = torch.where(valid, s, torch.zeros_like(s))
-    e = torch.exp(1.0 - s0 / tau)
-    eps = torch.where(valid, (s0 / tau) * e, torch.zeros_like(s))
-    deps = torch.where(valid, (e / tau) * (1.0 - s0 / tau), torch.zeros_like(s))
-    return eps, deps
+def eps_kernel(s: torch.Tensor, tau: float, derivative: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(eps(s), eps'(s))`` of the SRM kernel ``(s/tau) e^{1 - s/tau}``; both 0 for ``s <= 0`` (and ``s = -inf``).
+
+    With ``derivative=False`` the second value is ``None``.
+    """
+    sc = s.clamp(min=0.0) / tau                 # -inf (a silent input) -> 0
+    e = torch.exp(1.0 - sc)
+    eps = sc * e
+    if not derivative:
+        return eps, None
+    return eps, (s > 0).to(s.dtype) * (e / tau) * (1.0 - sc)
 
 
 def srm_potential(
@@ -63,7 +66,7 @@ def srm_potential(
 ) -> torch.Tensor:
     """Exact potential ``x_j(t)`` for query times ``t [B, J]``, inputs ``t_in [B, I]``, ``weight [J, I, K]``."""
     s = t[:, :, None, None] - t_in[:, None, :, None] - delays
-    eps, _ = eps_kernel(s, tau)
+    eps, _ = eps_kernel(s, tau, derivative=False)
     return (eps * weight).sum((2, 3))
 
 
@@ -78,7 +81,7 @@ def _first_crossing(t_in: torch.Tensor, weight: torch.Tensor, delays: torch.Tens
     for b0 in range(0, t_in.shape[0], chunk):
         tb = t_in[b0:b0 + chunk]
         s = grid - tb[:, :, None, None] - delays[:, None]            # [b, I, K, G]
-        eps, _ = eps_kernel(s, tau)
+        eps, _ = eps_kernel(s, tau, derivative=False)
         x = torch.einsum("jc,bcg->bjg", w2, eps.reshape(tb.shape[0], -1, grid.numel()))
         above = x >= theta
         fired = above.any(2)
@@ -131,7 +134,7 @@ class SpikePropLayer(nn.Module):
 
     def __init__(
         self, n_in: int, n_out: int, delays: Sequence[float], tau: float = 7.0, theta: float = 1.0,
-        t_max: float = 50.0, dt: float = 0.1, refine_iters: int = 30, min_slope: float = 0.1,
+        t_max: float = 50.0, dt: float = 0.1, refine_iters: int = 20, min_slope: float = 0.1,
         w_init: tuple[float, float] = (0.0, 0.1), dtype: torch.dtype = torch.float64,
         generator: torch.Generator | None = None,
     ) -> None:
@@ -153,8 +156,8 @@ class SpikePropLayer(nn.Module):
     def forward(self, t_in: torch.Tensor) -> torch.Tensor:
         if t_in.dim() != 2 or t_in.shape[1] != self.weight.shape[1]:
             raise ValueError(f"t_in must be [B, {self.weight.shape[1]}], got shape {tuple(t_in.shape)}")
-        if torch.isnan(t_in).any():
-            raise ValueError("t_in contains NaN (use inf for 'no spike')")
+        if torch.isnan(t_in).any() or (t_in == -math.inf).any():
+            raise ValueError("t_in contains NaN or -inf (use +inf for 'no spike')")
         return _SpikeTime.apply(t_in.to(self.weight.dtype), self.weight, self.delays, self.cfg)
 
 
@@ -218,4 +221,4 @@ def gaussian_rf_encode(
     r = torch.exp(-0.5 * ((x[:, :, None] - centres) / sigma) ** 2)                 # [B, F, m]
     t = t_code * (1.0 - r)
     t = torch.where(r >= min_response, t, torch.full_like(t, math.inf))
-    return t.reshape(x.shape[0], -1)
+    return t.reshape(x.shape[0], x.shape[1] * n_fields)
