@@ -28,6 +28,7 @@ MODELS: dict[str, str] = {
     "dvsgesture_net": "sjframe.models.conv:build_dvsgesture_net",
     "dvsplane_net": "sjframe.models.conv:build_dvsplane_net",
     "s3gd_net": "sjframe.models.s3gd_net:build_s3gd_net",
+    "csnn": "sjframe.models.csnn:build_csnn",
 }
 
 
