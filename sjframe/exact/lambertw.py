@@ -30,6 +30,7 @@ BRANCH_POINT = -math.exp(-1.0)  # -1/e rounded to float64: W0 = -1 there
 # -1/e = BRANCH_POINT + _BRANCH_POINT_LO exactly to ~1e-33 (so e z + 1 is computed without cancellation)
 _BRANCH_POINT_LO = 1.2428753672788363168e-17
 
+_MIN_ITER = 3  # Halley from these starts: 3 steps reach ~1e-14, 4 reach rounding level
 _MAX_ITER = 12  # Halley converges in <= 5 steps from these starts; near the branch point it
 # oscillates at the conditioning limit (~1e-14) without meeting the tolerance, so cap it
 
@@ -65,40 +66,36 @@ def _newton_log(w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return w - (w + torch.log(w) - torch.log(z)) / (1.0 + 1.0 / w)
 
 
-def _refine(w: torch.Tensor, z: torch.Tensor, step) -> torch.Tensor:
-    """Iterate ``step`` on the flat tensors ``w``, ``z``; converged entries drop out (work shrinks)."""
-    tol = 4.0 * torch.finfo(w.dtype).eps
-    out = w.clone()
-    idx = torch.arange(w.numel(), device=w.device)
-    for _ in range(_MAX_ITER):
-        if idx.numel() == 0:
-            break
-        w_old = out[idx]
-        w_new = step(w_old, z[idx])
-        good = torch.isfinite(w_new)
-        w_new = torch.where(good, torch.clamp(w_new, min=-1.0), w_old)  # stay on the principal branch
-        out[idx] = w_new
-        moving = good & ((w_new - w_old).abs() > tol * (1.0 + w_new.abs()))
-        idx = idx[moving]
-    return out
-
-
 def _lambertw0_values(z: torch.Tensor) -> torch.Tensor:
-    """Forward values (no autograd); see the module docstring."""
-    flat = z.reshape(-1)
-    valid = torch.isfinite(flat) & (flat >= BRANCH_POINT)
-    out = torch.full_like(flat, math.nan)
-    out[torch.isposinf(flat)] = math.inf
-    zv = flat[valid]
-    wv = _start(zv)
+    """Forward values (no autograd); see the module docstring.
+
+    Whole-tensor masked iterations (no compaction: for the tensor sizes of a layer, indexing costs
+    more than the arithmetic); at least ``_MIN_ITER`` steps, then until nothing moves by more than
+    a few ulps (or ``_MAX_ITER``).
+    """
+    valid = torch.isfinite(z) & (z >= BRANCH_POINT)
+    zs = torch.where(valid, z, torch.zeros_like(z))  # safe values everywhere
+    w = _start(zs)
+    big = zs > math.e
     # entries whose series start is exact to rounding need no iteration (the Halley step divides by w + 1)
-    iterate = ~(((zv < -0.32) & (_branch_p(zv) < 1e-3)) | (zv == 0))
-    big = zv > math.e
-    sel = iterate & ~big
-    wv[sel] = _refine(wv[sel], zv[sel], _halley)
-    wv[big] = _refine(wv[big], zv[big], _newton_log)
-    out[valid] = wv
-    return out.reshape(z.shape)
+    fixed = ((zs < -0.32) & (_branch_p(zs) < 1e-3)) | (zs == 0) | ~valid
+    halley = ~fixed & ~big
+    any_big = bool(big.any())
+    zb = torch.where(big, zs, torch.full_like(zs, math.e))
+    tol = 4.0 * torch.finfo(z.dtype).eps
+    for it in range(_MAX_ITER):
+        w_new = torch.where(halley, _halley(w, zs), w)
+        if any_big:
+            w_new = torch.where(big, _newton_log(torch.where(big, w, torch.ones_like(w)), zb), w_new)
+        w_new = torch.where(torch.isfinite(w_new), torch.clamp(w_new, min=-1.0), w)  # stay on the principal branch
+        # near the branch point W is ill-conditioned (dW/dz ~ 1/(1 + W)): allow proportionally more
+        cond = torch.clamp(1.0 / (w_new + 1.0).abs().clamp(min=1e-300), min=1.0)
+        moved = (w_new - w).abs() > tol * (1.0 + w_new.abs()) * cond
+        w = w_new
+        if it + 1 >= _MIN_ITER and not bool(moved.any()):
+            break
+    out = torch.where(valid, w, torch.full_like(w, math.nan))
+    return torch.where(torch.isposinf(z), torch.full_like(out, math.inf), out)
 
 
 class _LambertW0(torch.autograd.Function):

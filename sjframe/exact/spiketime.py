@@ -158,8 +158,10 @@ def _search(t_in: torch.Tensor, w: torch.Tensor, neuron: str, theta: float) -> t
         x = torch.exp(-0.5 * uc)
         v_max = x * (b - a * x)
     crossing = pos & p["finite"].unsqueeze(-1) & (v_max >= rhs)  # [B, I, N]
-    spiked = crossing.any(dim=1)  # [B, N]
-    k = crossing.to(torch.uint8).argmax(dim=1)  # first window with a crossing
+    n_in = crossing.shape[1]
+    k = (~crossing).cumprod(dim=1).sum(dim=1)  # windows before the first crossing = its index; n_in: none
+    spiked = k < n_in  # [B, N]
+    k = torch.clamp(k, max=n_in - 1)
     kk = k.unsqueeze(1)
     a_k = a.gather(1, kk).squeeze(1)
     b_k = b.gather(1, kk).squeeze(1)
