@@ -247,3 +247,14 @@ def test_generate_end_to_end_is_deterministic_for_any_worker_count(tmp_path: Pat
     ds = build_dataset("spoken_digits", "train", root=str(tmp_path), num_units=12, num_classes=10, val_fraction=0.2)
     x, _ = ds[0]
     assert x.shape == (100, 12) and float(x.sum()) > 0
+
+
+@pytest.mark.parametrize("neuron", ["culif", "adlif"])
+@pytest.mark.parametrize("coding", ["fs", "fr"])
+def test_configs_resolve(neuron: str, coding: str) -> None:
+    from sjframe.config import load_yaml, resolve_config
+
+    cfg = resolve_config(load_yaml(ROOT / "configs" / f"spoken_digits_{neuron}_{coding}.yaml"))
+    assert cfg.data.name == "spoken_digits" and cfg.data.options == {"variant": "small", "num_classes": 10}
+    assert cfg.model.options["neuron_type"] == neuron
+    assert cfg.loss.mode == {"fs": "first_time", "fr": "firing_rate"}[coding]
