@@ -51,6 +51,7 @@ __all__ = [
     "evaluate_ann",
     "scaler_pairs",
     "simulate",
+    "spike_counts",
     "spike_norm",
     "train_ann_epoch",
 ]
@@ -245,30 +246,40 @@ def spike_norm(
 
 
 @torch.no_grad()
+def spike_counts(
+    snn: nn.Module, x: torch.Tensor, time_steps: Sequence[int], encoding: Encoding = "bernoulli",
+    batch_size: int = 512, generator: torch.Generator | None = None, progress: bool = True,
+) -> dict[int, torch.Tensor]:
+    """Output spike counts ``[N, C]`` after each number of steps in ``time_steps`` (``x [N, ...]``: ANN inputs)."""
+    checkpoints = sorted(set(int(t) for t in time_steps))
+    if not checkpoints or checkpoints[0] < 1:
+        raise ValueError(f"time_steps must be positive integers, got {list(time_steps)!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pairs = scaler_pairs(snn) if isinstance(snn, torch.fx.GraphModule) else []
+    out_scale = pairs[-1].scale if pairs else 1.0   # the output layer's spikes leave it scaled by lambda_L
+    device = next((b.device for b in snn.buffers()), torch.device("cpu"))
+    out: dict[int, list[torch.Tensor]] = {t: [] for t in checkpoints}
+    last = checkpoints[-1]
+    for k in tqdm(range(0, len(x), batch_size), desc="SNN", disable=not progress, leave=False):
+        xb = x[k:k + batch_size].to(device)
+        sj_functional.reset_net(snn)
+        counts = None
+        for t in range(1, last + 1):
+            s = snn(encode_step(xb, encoding, generator))
+            counts = s if counts is None else counts + s
+            if t in out:
+                out[t].append((counts / out_scale).round().cpu())
+        sj_functional.reset_net(snn)
+    return {t: torch.cat(v) for t, v in out.items()}
+
+
 def simulate(
     snn: nn.Module, x: torch.Tensor, y: torch.Tensor, time_steps: Sequence[int], encoding: Encoding = "bernoulli",
     batch_size: int = 512, generator: torch.Generator | None = None, progress: bool = True,
 ) -> dict[int, float]:
-    """Accuracy (argmax of output spike counts) after each number of steps in ``time_steps``.
-
-    ``x [N, ...]`` are ANN inputs, ``y [N]`` labels. Ties go to the lowest class index.
-    """
-    checkpoints = sorted(set(int(t) for t in time_steps))
-    if not checkpoints or checkpoints[0] < 1:
-        raise ValueError(f"time_steps must be positive integers, got {list(time_steps)!r}")
-    device = next((b.device for b in snn.buffers()), torch.device("cpu"))
-    correct = {t: 0 for t in checkpoints}
-    last = checkpoints[-1]
-    batches = range(0, len(x), batch_size)
-    for k in tqdm(batches, desc="SNN", disable=not progress, leave=False):
-        xb = x[k:k + batch_size].to(device)
-        yb = y[k:k + batch_size].to(device)
-        sj_functional.reset_net(snn)
-        counts = None
-        for t in range(1, last + 1):
-            out = snn(encode_step(xb, encoding, generator))
-            counts = out if counts is None else counts + out
-            if t in correct:
-                correct[t] += int((counts.argmax(1) == yb).sum())
-        sj_functional.reset_net(snn)
-    return {t: c / max(len(x), 1) for t, c in correct.items()}
+    """Accuracy (argmax of output spike counts; ties go to the lowest class index) after each of ``time_steps``."""
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
+    counts = spike_counts(snn, x, time_steps, encoding, batch_size, generator, progress)
+    return {t: float((c.argmax(1) == y.cpu()).float().mean()) if len(y) else float("nan") for t, c in counts.items()}

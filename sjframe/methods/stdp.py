@@ -32,7 +32,7 @@ SECTION = "stdp"
 
 @dataclass(frozen=True)
 class StdpConfig:
-    """The ``stdp`` config section."""
+    """The ``stdp`` config section (``train_subset > 0``: learn from only the first that many training samples)."""
 
     dataset: Literal["digits"] = "digits"
     test_fraction: float = 0.2
@@ -43,12 +43,15 @@ class StdpConfig:
     epochs: int = 1
     batch_size: int = 4
     eval_batch_size: int = 256
+    train_subset: int = 0
     network: DiehlCookParams = field(default_factory=DiehlCookParams)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.train_subset < 0:
+            raise ValueError(f"train_subset must be >= 0 (0 = all), got {self.train_subset!r}")
 
 
 CONFIG = StdpConfig
@@ -90,6 +93,8 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
     device = resolve_device(conf.device)
     run.write_config(resolved_config(cfg, SECTION, conf))
     x_tr, y_tr = _data(conf, "train")
+    if conf.train_subset:
+        x_tr, y_tr = x_tr[:conf.train_subset], y_tr[:conf.train_subset]
     x_va, y_va = _data(conf, "val")
     gen = torch.Generator().manual_seed(conf.seed)
     net = DiehlCookNetwork(conf.network, gen).to(device)
@@ -154,7 +159,7 @@ def _save_weight_plot(net: DiehlCookNetwork, run: RunDir) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    w = net.weight.detach().cpu()
+    w = net.weight.detach().cpu().numpy()
     side = int(round(w.shape[1] ** 0.5))
     if side * side != w.shape[1]:
         return
