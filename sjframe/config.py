@@ -145,7 +145,11 @@ class TrainConfig:
 
     Attributes:
         epochs: training epochs.
-        batch_size / test_batch_size: batch sizes of training and of validation / test.
+        batch_size / test_batch_size: batch sizes of training and of validation / test, **global**: under
+            torchrun each of the N processes takes ``batch_size / N`` samples per step (``batch_size`` must be
+            divisible by N) and ``ceil(test_batch_size / N)`` per evaluation batch, so a config means the same
+            optimisation on any number of processes (README "Training on several GPUs": scaling ``lr`` with a
+            larger batch).
         lr, weight_decay, amsgrad: Adam's (the paper: amsgrad, weight decay 1e-4).
         grad_clip: maximum gradient norm (None: no clipping; the paper: 10).
         scheduler: ``none | cosine | multistep`` (stepped once per epoch).
@@ -157,6 +161,13 @@ class TrainConfig:
         init_checkpoint: model weights to start from (a checkpoint file or run directory; seed 003's ``--load_pt_file``).
         max_batches: stop each epoch after this many batches (None: all; for smoke tests).
         progress: show tqdm progress bars.
+        compile: run the training forward through ``torch.compile`` (backend ``compile_backend``: ``inductor``,
+            ``aot_eager``, ...); evaluation stays eager.
+        sync_bn: under torchrun, convert BatchNorm layers to ``SyncBatchNorm`` (statistics of the global batch;
+            PyTorch supports it on CUDA only).
+        dist_backend: process-group backend under torchrun: ``auto`` (``nccl`` on CUDA, ``gloo`` on CPU), ``nccl``, ``gloo``.
+        find_unused_parameters: DistributedDataParallel's option, for models with trainable parameters outside the
+            loss's autograd graph.
     """
 
     epochs: int = 10
@@ -176,6 +187,11 @@ class TrainConfig:
     init_checkpoint: str | None = None
     max_batches: int | None = None
     progress: bool = True
+    compile: bool = False
+    compile_backend: str = "inductor"
+    sync_bn: bool = False
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
+    find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "test_batch_size", "log_interval", "cosine_t_max"):
@@ -191,6 +207,8 @@ class TrainConfig:
             raise ValueError(f"train.select_metric {self.select_metric!r} unknown; valid: {list(SELECT_METRICS)} or null")
         if self.max_batches is not None and self.max_batches < 1:
             raise ValueError(f"train.max_batches must be >= 1 or null, got {self.max_batches}")
+        if not self.compile_backend.strip():
+            raise ValueError("train.compile_backend must name a torch.compile backend (e.g. inductor), got ''")
 
 
 @dataclass(frozen=True)
