@@ -217,6 +217,9 @@ class Trainer:
         self.model = build_model(cfg.model.name, cfg.model.options, self.input_shape, self.num_classes).to(self.device)
         if cfg.train.init_checkpoint:
             self.model.load_state_dict(load_model_state(cfg.train.init_checkpoint))
+        # the module called for the training forward: the model itself, or its DistributedDataParallel /
+        # torch.compile wrapper (set by sjframe.distributed.make_trainer); evaluation calls self.model
+        self.forward_module: nn.Module = self.model
         tc = cfg.train
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad
@@ -311,6 +314,10 @@ class Trainer:
             for tensor in acc.state_tensors().values():
                 torch.distributed.all_reduce(tensor)
 
+    def _loss_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the batch loss is finite (distributed: on every process, so that all stop together)."""
+        return bool(torch.isfinite(loss))
+
     def _last_good(self) -> str:
         if self.run is None:
             return "no run directory"
@@ -335,9 +342,9 @@ class Trainer:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 self.optimizer.zero_grad(set_to_none=True)
                 functional.reset_net(model)
-                output = model(x)
+                output = self.forward_module(x)
                 loss, t_F = compute_loss(cfg, model, output, y)
-                if not torch.isfinite(loss):
+                if not self._loss_finite(loss):
                     self._log({"event": "non_finite_loss", "epoch": epoch, "batch": i, "loss": float(loss.detach())})
                     raise NonFiniteLossError(
                         f"non-finite loss ({float(loss.detach())}) at epoch {epoch}, batch {i}; training stopped. "
@@ -570,17 +577,22 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
-def evaluate_run(cfg_raw: dict[str, Any] | SurrogateConfig, run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+def evaluate_run(cfg_raw: dict[str, Any] | SurrogateConfig, run: RunDir, checkpoint: str = "best.pt",
+                 dist: Any = None) -> dict[str, Any]:
     """Evaluate a run's checkpoint on the test split with the config's **test window**; write the report.
 
     Writes ``reports/test-<checkpoint>-T<T>-E<T_empty>.{json,txt}``, a ``test`` record in
     ``metrics.jsonl``, spike rasters of the first ``eval.raster_samples`` test samples and the
     per-class first-spike patterns under ``plots/``; returns the report.
+
+    ``dist`` (a :class:`sjframe.distributed.DistContext`; use :func:`sjframe.distributed.evaluate_run`):
+    under torchrun each process evaluates its shard of the test set, the metrics are all-reduced, the
+    collected outputs gathered on rank 0, which alone writes files; the other ranks return the metrics.
     """
     from sjframe.data import build_dataset, time_major_collate
 
     cfg = cfg_raw if isinstance(cfg_raw, SurrogateConfig) else resolve_config(cfg_raw)
-    device = select_device(cfg.device)
+    device = select_device(cfg.device) if dist is None else dist.device
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
@@ -596,11 +608,20 @@ def evaluate_run(cfg_raw: dict[str, Any] | SurrogateConfig, run: RunDir, checkpo
     T, T_empty = cfg.data.window("test")
     model = build_model(cfg.model.name, cfg.model.options, tuple(ds.input_shape), int(ds.num_classes)).to(device)
     model.load_state_dict(state["model"])
-    loader = DataLoader(ds, batch_size=cfg.train.test_batch_size, shuffle=False, collate_fn=time_major_collate,
-                        num_workers=cfg.data.num_workers)
+    if dist is None:
+        loader = DataLoader(ds, batch_size=cfg.train.test_batch_size, shuffle=False, collate_fn=time_major_collate,
+                            num_workers=cfg.data.num_workers)
+    else:
+        loader = dist.eval_loader(ds, cfg.train.test_batch_size, cfg.data.num_workers)
     dt_ms = getattr(ds, "dt_ms", None)
     metrics, collected = evaluate_model(model, cfg, loader, device, dt_ms, desc="test",
-                                        progress=cfg.train.progress, collect=max(cfg.eval.raster_samples, 1))
+                                        progress=cfg.train.progress and (dist is None or dist.is_main),
+                                        collect=max(cfg.eval.raster_samples, 1),
+                                        reduce=None if dist is None else dist.reduce_accumulator)
+    if dist is not None:
+        collected = dist.gather_collected(collected, max(cfg.eval.raster_samples, 1))
+        if not dist.is_main:
+            return {"event": "test", "checkpoint": str(ckpt_path), "metrics": metrics}
     tag = f"test-{ckpt_path.stem}-T{T}-E{T_empty}"
     report = {"event": "test", "checkpoint": str(ckpt_path), "epoch": state.get("epoch"), "data": cfg.data.name,
               "T": T, "T_empty": T_empty, "dt_ms": dt_ms, "loss_mode": cfg.loss.mode, "metrics": metrics}
