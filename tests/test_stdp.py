@@ -146,7 +146,7 @@ def test_bad_parameters_are_clear_errors():
 
 
 def _cfg(**over) -> dict:
-    section = {"epochs": 1, "batch_size": 32, "train_subset": 192, "device": "cpu",
+    section = {"epochs": 1, "batch_size": 32, "train_subset": 192, "device": "cpu", "threads": 1,
                "network": {"n_neurons": 20, "time_steps": 30, "norm_total": 20.0}}
     section.update(over)
     return {"method": "stdp", "stdp": section}

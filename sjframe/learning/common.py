@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,7 +13,7 @@ import torch
 from sjframe.configtools import ConfigError, dataclass_from_dict, dataclass_to_dict
 from sjframe.rundir import RunDir, atomic_write_bytes
 
-__all__ = ["markdown_table", "parse_section", "resolve_device", "resolved_config", "write_report"]
+__all__ = ["markdown_table", "parse_section", "resolve_device", "resolved_config", "torch_threads", "write_report"]
 
 T = TypeVar("T")
 
@@ -66,3 +68,19 @@ def write_report(run: RunDir, report: dict[str, Any], name: str = "report", tabl
         atomic_write_bytes(run.path / f"{name}.md", table.encode())
     run.log({"event": name, **report})
     return path
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (``None``: unchanged), restoring the previous count after."""
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise ConfigError(f"threads must be >= 1 or null, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

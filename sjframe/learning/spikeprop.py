@@ -82,7 +82,7 @@ def _first_crossing(t_in: torch.Tensor, weight: torch.Tensor, delays: torch.Tens
         tb = t_in[b0:b0 + chunk]
         s = grid - tb[:, :, None, None] - delays[:, None]            # [b, I, K, G]
         eps, _ = eps_kernel(s, tau, derivative=False)
-        x = torch.einsum("jc,bcg->bjg", w2, eps.reshape(tb.shape[0], -1, grid.numel()))
+        x = torch.matmul(w2, eps.reshape(tb.shape[0], -1, grid.numel()))   # [b, J, G]
         above = x >= theta
         fired = above.any(2)
         idx = above.to(torch.int8).argmax(2)                          # first grid index at/above theta

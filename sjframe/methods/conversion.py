@@ -19,7 +19,14 @@ from typing import Any, Literal
 
 import torch
 
-from sjframe.learning.common import markdown_table, parse_section, resolve_device, resolved_config, write_report
+from sjframe.learning.common import (
+    markdown_table,
+    parse_section,
+    resolve_device,
+    resolved_config,
+    torch_threads,
+    write_report,
+)
 from sjframe.learning.conversion import build_ann, convert, evaluate_ann, scaler_pairs, simulate, train_ann_epoch
 from sjframe.learning.toy_data import load_digits_split
 from sjframe.rundir import RunDir
@@ -39,6 +46,7 @@ class ConversionConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     seed: int = 0
+    threads: int | None = None
     device: str = "auto"
     arch: Literal["cnn", "mlp"] = "cnn"
     hidden: list[int] = field(default_factory=lambda: [128])
@@ -84,7 +92,7 @@ def _ann(conf: ConversionConfig, device: torch.device) -> torch.nn.Module:
     return build_ann(conf.arch, (1, 8, 8), 10, conf.hidden, conf.channels).to(device)
 
 
-def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train the ANN, then convert and evaluate (see the module docstring)."""
     conf = parse_section(cfg, SECTION, ConversionConfig)
     device = resolve_device(conf.device)
@@ -114,10 +122,10 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
     print(f"[conversion] ANN trained: best val acc {best:.4f}")
-    return evaluate(cfg, run, "best.pt")
+    return _evaluate(cfg, run, "best.pt")
 
 
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Convert the saved ANN with every balancing and tabulate SNN accuracy against time steps."""
     conf = parse_section(cfg, SECTION, ConversionConfig)
     device = resolve_device(conf.device)
@@ -156,3 +164,15 @@ def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> d
     write_report(run, report, table=table)
     print(table)
     return report
+
+
+def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """The method's training entry point (see the module docstring); ``threads`` applies while it runs."""
+    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
+        return _train(cfg, run, resume)
+
+
+def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+    """The method's evaluation entry point (see the module docstring); writes and returns the report."""
+    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
+        return _evaluate(cfg, run, checkpoint)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from sjframe.learning.common import parse_section, resolve_device, resolved_config, write_report
+from sjframe.learning.common import parse_section, resolve_device, resolved_config, torch_threads, write_report
 from sjframe.learning.spikeprop import SpikePropNet, bump_silent, gaussian_rf_encode, spike_time_loss
 from sjframe.learning.toy_data import load_iris_split, xor_patterns
 from sjframe.rundir import RunDir
@@ -46,6 +46,7 @@ class SpikePropConfig:
     val_fraction: float = 0.0
     split_seed: int = 0
     seed: int = 0
+    threads: int | None = None
     device: str = "cpu"
     hidden: list[int] = field(default_factory=lambda: [5])
     n_terminals: int = 16
@@ -156,7 +157,7 @@ def _measure(conf: SpikePropConfig, net: SpikePropNet, t_in: torch.Tensor, y: to
             "silent_out": float((~torch.isfinite(t_out)).float().mean())}
 
 
-def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train with SpikeProp; logs loss / accuracy, keeps best and last checkpoints, then evaluates."""
     conf = parse_section(cfg, SECTION, SpikePropConfig)
     device = resolve_device(conf.device)
@@ -190,7 +191,7 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
             opt.step()
             for layer, t in zip(net.layers, times):
                 bump_silent(layer, t.detach(), conf.bump, conf.max_silent)
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         has_val = len(data["val"][1]) > 0
         if epoch % conf.log_every == 0 or epoch == conf.epochs - 1 or has_val:
             tr = _measure(conf, net, t_tr, y_tr)
@@ -203,10 +204,10 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
                 run.save_checkpoint({"model": net.state_dict(), "epoch": epoch, "val_acc": va["acc"]}, "best.pt")
         run.save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                              "rng": gen.get_state(), "best": best}, "last.pt")
-    return evaluate(cfg, run, "best.pt")
+    return _evaluate(cfg, run, "best.pt")
 
 
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Train / test accuracy and loss of a saved network, and its output spike times on the test split."""
     conf = parse_section(cfg, SECTION, SpikePropConfig)
     device = resolve_device(conf.device)
@@ -231,3 +232,15 @@ def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> d
     print(f"[spikeprop] {conf.dataset}: train acc {tr['acc']:.4f}, test acc {te['acc']:.4f}"
           + (f", output times {report['output_times']}" if conf.dataset == "xor" else ""))
     return report
+
+
+def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """The method's training entry point (see the module docstring); ``threads`` applies while it runs."""
+    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
+        return _train(cfg, run, resume)
+
+
+def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+    """The method's evaluation entry point (see the module docstring); writes and returns the report."""
+    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
+        return _evaluate(cfg, run, checkpoint)

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from sjframe.configtools import ConfigError
-from sjframe.learning.common import parse_section, resolve_device, resolved_config, write_report
+from sjframe.learning.common import parse_section, resolve_device, resolved_config, torch_threads, write_report
 from sjframe.learning.stdp import DiehlCookNetwork, DiehlCookParams, assign_labels, predict_from_assignments
 from sjframe.learning.toy_data import load_digits_split
 from sjframe.rundir import RunDir
@@ -39,6 +39,7 @@ class StdpConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     seed: int = 0
+    threads: int | None = None
     device: str = "auto"
     epochs: int = 1
     batch_size: int = 4
@@ -87,7 +88,7 @@ def _assign(net: DiehlCookNetwork, x: torch.Tensor, y: torch.Tensor, conf: StdpC
     net.assignments.copy_(assign_labels(counts, y, 10).to(net.assignments.device))
 
 
-def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Learn the excitatory weights with STDP, assign labels, report validation and test accuracy."""
     conf = parse_section(cfg, SECTION, StdpConfig)
     device = resolve_device(conf.device)
@@ -124,10 +125,10 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
             best = val_acc
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
-    return evaluate(cfg, run, "best.pt")
+    return _evaluate(cfg, run, "best.pt")
 
 
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Test accuracy of a saved network (its stored label assignments); writes ``report.json``."""
     conf = parse_section(cfg, SECTION, StdpConfig)
     device = resolve_device(conf.device)
@@ -176,3 +177,15 @@ def _save_weight_plot(net: DiehlCookNetwork, run: RunDir) -> None:
     fig.savefig(run.plots / "stdp_weights.png", dpi=80)
     plt.close(fig)
 
+
+
+def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """The method's training entry point (see the module docstring); ``threads`` applies while it runs."""
+    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
+        return _train(cfg, run, resume)
+
+
+def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+    """The method's evaluation entry point (see the module docstring); writes and returns the report."""
+    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
+        return _evaluate(cfg, run, checkpoint)
