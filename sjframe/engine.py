@@ -28,11 +28,12 @@ and every file write through :meth:`Trainer._save_checkpoint` / :meth:`Trainer._
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,18 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (None: unchanged), restoring the previous count after."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def select_device(spec: str) -> torch.device:
@@ -207,8 +220,6 @@ class Trainer:
         self.rank = rank
         self.world_size = world_size
         self.device = select_device(cfg.device)
-        if cfg.threads is not None:
-            torch.set_num_threads(cfg.threads)
         set_seed(cfg.seed)
         self.data = self._build_data()
         self.input_shape = tuple(self.data.train.input_shape)
@@ -387,6 +398,10 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train for ``train.epochs`` epochs (continuing from ``last.pt`` when ``resume``); returns the summary."""
+        with torch_threads(self.cfg.threads):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict[str, Any]:
         cfg = self.cfg
         if resume:
             if self.run is None:
@@ -589,12 +604,15 @@ def evaluate_run(cfg_raw: dict[str, Any] | SurrogateConfig, run: RunDir, checkpo
     under torchrun each process evaluates its shard of the test set, the metrics are all-reduced, the
     collected outputs gathered on rank 0, which alone writes files; the other ranks return the metrics.
     """
-    from sjframe.data import build_dataset, time_major_collate
-
     cfg = cfg_raw if isinstance(cfg_raw, SurrogateConfig) else resolve_config(cfg_raw)
     device = select_device(cfg.device) if dist is None else dist.device
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    with torch_threads(cfg.threads):
+        return _evaluate_run(cfg, run, checkpoint, device, dist)
+
+
+def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, device: torch.device, dist: Any) -> dict[str, Any]:
+    from sjframe.data import build_dataset, time_major_collate
+
     set_seed(cfg.seed)
     ckpt_path = _resolve_checkpoint(run, checkpoint)
     try:
