@@ -124,7 +124,7 @@ def test_method_end_to_end_table_and_resume(tmp_path):
         accs = report["snn_test_acc"][balancing]
         assert set(accs) == {"4", "32", "128"}
         assert accs["128"] > 0.7 and accs["128"] >= accs["4"]   # approaches the ANN as T grows
-    table = (run.path / "report.md").read_text()
+    table = (run.path / "reports" / "test-best.md").read_text()
     assert "| T | SNN max | SNN percentile | SNN spike_norm | ANN |" in table and "| 128 |" in table
     # resume: 2 epochs then 3 == 3 straight
     split = RunDir.create("conv", root=tmp_path, stamp="b")

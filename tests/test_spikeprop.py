@@ -154,3 +154,24 @@ def test_method_config_errors(tmp_path):
         sp.train({"method": "spikeprop", "spikeprop": {"target_correct": 20.0, "target_wrong": 10.0}}, run)
     with pytest.raises(ConfigError, match="dataset"):
         sp.train({"method": "spikeprop", "spikeprop": {"dataset": "mnist"}}, run)
+
+
+def _entry_point(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_spikeprop_cli_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_and_test_entry_points_dispatch_to_spikeprop(tmp_path, capsys):
+    code = _entry_point("train").main([str(ROOT / "configs" / "spikeprop_xor.yaml"), "--spikeprop.epochs", "150",
+                                       "--runs_root", str(tmp_path)])
+    assert code == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["spikeprop"]["epochs"] == 150
+    capsys.readouterr()
+    assert _entry_point("test").main([str(run_dir), "--checkpoint", "last"]) == 0
+    assert "output spike times" in capsys.readouterr().out
+    assert (run_dir / "reports" / "test-last.json").is_file()

@@ -158,7 +158,7 @@ def test_method_end_to_end_and_exact_resume(tmp_path):
     straight = RunDir.create("stdp", root=tmp_path, stamp="a")
     report = stdp.train(_cfg(epochs=2), straight)
     assert 0.0 <= report["test_acc"] <= 1.0 and report["test_acc"] > 0.2   # chance is 0.1
-    assert (straight.path / "report.json").is_file() and (straight.plots / "stdp_weights.png").is_file()
+    assert (straight.path / "reports" / "test-best.json").is_file() and (straight.plots / "stdp_weights.png").is_file()
     resolved = yaml.safe_load(straight.config_path.read_text())
     assert resolved["stdp"]["network"]["rule"] == "post_pre" and resolved["stdp"]["network"]["n_neurons"] == 20
     # one epoch, then resume to two: the same weights as the straight run
@@ -167,8 +167,8 @@ def test_method_end_to_end_and_exact_resume(tmp_path):
     stdp.train(_cfg(epochs=2), split, resume=True)
     a, b = straight.load_checkpoint("last.pt"), split.load_checkpoint("last.pt")
     torch.testing.assert_close(a["model"]["weight"], b["model"]["weight"], rtol=0, atol=0)
-    again = stdp.evaluate(_cfg(epochs=2), straight, "last.pt")
-    assert again["epoch"] == 1
+    again = stdp.evaluate(_cfg(epochs=2), straight, "last")
+    assert again["epoch"] == 1 and "test acc" in again["table"]
 
 
 def test_method_config_errors(tmp_path):

@@ -13,7 +13,15 @@ import torch
 from sjframe.configtools import ConfigError, dataclass_from_dict, dataclass_to_dict
 from sjframe.rundir import RunDir, atomic_write_bytes
 
-__all__ = ["markdown_table", "parse_section", "resolve_device", "resolved_config", "torch_threads", "write_report"]
+__all__ = [
+    "load_run_checkpoint",
+    "markdown_table",
+    "parse_section",
+    "resolve_device",
+    "resolved_config",
+    "torch_threads",
+    "write_report",
+]
 
 T = TypeVar("T")
 
@@ -60,14 +68,36 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(run: RunDir, report: dict[str, Any], name: str = "report", table: str | None = None) -> Path:
-    """Write ``<name>.json`` (and ``<name>.md`` with ``table``) into the run and log the report."""
-    path = run.path / f"{name}.json"
-    atomic_write_bytes(path, (json.dumps(report, indent=2, default=float) + "\n").encode())
-    if table is not None:
-        atomic_write_bytes(run.path / f"{name}.md", table.encode())
-    run.log({"event": name, **report})
-    return path
+def load_run_checkpoint(run: RunDir, checkpoint: str) -> tuple[dict[str, Any], str]:
+    """``(state, name)`` of ``checkpoint``: ``best`` | ``last`` | ``<name>.pt`` in the run, or a checkpoint file path."""
+    path = Path(checkpoint)
+    if path.suffix == ".pt" and path.is_file() and path.parent != run.checkpoints:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # corrupt / truncated file
+            raise RuntimeError(f"checkpoint {path} could not be read ({exc})") from exc
+        name = path.name
+    else:
+        name = path.name if path.suffix == ".pt" else f"{checkpoint}.pt"
+        if not (run.checkpoints / name).is_file():
+            have = sorted(p.name for p in run.checkpoints.glob("*.pt")) if run.checkpoints.is_dir() else []
+            raise FileNotFoundError(f"checkpoint {run.checkpoints / name} does not exist (the run has {have or 'none'})")
+        state = run.load_checkpoint(name)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"checkpoint {name} holds no model state")
+    return state, name
+
+
+def write_report(run: RunDir, report: dict[str, Any], name: str, table: str) -> dict[str, Any]:
+    """Write ``reports/<name>.json`` and the readable ``reports/<name>.md`` into the run, log the report.
+
+    Returns the report with ``table`` added (``test.py`` prints it).
+    """
+    folder = run.path / "reports"
+    atomic_write_bytes(folder / f"{name}.json", (json.dumps(report, indent=2, default=float) + "\n").encode())
+    atomic_write_bytes(folder / f"{name}.md", table.encode())
+    run.log({"event": "test", **report})
+    return {**report, "table": table}
 
 
 @contextmanager

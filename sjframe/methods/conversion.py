@@ -8,7 +8,7 @@ Config section ``conversion`` (:class:`ConversionConfig`). Data: scikit-learn's 
 ``evaluate``: loads the ANN, converts it once per entry of ``balancing`` (``max``, ``percentile``,
 ``spike_norm``; see :mod:`sjframe.learning.conversion`), runs each SNN on the test set for
 ``max(time_steps)`` steps and reports the SNN accuracy after every entry of ``time_steps`` beside
-the ANN's test accuracy: ``report.json`` and the markdown table ``report.md``.
+the ANN's test accuracy: ``reports/test-<checkpoint>.json`` and the markdown table ``.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 
 from sjframe.learning.common import (
+    load_run_checkpoint,
     markdown_table,
     parse_section,
     resolve_device,
@@ -122,14 +123,16 @@ def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, 
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
     print(f"[conversion] ANN trained: best val acc {best:.4f}")
-    return _evaluate(cfg, run, "best.pt")
+    report = _evaluate(cfg, run, "best.pt")
+    print(report["table"])
+    return report
 
 
 def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Convert the saved ANN with every balancing and tabulate SNN accuracy against time steps."""
     conf = parse_section(cfg, SECTION, ConversionConfig)
     device = resolve_device(conf.device)
-    ck = run.load_checkpoint(checkpoint)
+    ck, checkpoint = load_run_checkpoint(run, checkpoint)
     ann = _ann(conf, device)
     try:
         ann.load_state_dict(ck["model"])
@@ -161,9 +164,7 @@ def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> 
         "snn_test_acc": {b: {str(t): a for t, a in r.items()} for b, r in results.items()},
         "layer_scales": scales, "encoding": conf.encoding, "reset": conf.reset,
     }
-    write_report(run, report, table=table)
-    print(table)
-    return report
+    return write_report(run, report, f"test-{checkpoint[:-3]}", table)
 
 
 def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:

@@ -27,7 +27,15 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from sjframe.learning.common import parse_section, resolve_device, resolved_config, torch_threads, write_report
+from sjframe.learning.common import (
+    load_run_checkpoint,
+    markdown_table,
+    parse_section,
+    resolve_device,
+    resolved_config,
+    torch_threads,
+    write_report,
+)
 from sjframe.learning.spikeprop import SpikePropNet, bump_silent, gaussian_rf_encode, spike_time_loss
 from sjframe.learning.toy_data import load_iris_split, xor_patterns
 from sjframe.rundir import RunDir
@@ -204,14 +212,16 @@ def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, 
                 run.save_checkpoint({"model": net.state_dict(), "epoch": epoch, "val_acc": va["acc"]}, "best.pt")
         run.save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                              "rng": gen.get_state(), "best": best}, "last.pt")
-    return _evaluate(cfg, run, "best.pt")
+    report = _evaluate(cfg, run, "best.pt")
+    print(report["table"])
+    return report
 
 
 def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Train / test accuracy and loss of a saved network, and its output spike times on the test split."""
     conf = parse_section(cfg, SECTION, SpikePropConfig)
     device = resolve_device(conf.device)
-    ck = run.load_checkpoint(checkpoint)
+    ck, checkpoint = load_run_checkpoint(run, checkpoint)
     data = _splits(conf)
     net = _net(conf, data["train"][0].shape[1], device, None)
     try:
@@ -228,10 +238,11 @@ def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> 
     if conf.dataset == "xor":
         report["solved"] = te["acc"] == 1.0
         report["output_times"] = [None if not math.isfinite(v) else round(v, 4) for v in t_out[:, 0].tolist()]
-    write_report(run, report)
-    print(f"[spikeprop] {conf.dataset}: train acc {tr['acc']:.4f}, test acc {te['acc']:.4f}"
-          + (f", output times {report['output_times']}" if conf.dataset == "xor" else ""))
-    return report
+    table = markdown_table(["data set", "checkpoint", "epoch", "train acc", "test acc", "test loss"],
+                           [[conf.dataset, checkpoint, report["epoch"], tr["acc"], te["acc"], te["loss"]]])
+    if conf.dataset == "xor":
+        table += f"\noutput spike times (ms) of the patterns 00, 01, 10, 11: {report['output_times']}\n"
+    return write_report(run, report, f"test-{checkpoint[:-3]}", table)
 
 
 def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:

@@ -20,7 +20,15 @@ import torch
 from tqdm import tqdm
 
 from sjframe.configtools import ConfigError
-from sjframe.learning.common import parse_section, resolve_device, resolved_config, torch_threads, write_report
+from sjframe.learning.common import (
+    load_run_checkpoint,
+    markdown_table,
+    parse_section,
+    resolve_device,
+    resolved_config,
+    torch_threads,
+    write_report,
+)
 from sjframe.learning.stdp import DiehlCookNetwork, DiehlCookParams, assign_labels, predict_from_assignments
 from sjframe.learning.toy_data import load_digits_split
 from sjframe.rundir import RunDir
@@ -125,14 +133,16 @@ def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, 
             best = val_acc
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
-    return _evaluate(cfg, run, "best.pt")
+    report = _evaluate(cfg, run, "best.pt")
+    print(report["table"])
+    return report
 
 
 def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
-    """Test accuracy of a saved network (its stored label assignments); writes ``report.json``."""
+    """Test accuracy of a saved network (its stored label assignments); writes ``reports/test-<ckpt>.{json,md}``."""
     conf = parse_section(cfg, SECTION, StdpConfig)
     device = resolve_device(conf.device)
-    ck = run.load_checkpoint(checkpoint)
+    ck, checkpoint = load_run_checkpoint(run, checkpoint)
     net = DiehlCookNetwork(conf.network).to(device)
     try:
         net.load_state_dict(ck["model"])
@@ -147,10 +157,13 @@ def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> 
         "test_acc": _accuracy(net, x_te, y_te, conf, gen, "test"),
         "assigned_per_class": torch.bincount(assignments[assignments >= 0], minlength=10).tolist(),
     }
-    write_report(run, report)
+    table = markdown_table(
+        ["rule", "neurons", "checkpoint", "epoch", "val acc", "test acc"],
+        [[conf.network.rule, conf.network.n_neurons, checkpoint, report["epoch"], report["val_acc"], report["test_acc"]]],
+    )
     _save_weight_plot(net, run)
     print(f"[stdp] test accuracy {report['test_acc']:.4f} ({checkpoint}, epoch {report['epoch']})")
-    return report
+    return write_report(run, report, f"test-{checkpoint[:-3]}", table)
 
 
 def _save_weight_plot(net: DiehlCookNetwork, run: RunDir) -> None:
