@@ -144,3 +144,12 @@ def test_method_config_errors(tmp_path):
         conv.train(_cfg(arch="resnet"), run)
     with pytest.raises(ConfigError, match="method"):
         conv.train({"method": "stdp", "conversion": {}}, run)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_conversion_on_cuda_matches_cpu():
+    ann, x = _crafted()
+    cpu = spike_counts(convert(ann, x, "max"), x, [50], "constant", progress=False)[50]
+    gpu = spike_counts(convert(ann.cuda(), x, "max"), x, [50], "constant", progress=False)[50]
+    torch.testing.assert_close(gpu, cpu)

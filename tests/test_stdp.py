@@ -182,3 +182,19 @@ def test_method_config_errors(tmp_path):
         stdp.train(_cfg(network={"rule": "oja"}), run)
     with pytest.raises(FileNotFoundError):
         stdp.evaluate(_cfg(), run, "missing.pt")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_network_on_cuda_matches_cpu():
+    p = DiehlCookParams(n_input=16, n_neurons=8, time_steps=50, norm_total=4.0, min_spikes=0)
+    g = torch.Generator().manual_seed(0)
+    cpu = DiehlCookNetwork(p, g).double()
+    gpu = DiehlCookNetwork(p).double().cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    spikes = (torch.rand(50, 4, 16, generator=g) < 0.3).double()
+    counts_cpu = cpu.run(spikes, learn=True)
+    counts_gpu = gpu.run(spikes.cuda(), learn=True)
+    torch.testing.assert_close(counts_gpu.cpu(), counts_cpu)
+    torch.testing.assert_close(gpu.weight.cpu(), cpu.weight)
+    torch.testing.assert_close(gpu.theta.cpu(), cpu.theta)
