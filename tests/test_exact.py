@@ -302,3 +302,22 @@ def test_encodings() -> None:
     with pytest.raises(ValueError, match="uint8"):
         encode_mnist(img.float())
     assert np.isfinite(encode_mnist(img, size=16, black_no_spike=False).numpy()).all()
+
+
+# ------------------------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("neuron", NEURONS)
+def test_cuda_matches_cpu(neuron: str) -> None:
+    z = _random_z(500, 3)
+    torch.testing.assert_close(lambertw0(z.cuda()).cpu(), lambertw0(z), rtol=1e-13, atol=1e-15, equal_nan=True)
+    t, w = _problem(neuron, B=64, n_in=9, N=7, seed=2)
+    out = {}
+    for dev in ("cpu", "cuda"):
+        td = t.to(dev).requires_grad_()
+        wd = w.to(dev).requires_grad_()
+        T = spike_times(td, wd, neuron, max_dw_norm=0.5)
+        gt, gw = torch.autograd.grad(torch.where(torch.isfinite(T), T, 0.0).sum(), (td, wd))
+        out[dev] = (T.detach().cpu(), gt.cpu(), gw.cpu())
+    for a, b in zip(out["cpu"], out["cuda"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
