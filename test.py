@@ -6,6 +6,9 @@ trains on. Prints a table (FS and FR accuracy, N_s overall and per layer, td50/t
 ms, firing rate of the predicted vs the other output neurons), writes it with a JSON report under
 ``<run_dir>/reports/`` and saves spike rasters and first-spike pattern plots under ``plots/``.
 
+Under ``torchrun --nproc_per_node N test.py <run_dir>`` (surrogate method) each process evaluates
+every N-th test sample, the metrics are summed over the processes, and rank 0 prints and writes.
+
 Options:
   <run_dir> | <checkpoint.pt> | --load_pt_file <...>   what to evaluate (seed 003's flag works too)
   --checkpoint best|last|<file>                        which checkpoint of the run (default best)
@@ -40,7 +43,8 @@ def main(argv: list[str]) -> int:
         return 0
     import torch
 
-    from sjframe.config import TEST_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli
+    from sjframe import distributed
+    from sjframe.config import TEST_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli, resolve_config
     from sjframe.methods import get_method
     from sjframe.rundir import RunDir
 
@@ -74,14 +78,24 @@ def main(argv: list[str]) -> int:
             checkpoint = str(ckpt_file)
         else:
             checkpoint = (raw.get("eval") or {}).get("checkpoint", "best")
+        backend, device = "auto", "auto"
+        if method_name == "surrogate":
+            cfg = resolve_config(raw)
+            backend, device = cfg.train.dist_backend, cfg.device
+        elif distributed.env_world()[1] > 1:
+            raise ConfigError(f"method {method_name!r} evaluates in one process; start it without torchrun")
+        distributed.check_launch(backend, device)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"test.py: error: {exc}", file=sys.stderr)
         return 2
-    try:
-        report = method.evaluate(raw, run, checkpoint)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"test.py: error: {exc}", file=sys.stderr)
-        return 1
+    with distributed.launch(backend, device) as ctx:  # a process group under torchrun, else nothing
+        try:
+            report = method.evaluate(raw, run, checkpoint)
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            print(f"test.py: error: {exc}", file=sys.stderr)
+            return 1
+        if not ctx.is_main:
+            return 0
     table = report.get("table")
     if table:
         print(table)

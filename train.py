@@ -4,6 +4,10 @@ Dispatches on the config's top-level ``method`` (default ``surrogate``) to
 ``sjframe.methods.<method>.train``. The run goes to ``<runs_root>/<name>-<timestamp>/`` (``name``:
 the config's ``name`` or the file's stem) and the last line printed is ``run_dir: <path>``.
 
+Several processes / GPUs / nodes (surrogate method): ``torchrun --nproc_per_node N train.py <config.yaml>``
+(DistributedDataParallel; ``train.batch_size`` is the global batch; rank 0 creates the run directory and
+writes every file; ``--resume`` works the same way). See README, "Training on several GPUs".
+
 Options:
   <config.yaml> | --path_to_yaml <config.yaml>   the experiment (seed 003's flag works too)
   --resume <run_dir>                              continue a run from its last checkpoint (exactly)
@@ -18,6 +22,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sjframe.distributed import DistContext
+    from sjframe.rundir import RunDir
 
 USAGE = __doc__
 
@@ -26,8 +36,8 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
+    from sjframe import distributed
     from sjframe.config import TRAIN_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli, resolve_config
-    from sjframe.engine import NonFiniteLossError
     from sjframe.methods import get_method
     from sjframe.rundir import RunDir
 
@@ -48,27 +58,47 @@ def main(argv: list[str]) -> int:
         method_name = raw.get("method", "surrogate")
         method = get_method(method_name)
         raw = apply_overrides(raw, args.overrides, typed=method_name == "surrogate")
+        backend, device = "auto", "auto"
         if method_name == "surrogate":
-            resolve_config(raw)  # validate before a run directory is created
-        if run is None:
-            name = raw.get("name") or Path(config_paths[0]).stem
-            roots = args.special.get("--runs_root") or [raw.get("runs_root", "runs")]
-            run = RunDir.create(name, root=roots[0])
+            cfg = resolve_config(raw)  # validate before a run directory is created
+            backend, device = cfg.train.dist_backend, cfg.device
+        if distributed.env_world()[1] > 1 and method_name != "surrogate":
+            raise ConfigError(f"method {method_name!r} runs in one process; start it without torchrun "
+                              "(only the surrogate method trains distributed)")
+        distributed.check_launch(backend, device)
+        name = (raw.get("name") or Path(config_paths[0]).stem) if run is None else None
+        roots = args.special.get("--runs_root") or [raw.get("runs_root", "runs")]
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
-    print(f"run_dir: {run.path}", file=sys.stderr, flush=True)
+    # under torchrun: every process runs from here on, in one process group; rank 0 creates the run
+    # directory, writes every file and prints
+    with distributed.launch(backend, device) as ctx:
+        if run is None:
+            run = distributed.create_run_dir(name, roots[0], ctx)
+        return _train(method, raw, run, resume_dir is not None, ctx)
+
+
+def _train(method: ModuleType, raw: dict, run: RunDir, resume: bool, ctx: DistContext) -> int:
+    """Train into ``run``: exit status 0, 1 (a training error) or 130 (interrupted)."""
+    from sjframe.engine import NonFiniteLossError
+
+    def say(*values: object, **kwargs: Any) -> None:
+        if ctx.is_main:
+            print(*values, **kwargs)
+
+    say(f"run_dir: {run.path}", file=sys.stderr, flush=True)
     try:
-        summary = method.train(raw, run, resume=resume_dir is not None)
+        summary = method.train(raw, run, resume=resume)
     except KeyboardInterrupt:
-        print(f"\ntrain.py: interrupted; continue with: python train.py --resume {run.path}", file=sys.stderr)
+        say(f"\ntrain.py: interrupted; continue with: python train.py --resume {run.path}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, NonFiniteLossError) as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        print(f"run_dir: {run.path}")
+        print(f"train.py: error{'' if ctx.world_size == 1 else f' (rank {ctx.rank})'}: {exc}", file=sys.stderr)
+        say(f"run_dir: {run.path}")
         return 1
-    print(json.dumps(summary, default=str))
-    print(f"run_dir: {run.path}")
+    say(json.dumps(summary, default=str))
+    say(f"run_dir: {run.path}")
     return 0
 
 
