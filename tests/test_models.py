@@ -162,3 +162,12 @@ def test_layer_overrides_set_surrogate_and_gradient_per_layer():
     assert model.out_neuron.surrogate.name == "sigmoid"
     with pytest.raises(ConfigError, match="layer_overrides"):
         build_model("fcnet", {"layer_overrides": {"hidden1": {"theta": 1}}}, (3,), 2)
+
+
+def test_cupy_backend_without_gpu_is_a_clear_error():
+    from sjframe.neurons.backends import cupy_unavailable_reason
+
+    if cupy_unavailable_reason() is None:
+        pytest.skip("CUDA and CuPy are available here")
+    with pytest.raises(RuntimeError, match="backend='cupy' cannot run here"):
+        build_model("fcnet", {"hidden_sizes": [4], "backend": "cupy"}, (3,), 2)
