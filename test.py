@@ -76,8 +76,10 @@ def main(argv: list[str]) -> int:
             checkpoint = args.special["--checkpoint"][0]
         elif ckpt_file is not None:
             checkpoint = str(ckpt_file)
-        else:
+        elif method_name == "surrogate":
             checkpoint = (raw.get("eval") or {}).get("checkpoint", "best")
+        else:
+            checkpoint = None  # the method's own default
         backend, device = "auto", "auto"
         if method_name == "surrogate":
             cfg = resolve_config(raw)
@@ -90,7 +92,7 @@ def main(argv: list[str]) -> int:
         return 2
     with distributed.launch(backend, device) as ctx:  # a process group under torchrun, else nothing
         try:
-            report = method.evaluate(raw, run, checkpoint)
+            report = method.evaluate(raw, run) if checkpoint is None else method.evaluate(raw, run, checkpoint)
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             print(f"test.py: error: {exc}", file=sys.stderr)
             return 1
