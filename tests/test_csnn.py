@@ -100,3 +100,21 @@ def test_spike_count_animation(tmp_path):
         animate_spike_counts(spikes, tmp_path / "bad.gif", target=3)
     with pytest.raises(ValueError, match=r"\[T, C\]"):
         animate_spike_counts(torch.zeros(2, 3, 4), tmp_path / "bad.gif")
+
+
+def test_gifs_from_a_trained_run(data_roots, tmp_path):
+    from sjframe.learning.animation import main as animation_main
+    from sjframe.methods import get_method
+    from sjframe.rundir import RunDir
+
+    raw = load_yaml(ROOT / "configs" / "csnn_mnist.yaml")
+    raw["data"].update({"root": str(data_roots["mnist"]), "T": 3, "val_fraction": 0.25})
+    raw["train"].update({"epochs": 1, "batch_size": 4, "test_batch_size": 4, "max_batches": 1, "progress": False})
+    raw.update({"threads": 1, "device": "cpu", "eval": {"plots": False}})
+    run = RunDir.create("csnn", root=tmp_path)
+    get_method("surrogate").train(raw, run)
+    assert animation_main([str(run.path), "--n", "2"]) == 0
+    gifs = sorted((run.plots / "spike_counts").glob("spike_bar_*_target*.gif"))
+    assert len(gifs) == 2
+    with Image.open(gifs[0]) as gif:
+        assert gif.n_frames == 3
