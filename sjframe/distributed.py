@@ -406,9 +406,17 @@ def launch(backend: str = "auto", device: str = "auto") -> Iterator[DistContext]
 
 
 def create_run_dir(name: str, root: str, ctx: DistContext) -> RunDir:
-    """A new run directory, created by rank 0; every rank gets the same path."""
-    path = str(RunDir.create(name, root=root).path) if ctx.is_main else None
-    return RunDir(ctx.broadcast_object(path))
+    """A new run directory, created by rank 0; every rank gets the same path (or rank 0's error)."""
+    result: tuple[str, str] | None = None
+    if ctx.is_main:
+        try:
+            result = ("ok", str(RunDir.create(name, root=root).path))
+        except OSError as exc:
+            result = ("error", f"cannot create a run directory under {root}: {exc}")
+    status, value = ctx.broadcast_object(result)
+    if status != "ok":
+        raise ValueError(value)
+    return RunDir(value)
 
 
 # --------------------------------------------------------------------------------------------- training
