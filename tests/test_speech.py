@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from sjframe.data import build_dataset
 from sjframe.speech import INSTALL_HINT, missing_speech_packages
@@ -46,7 +47,7 @@ def test_shipped_small_files_read_by_the_shd_reader() -> None:
     assert len(train) + len(val) == 220 and len(test) == 80
     assert train.input_shape == (700,) and train.num_classes == 10 and train.dt_ms == 10.0
     x, y = test[0]
-    assert x.shape == (100, 700) and x.dtype.name == "float32" and 0 <= y < 10
+    assert x.shape == (100, 700) and x.dtype == torch.float32 and 0 <= y < 10
     assert float(x[80:].sum()) == 0.0  # T_empty steps
     assert float(x[:80].sum()) > 1000  # a spoken word: thousands of cochlea spikes in 0.8 s
 
