@@ -112,3 +112,32 @@ def test_modules_use_fused_path_only_when_exact(cls, kw) -> None:  # noqa: ANN00
     assert not cls(detach_reset=False, **kw).uses_fused_torch
     assert not cls(gradient="localzo", **kw).uses_fused_torch
     assert cls(gradient="sparse", **kw).effective_surrogate.band == 0.2
+
+
+def test_fused_forward_compiles_without_graph_break() -> None:
+    """``torch.compile`` captures the constant-scalar-parameter forward in one graph (no ``.item()`` break), same numbers."""
+    from torch._dynamo.utils import counters
+
+    sur = SURROGATES[0]
+    x = torch.randn(9, 3, 5) * 1.5 + 0.4
+    lam, gam, beta = torch.tensor(0.8), torch.tensor(0.7), torch.tensor(0.9)
+    graphs: list[torch.fx.GraphModule] = []
+
+    def count_graphs(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):  # noqa: ANN202
+        graphs.append(gm)
+        return gm.forward
+
+    def run(x: torch.Tensor, lam: torch.Tensor, gam: torch.Tensor, beta: torch.Tensor) -> list[torch.Tensor]:
+        c = fused_culif(x, None, lam, gam, 0.4, sur)
+        lif = fused_lif(x, None, beta, 0.6, sur)
+        return [c.spikes, c.h_seq, *c.state, lif.spikes, lif.h_seq, *lif.state]
+
+    torch._dynamo.reset()
+    counters.clear()
+    try:
+        got = torch.compile(run, backend=count_graphs)(x, lam, gam, beta)
+        assert dict(counters["graph_break"]) == {} and len(graphs) == 1
+    finally:
+        torch._dynamo.reset()
+    for g, want in zip(got, run(x, lam, gam, beta)):
+        assert torch.equal(g, want)

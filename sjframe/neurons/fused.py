@@ -63,8 +63,14 @@ def _grad_or_zero(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 
 def _scalar_or_tensor(p: torch.Tensor) -> float | torch.Tensor:
-    """A Python float for a constant scalar parameter (cheaper ``alpha=`` kernels), else the tensor."""
-    return p.item() if p.dim() == 0 and not p.requires_grad else p
+    """A Python float for a constant scalar parameter (cheaper ``alpha=`` kernels), else the tensor.
+
+    Under ``torch.compile`` the tensor is kept: ``.item()`` would break the graph there, and the
+    tensor forms (``lerp`` / ``addcmul`` with a 0-d weight) compute the same values.
+    """
+    if p.dim() == 0 and not p.requires_grad and not torch.compiler.is_compiling():
+        return p.item()
+    return p
 
 
 def _axpy(a: float | torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
