@@ -259,3 +259,47 @@ def test_configs_resolve(neuron: str, coding: str) -> None:
     assert cfg.data.name == "spoken_digits" and cfg.data.options == {"variant": "small", "num_classes": 10}
     assert cfg.model.options["neuron_type"] == neuron
     assert cfg.loss.mode == {"fs": "first_time", "fr": "firing_rate"}[coding]
+
+
+def _fake_renderer(calls: list) -> object:
+    from sjframe.speech.generate import Rendered
+
+    def render(task: tuple) -> Rendered:
+        utterance = task[0]
+        calls.append((utterance.split, utterance.label, utterance.index))
+        rng = np.random.default_rng(utterance.cochlea_seed)
+        n = int(rng.integers(3, 9))
+        return Rendered(np.sort(rng.random(n)).astype(np.float32), rng.integers(0, task[1], n).astype(np.uint16), 0.5)
+
+    return render
+
+
+def test_generator_cache_resumes_and_reuses_a_smaller_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sjframe.speech
+    import sjframe.speech.generate as gen
+
+    monkeypatch.setattr(sjframe.speech, "require_speech_packages", lambda: None)
+    monkeypatch.setattr(gen, "_warm_up", lambda: None)
+    calls: list = []
+    monkeypatch.setattr(gen, "_render_task", _fake_renderer(calls))
+    small = GeneratorConfig(classes=10, variants=4, test_fraction=0.5, seed=3, channels=12)
+    cache = tmp_path / "cache"
+    first = gen.generate_dataset(small, tmp_path / "a", workers=1, progress=False, cache_dir=cache)
+    assert len(calls) == 40 and len(list(cache.glob("*.npz"))) == 40
+    calls.clear()  # same version again: everything from the cache, identical files
+    again = gen.generate_dataset(small, tmp_path / "b", workers=1, progress=False, cache_dir=cache)
+    assert calls == []
+    for split in ("train", "test"):
+        with h5py.File(first[split], "r") as f, h5py.File(again[split], "r") as g:
+            for i in range(len(f["labels"])):
+                assert np.array_equal(f["spikes/times"][i], g["spikes/times"][i])
+                assert np.array_equal(f["spikes/units"][i], g["spikes/units"][i])
+    # a larger version with the same seed renders only the utterances the smaller one did not have
+    big = GeneratorConfig(classes=10, variants=8, test_fraction=0.5, seed=3, channels=12)
+    gen.generate_dataset(big, tmp_path / "c", workers=1, progress=False, cache_dir=cache)
+    assert len(calls) == 40 and all(index >= 2 for _, _, index in calls)
+    # a corrupt cache file is a clear error naming it
+    victim = cache / f"{gen.cache_key(gen.plan_utterances(small)['train'][0], 12, small.ramp_s)}.npz"
+    victim.write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match=victim.name):
+        gen.generate_dataset(small, tmp_path / "d", workers=1, progress=False, cache_dir=cache)

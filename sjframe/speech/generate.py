@@ -30,6 +30,7 @@ process, and results are written in plan order whatever the number of workers.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing
 import os
 import sys
@@ -53,6 +54,7 @@ __all__ = [
     "main",
     "make_speakers",
     "plan_utterances",
+    "cache_key",
     "render_utterance",
     "write_shd_file",
 ]
@@ -252,6 +254,47 @@ def _render_task(args: tuple[Utterance, int, float]) -> Rendered:
     return render_utterance(*args)
 
 
+CACHE_VERSION = 1
+
+
+def cache_key(utterance: Utterance, channels: int, ramp_s: float) -> str:
+    """File name (without suffix) of ``utterance``'s rendered spikes in a ``--cache`` folder: a hash of
+    everything the rendering depends on (the utterance's text, voice settings, onset and cochlea seed, the
+    channel count and the fade), so a cached result is reused only for an identical utterance."""
+    text = repr(
+        (
+            CACHE_VERSION,
+            utterance.text,
+            utterance.settings,
+            utterance.onset_s,
+            utterance.cochlea_seed,
+            int(channels),
+            float(ramp_s),
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def load_cached(cache_dir: Path, key: str) -> Rendered | None:
+    """The cached rendering ``<cache_dir>/<key>.npz``, or None if absent (a corrupt file is an error)."""
+    path = Path(cache_dir) / f"{key}.npz"
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            return Rendered(z["times"].astype(np.float32), z["units"].astype(np.uint16), float(z["duration_s"]))
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"corrupt cache file {path} ({e}); delete it to render that utterance again") from e
+
+
+def save_cached(cache_dir: Path, key: str, rendered: Rendered) -> None:
+    """Write ``rendered`` to ``<cache_dir>/<key>.npz`` atomically (temporary file + rename)."""
+    path = Path(cache_dir) / f"{key}.npz"
+    tmp = path.with_name(f"{key}.tmp.npz")
+    np.savez(tmp, times=rendered.times, units=rendered.units, duration_s=np.float64(rendered.duration_s))
+    os.replace(tmp, path)
+
+
 def _warm_up() -> None:
     """Compile the numba kernels once (in the parent before forking, or in each worker)."""
     from sjframe.speech.cochlea import CochleaConfig, cochlea_spikes
@@ -298,11 +341,19 @@ def write_shd_file(
 
 
 def generate_dataset(
-    config: GeneratorConfig, out_dir: Path, name: str = "spoken_digits", workers: int | None = None, progress: bool = True
+    config: GeneratorConfig,
+    out_dir: Path,
+    name: str = "spoken_digits",
+    workers: int | None = None,
+    progress: bool = True,
+    cache_dir: Path | None = None,
 ) -> dict[str, Path]:
     """Render every utterance of ``plan_utterances(config)`` and write ``<out_dir>/<name>_{train,test}.h5``.
 
     ``workers``: processes (default: all cores); results are identical for any number of workers.
+    ``cache_dir``: if given, each rendered utterance is also saved there (``<cache_key>.npz``) as soon as
+    it is done, and utterances already there are not rendered again: an interrupted generation resumes,
+    and a larger version (more ``variants``, same seed) reuses the utterances of a smaller one.
     Returns ``{"train": path, "test": path}``.
     """
     from sjframe.speech import require_speech_packages
@@ -320,26 +371,47 @@ def generate_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_utterances(config)
     tasks = [(u, config.channels, config.ramp_s) for split in ("train", "test") for u in plan[split]]
-    _warm_up()  # forked workers inherit the compiled kernels
-    bar = tqdm(total=len(tasks), desc=f"{name} ({workers} workers)", unit="word", disable=not progress)
-    rendered: list[Rendered] = []
-    if workers == 1:
-        for task in tasks:
-            rendered.append(_render_task(task))
-            bar.update()
+    rendered: list[Rendered | None] = [None] * len(tasks)
+    keys: list[str] = []
+    if cache_dir is not None:
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        keys = [cache_key(*task) for task in tasks]
+        rendered = [load_cached(cache_dir, key) for key in keys]
+    todo = [i for i, r in enumerate(rendered) if r is None]
+    bar = tqdm(
+        total=len(tasks),
+        initial=len(tasks) - len(todo),
+        desc=f"{name} ({workers} workers)",
+        unit="word",
+        disable=not progress,
+    )
+    if todo:
+        _warm_up()  # forked workers inherit the compiled kernels
+
+    def done(i: int, result: Rendered) -> None:
+        rendered[i] = result
+        if cache_dir is not None:
+            save_cached(cache_dir, keys[i], result)
+        bar.update()
+
+    if workers == 1 or len(todo) <= 1:
+        for i in todo:
+            done(i, _render_task(tasks[i]))
     else:
         context = multiprocessing.get_context("fork")
         with context.Pool(workers) as pool:
-            for result in pool.imap(_render_task, tasks, chunksize=1):
-                rendered.append(result)
-                bar.update()
+            for i, result in zip(todo, pool.imap(_render_task, [tasks[i] for i in todo], chunksize=1), strict=True):
+                done(i, result)
     bar.close()
     paths = {}
     start = 0
     for split in ("train", "test"):
         count = len(plan[split])
         paths[split] = out_dir / f"{name}_{split}.h5"
-        write_shd_file(paths[split], plan[split], rendered[start : start + count], config)
+        part = rendered[start : start + count]
+        assert all(r is not None for r in part)
+        write_shd_file(paths[split], plan[split], part, config)  # type: ignore[arg-type]
         start += count
     return paths
 
@@ -359,6 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-fraction", type=float, default=0.25, help="share of speakers/utterances in the test file")
     parser.add_argument("--channels", type=int, default=700, help="cochlea channels (SHD: 700)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder keeping each rendered utterance: resumes an interrupted run, reuses a smaller version's words",
+    )
     args = parser.parse_args(argv)
     from sjframe.speech import missing_speech_packages
 
@@ -376,7 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             channels=args.channels,
         )
-        paths = generate_dataset(config, args.out, name=args.name, workers=args.workers, progress=not args.no_progress)
+        paths = generate_dataset(
+            config, args.out, name=args.name, workers=args.workers, progress=not args.no_progress, cache_dir=args.cache
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
