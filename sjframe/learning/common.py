@@ -1,12 +1,19 @@
-"""Helpers shared by the stdp / conversion / spikeprop methods: config sections, devices, reports."""
+"""Helpers shared by the stdp / conversion / spikeprop methods: config sections, devices, reports.
+
+:class:`MethodConfig` holds the config fields every one of these sections has (data split, seeds,
+CPU threads, device); :func:`method_entry` makes a method's public ``train`` / ``evaluate`` run
+with the section's ``threads``.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import torch
 
@@ -14,9 +21,12 @@ from sjframe.configtools import ConfigError, dataclass_from_dict, dataclass_to_d
 from sjframe.rundir import RunDir, atomic_write_bytes
 
 __all__ = [
+    "MethodConfig",
     "load_run_checkpoint",
     "markdown_table",
+    "method_entry",
     "parse_section",
+    "require_at_least_one",
     "resolve_device",
     "resolved_config",
     "torch_threads",
@@ -24,6 +34,55 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The fields shared by the ``stdp`` / ``conversion`` / ``spikeprop`` config sections.
+
+    ``dataset``: the toy data set (each method narrows it to a ``Literal`` of its own); stratified
+    ``test_fraction`` / ``val_fraction`` splits drawn with ``split_seed``; ``seed`` for weights and
+    sampling; ``threads``: torch CPU threads while the method runs (``None``: unchanged);
+    ``device``: ``cpu`` | ``cuda`` | ``cuda:N`` | ``auto``. A method redeclares a field to change
+    its default; the field keeps its place, so the keys of a resolved config keep this order.
+    """
+
+    dataset: str = "digits"
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+
+
+def require_at_least_one(conf: Any, *names: str) -> None:
+    """``ValueError`` naming the first field of ``names`` whose value on ``conf`` is below 1."""
+    for name in names:
+        if getattr(conf, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(conf, name)!r}")
+
+
+def method_entry(
+    section: str, cls: type[MethodConfig]
+) -> Callable[[Callable[Concatenate[dict[str, Any], P], R]], Callable[Concatenate[dict[str, Any], P], R]]:
+    """Decorator for a method's ``train(cfg, run, ...)`` / ``evaluate(cfg, run, ...)``.
+
+    The decorated function runs with ``cfg[section].threads`` torch CPU threads (parsed as ``cls``,
+    so a bad section is a ``ConfigError`` before anything runs); the previous count is restored after.
+    """
+
+    def wrap(fn: Callable[Concatenate[dict[str, Any], P], R]) -> Callable[Concatenate[dict[str, Any], P], R]:
+        @functools.wraps(fn)
+        def entry(cfg: dict[str, Any], *args: P.args, **kwargs: P.kwargs) -> R:
+            with torch_threads(parse_section(cfg, section, cls).threads):
+                return fn(cfg, *args, **kwargs)
+
+        return entry
+
+    return wrap
 
 
 def parse_section(cfg: dict[str, Any], section: str, cls: type[T]) -> T:

@@ -20,12 +20,14 @@ from typing import Any, Literal
 import torch
 
 from sjframe.learning.common import (
+    MethodConfig,
     load_run_checkpoint,
     markdown_table,
+    method_entry,
     parse_section,
+    require_at_least_one,
     resolve_device,
     resolved_config,
-    torch_threads,
     write_report,
 )
 from sjframe.learning.conversion import build_ann, convert, evaluate_ann, scaler_pairs, simulate, train_ann_epoch
@@ -39,16 +41,10 @@ BALANCINGS = ("max", "percentile", "spike_norm")
 
 
 @dataclass(frozen=True)
-class ConversionConfig:
-    """The ``conversion`` config section."""
+class ConversionConfig(MethodConfig):
+    """The ``conversion`` config section: the shared fields of :class:`MethodConfig` and the ones below."""
 
     dataset: Literal["digits"] = "digits"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
     arch: Literal["cnn", "mlp"] = "cnn"
     hidden: list[int] = field(default_factory=lambda: [128])
     channels: list[int] = field(default_factory=lambda: [12, 64])
@@ -73,9 +69,7 @@ class ConversionConfig:
             raise ValueError(f"balancing must be a non-empty list of {list(BALANCINGS)}, got {self.balancing!r}")
         if not self.time_steps or any(t < 1 for t in self.time_steps):
             raise ValueError(f"time_steps must be a non-empty list of positive integers, got {self.time_steps!r}")
-        for name in ("epochs", "batch_size", "spike_norm_samples", "spike_norm_steps", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        require_at_least_one(self, "epochs", "batch_size", "spike_norm_samples", "spike_norm_steps", "eval_batch_size")
         if self.calib_samples < 0:
             raise ValueError(f"calib_samples must be >= 0 (0 = the whole training split), got {self.calib_samples!r}")
         if not self.lr > 0:
@@ -93,8 +87,9 @@ def _ann(conf: ConversionConfig, device: torch.device) -> torch.nn.Module:
     return build_ann(conf.arch, (1, 8, 8), 10, conf.hidden, conf.channels).to(device)
 
 
-def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """Train the ANN, then convert and evaluate (see the module docstring)."""
+@method_entry(SECTION, ConversionConfig)
+def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """Train the ANN, then convert and evaluate (see the module docstring); ``threads`` applies while it runs."""
     conf = parse_section(cfg, SECTION, ConversionConfig)
     device = resolve_device(conf.device)
     run.write_config(resolved_config(cfg, SECTION, conf))
@@ -123,12 +118,13 @@ def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, 
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
     print(f"[conversion] ANN trained: best val acc {best:.4f}")
-    report = _evaluate(cfg, run, "best.pt")
+    report = evaluate(cfg, run, "best.pt")
     print(report["table"])
     return report
 
 
-def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+@method_entry(SECTION, ConversionConfig)
+def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Convert the saved ANN with every balancing and tabulate SNN accuracy against time steps."""
     conf = parse_section(cfg, SECTION, ConversionConfig)
     device = resolve_device(conf.device)
@@ -165,15 +161,3 @@ def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> 
         "layer_scales": scales, "encoding": conf.encoding, "reset": conf.reset,
     }
     return write_report(run, report, f"test-{checkpoint[:-3]}", table)
-
-
-def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """The method's training entry point (see the module docstring); ``threads`` applies while it runs."""
-    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
-        return _train(cfg, run, resume)
-
-
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
-    """The method's evaluation entry point (see the module docstring); writes and returns the report."""
-    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
-        return _evaluate(cfg, run, checkpoint)

@@ -28,12 +28,14 @@ import torch
 from tqdm import tqdm
 
 from sjframe.learning.common import (
+    MethodConfig,
     load_run_checkpoint,
     markdown_table,
+    method_entry,
     parse_section,
+    require_at_least_one,
     resolve_device,
     resolved_config,
-    torch_threads,
     write_report,
 )
 from sjframe.learning.spikeprop import SpikePropNet, bump_silent, gaussian_rf_encode, spike_time_loss
@@ -46,15 +48,15 @@ SECTION = "spikeprop"
 
 
 @dataclass(frozen=True)
-class SpikePropConfig:
-    """The ``spikeprop`` config section (times in ms)."""
+class SpikePropConfig(MethodConfig):
+    """The ``spikeprop`` config section (times in ms): the shared fields of :class:`MethodConfig` and the ones below.
+
+    Shared fields redeclared with other defaults: ``dataset``, ``test_fraction``, ``val_fraction``, ``device``.
+    """
 
     dataset: Literal["xor", "iris"] = "xor"
     test_fraction: float = 0.33
     val_fraction: float = 0.0
-    split_seed: int = 0
-    seed: int = 0
-    threads: int | None = None
     device: str = "cpu"
     hidden: list[int] = field(default_factory=lambda: [5])
     n_terminals: int = 16
@@ -88,9 +90,7 @@ class SpikePropConfig:
             raise ValueError(f"hidden sizes must be >= 1, got {self.hidden!r}")
         if self.n_terminals < 1 or self.delay_max < self.delay_min or self.delay_min < 0:
             raise ValueError("need n_terminals >= 1 and 0 <= delay_min <= delay_max")
-        for name in ("epochs", "batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        require_at_least_one(self, "epochs", "batch_size", "log_every")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if len(self.w_init) != 2 or self.w_init[0] > self.w_init[1]:
@@ -165,8 +165,12 @@ def _measure(conf: SpikePropConfig, net: SpikePropNet, t_in: torch.Tensor, y: to
             "silent_out": float((~torch.isfinite(t_out)).float().mean())}
 
 
-def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """Train with SpikeProp; logs loss / accuracy, keeps best and last checkpoints, then evaluates."""
+@method_entry(SECTION, SpikePropConfig)
+def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """Train with SpikeProp; logs loss / accuracy, keeps best and last checkpoints, then evaluates.
+
+    The method's training entry point (see the module docstring); ``threads`` applies while it runs.
+    """
     conf = parse_section(cfg, SECTION, SpikePropConfig)
     device = resolve_device(conf.device)
     run.write_config(resolved_config(cfg, SECTION, conf))
@@ -212,12 +216,13 @@ def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, 
                 run.save_checkpoint({"model": net.state_dict(), "epoch": epoch, "val_acc": va["acc"]}, "best.pt")
         run.save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                              "rng": gen.get_state(), "best": best}, "last.pt")
-    report = _evaluate(cfg, run, "best.pt")
+    report = evaluate(cfg, run, "best.pt")
     print(report["table"])
     return report
 
 
-def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+@method_entry(SECTION, SpikePropConfig)
+def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Train / test accuracy and loss of a saved network, and its output spike times on the test split."""
     conf = parse_section(cfg, SECTION, SpikePropConfig)
     device = resolve_device(conf.device)
@@ -243,15 +248,3 @@ def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> 
     if conf.dataset == "xor":
         table += f"\noutput spike times (ms) of the patterns 00, 01, 10, 11: {report['output_times']}\n"
     return write_report(run, report, f"test-{checkpoint[:-3]}", table)
-
-
-def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """The method's training entry point (see the module docstring); ``threads`` applies while it runs."""
-    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
-        return _train(cfg, run, resume)
-
-
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
-    """The method's evaluation entry point (see the module docstring); writes and returns the report."""
-    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
-        return _evaluate(cfg, run, checkpoint)

@@ -21,12 +21,14 @@ from tqdm import tqdm
 
 from sjframe.configtools import ConfigError
 from sjframe.learning.common import (
+    MethodConfig,
     load_run_checkpoint,
     markdown_table,
+    method_entry,
     parse_section,
+    require_at_least_one,
     resolve_device,
     resolved_config,
-    torch_threads,
     write_report,
 )
 from sjframe.learning.stdp import DiehlCookNetwork, DiehlCookParams, assign_labels, predict_from_assignments
@@ -39,16 +41,13 @@ SECTION = "stdp"
 
 
 @dataclass(frozen=True)
-class StdpConfig:
-    """The ``stdp`` config section (``train_subset > 0``: learn from only the first that many training samples)."""
+class StdpConfig(MethodConfig):
+    """The ``stdp`` config section: the shared fields of :class:`MethodConfig` and the ones below.
+
+    ``train_subset > 0``: learn from only the first that many training samples.
+    """
 
     dataset: Literal["digits"] = "digits"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
     epochs: int = 1
     batch_size: int = 4
     eval_batch_size: int = 256
@@ -56,9 +55,7 @@ class StdpConfig:
     network: DiehlCookParams = field(default_factory=DiehlCookParams)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        require_at_least_one(self, "epochs", "batch_size", "eval_batch_size")
         if self.train_subset < 0:
             raise ValueError(f"train_subset must be >= 0 (0 = all), got {self.train_subset!r}")
 
@@ -96,8 +93,12 @@ def _assign(net: DiehlCookNetwork, x: torch.Tensor, y: torch.Tensor, conf: StdpC
     net.assignments.copy_(assign_labels(counts, y, 10).to(net.assignments.device))
 
 
-def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """Learn the excitatory weights with STDP, assign labels, report validation and test accuracy."""
+@method_entry(SECTION, StdpConfig)
+def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """Learn the excitatory weights with STDP, assign labels, report validation and test accuracy.
+
+    The method's training entry point (see the module docstring); ``threads`` applies while it runs.
+    """
     conf = parse_section(cfg, SECTION, StdpConfig)
     device = resolve_device(conf.device)
     run.write_config(resolved_config(cfg, SECTION, conf))
@@ -133,12 +134,13 @@ def _train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, 
             best = val_acc
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
-    report = _evaluate(cfg, run, "best.pt")
+    report = evaluate(cfg, run, "best.pt")
     print(report["table"])
     return report
 
 
-def _evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+@method_entry(SECTION, StdpConfig)
+def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Test accuracy of a saved network (its stored label assignments); writes ``reports/test-<ckpt>.{json,md}``."""
     conf = parse_section(cfg, SECTION, StdpConfig)
     device = resolve_device(conf.device)
@@ -189,16 +191,3 @@ def _save_weight_plot(net: DiehlCookNetwork, run: RunDir) -> None:
     fig.tight_layout()
     fig.savefig(run.plots / "stdp_weights.png", dpi=80)
     plt.close(fig)
-
-
-
-def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """The method's training entry point (see the module docstring); ``threads`` applies while it runs."""
-    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
-        return _train(cfg, run, resume)
-
-
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
-    """The method's evaluation entry point (see the module docstring); writes and returns the report."""
-    with torch_threads(parse_section(cfg, SECTION, CONFIG).threads):
-        return _evaluate(cfg, run, checkpoint)
