@@ -1,8 +1,9 @@
 // AdLIF multi-step forward and backward (time-major [T, N], one thread per neuron).
 //
 // Rendered by cupy_neurons/build.py (SJ_SCALAR, SJ_ACC, SJ_SURROGATE, SJ_NS, SJ_NAME,
-// SJ_DETACH_RESET). Parameters alpha, beta, a, b are SJ_ACC arrays of P entries (neuron n uses
-// entry n % P). States: v (post reset), w (adaptation), and the previous step's h and s.
+// SJ_DETACH_RESET, SJ_LOCALZO: 1 = the spike derivative g is the LocalZO estimate, see spike_grad).
+// Parameters alpha, beta, a, b are SJ_ACC arrays of P entries (neuron n uses entry n % P).
+// States: v (post reset), w (adaptation), and the previous step's h and s.
 //
 // Forward, one step:
 //     h_t = alpha v_{t-1} + (1 - alpha) (x_t - w_{t-1})
@@ -11,17 +12,31 @@
 //     v_t = h_t (1 - s_t)
 // Backward, reverse time, carrying cv = dL/dv_t, cw = dL/dw_t, and the parts of dL/dh_t, dL/ds_t
 // that come from w_{t+1} (ch = a dL/dw_{t+1}, cs = b dL/dw_{t+1}):
-//     dh_t = gh_t + ch + (gs_t + cs) g(h_t - theta) + cv (1 - s_t)  [ - cv h_t g without detach ]
+//     dh_t = gh_t + ch + (gs_t + cs) g_t + cv (1 - s_t)  [ - cv h_t g_t without detach ],  g_t = g(h_t - theta)
 //     dx_t = (1 - alpha) dh_t
 //     cv <- alpha dh_t;  cw <- (alpha - 1) dh_t + beta cw;  ch <- a cw_t;  cs <- b cw_t
 //     dalpha += (v_{t-1} - x_t + w_{t-1}) dh_t;  dbeta += w_{t-1} cw_t;
 //     da += h_{t-1} cw_t;  db += s_{t-1} cw_t            (cw_t = dL/dw_t before the update)
+#include "sparse/localzo.cuh"
+
 namespace SJ_NS {
 typedef SJ_SCALAR scalar_t;
 typedef SJ_ACC acc_t;
 
 SJ_HD acc_t surrogate(const acc_t u) { return (acc_t)(SJ_SURROGATE(u)); }
 SJ_HD acc_t heaviside(const acc_t u) { return u >= (acc_t)0 ? (acc_t)1 : (acc_t)0; }
+
+// The spike derivative g_t at step t of neuron n: the surrogate g(u), or (SJ_LOCALZO) the LocalZO
+// estimate with the Philox noise of (counter n, key zo_keys[t]).
+SJ_HD acc_t spike_grad(const acc_t u, const sj_index n, const int t, const long long* zo_keys,
+                       const sj_localzo_law& law) {
+#if SJ_LOCALZO
+    return sj_localzo_spike_grad(u, n, t, zo_keys, law);
+#else
+    (void)n, (void)t, (void)zo_keys, (void)law;
+    return surrogate(u);
+#endif
+}
 
 // One forward step: updates v, w, h_prev, s_prev (h_prev, s_prev become h_t, s_t).
 SJ_HD void adlif_step_forward(const acc_t x, const acc_t alpha, const acc_t beta, const acc_t a, const acc_t b,
@@ -34,13 +49,12 @@ SJ_HD void adlif_step_forward(const acc_t x, const acc_t alpha, const acc_t beta
     s_prev = s;
 }
 
-// One backward step: returns dh_t, updates the carries (cv, cw, ch, cs) to step t-1.
-SJ_HD acc_t adlif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, const acc_t alpha, const acc_t beta,
-                                const acc_t a, const acc_t b, const acc_t theta,
+// One backward step with the spike derivative sg = g_t: returns dh_t, updates the carries
+// (cv, cw, ch, cs) to step t-1.
+SJ_HD acc_t adlif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, const acc_t sg, const acc_t alpha,
+                                const acc_t beta, const acc_t a, const acc_t b, const acc_t theta,
                                 acc_t& cv, acc_t& cw, acc_t& ch, acc_t& cs) {
-    const acc_t u = h - theta;
-    const acc_t s = heaviside(u);
-    const acc_t sg = surrogate(u);
+    const acc_t s = heaviside(h - theta);
     acc_t dh = gh + ch + (gs + cs) * sg + cv * ((acc_t)1 - s);
 #if !SJ_DETACH_RESET
     dh -= cv * h * sg;
@@ -84,14 +98,14 @@ extern "C" __global__ void SJ_NAME(adlif_forward)(
 // Gradients of the outputs gs_seq, gh_seq [T, N], gv_last, gw_last [N] (each may be null = 0).
 // Saved: h_seq [T, N]; for parameter gradients also x_seq, wprev_seq [T, N] and v0, h0, s0 [N].
 // Outputs dx_seq [T, N]; dv0, dw0, dh0, ds0 [N]; dalpha_part, dbeta_part, da_part, db_part [N]
-// (all four null: no parameter gradients).
+// (all four null: no parameter gradients). LocalZO (SJ_LOCALZO = 1 only): zo_keys [T] and the law.
 extern "C" __global__ void SJ_NAME(adlif_backward)(
     const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq,
     const scalar_t* __restrict__ gv_last, const scalar_t* __restrict__ gw_last,
     const scalar_t* __restrict__ h_seq, const scalar_t* __restrict__ x_seq, const scalar_t* __restrict__ wprev_seq,
     const scalar_t* __restrict__ v0, const scalar_t* __restrict__ h0, const scalar_t* __restrict__ s0,
     const acc_t* __restrict__ alpha, const acc_t* __restrict__ beta, const acc_t* __restrict__ a,
-    const acc_t* __restrict__ b, const acc_t theta, const int T, const sj_index N, const sj_index P,
+    const acc_t* __restrict__ b, const acc_t theta, const int T, const sj_index N, const sj_index P, SJ_ZO_PARAMS,
     scalar_t* __restrict__ dx_seq, scalar_t* __restrict__ dv0, scalar_t* __restrict__ dw0,
     scalar_t* __restrict__ dh0, scalar_t* __restrict__ ds0,
     acc_t* __restrict__ dalpha_part, acc_t* __restrict__ dbeta_part, acc_t* __restrict__ da_part,
@@ -101,6 +115,7 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
     const sj_index p = n % P;
     const acc_t al = alpha[p], be = beta[p], aa = a[p], bb = b[p];
     const bool params = dalpha_part != nullptr;
+    const sj_localzo_law law = SJ_ZO_LAW();
     acc_t cv = sj_load_or_zero(gv_last, n);
     acc_t cw = sj_load_or_zero(gw_last, n);
     acc_t ch = (acc_t)0, cs = (acc_t)0;
@@ -111,8 +126,9 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
         const sj_index k = (sj_index)t * N + n;
         const acc_t h_next = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;  // h_{t-1}
         const acc_t dw = cw;  // dL/dw_t
-        const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, al, be, aa,
-                                             bb, theta, cv, cw, ch, cs);
+        const acc_t sg = spike_grad(h - theta, n, t, zo_keys, law);
+        const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, sg, al, be,
+                                             aa, bb, theta, cv, cw, ch, cs);
         sj_narrow(dx_seq + k, ((acc_t)1 - al) * dh);
         if (params) {
             acc_t h_prev, s_prev, v_prev;

@@ -1,8 +1,9 @@
 // CuLIF / PCuLIF multi-step forward and backward (time-major [T, N], one thread per neuron).
 //
-// Rendered by cupy_neurons/build.py with SJ_SCALAR, SJ_ACC, SJ_SURROGATE(u), SJ_NS, SJ_NAME and
-// SJ_DETACH_RESET (1: the reset carries no gradient). Tensors [T, N] are contiguous with
-// element (t, n) at t * N + n; N = batch x features. Decays are SJ_ACC arrays of P entries
+// Rendered by cupy_neurons/build.py with SJ_SCALAR, SJ_ACC, SJ_SURROGATE(u), SJ_NS, SJ_NAME,
+// SJ_DETACH_RESET (1: the reset carries no gradient) and SJ_LOCALZO (1: the spike derivative g is
+// the LocalZO estimate instead of the surrogate, see spike_grad below). Tensors [T, N] are
+// contiguous with element (t, n) at t * N + n; N = batch x features. Decays are SJ_ACC arrays of P entries
 // (P = 1: one per layer; P = F: one per feature, neuron n uses entry n % P).
 //
 // Forward, one step (states start at v0, I0):
@@ -12,17 +13,31 @@
 //     v_t = h_t (1 - s_t)
 // Backward, in reverse time, with dv = dL/dv_t and dI = dL/dI_t (totals):
 //     dx_t = dI
-//     dh_t = gh_t + gs_t g(h_t - theta) + dv (1 - s_t)  [ - dv h_t g(h_t - theta) without detach ]
+//     dh_t = gh_t + gs_t g_t + dv (1 - s_t)  [ - dv h_t g_t without detach ],  g_t = g(h_t - theta)
 //     dv  <- lam dh_t                 (dL/dv_{t-1})
 //     dI  <- gam dI + (1 - lam) dh_t  (dL/dI_{t-1})
 //     dlam += (v_{t-1} - I_{t-1}) dh_t,   dgam += I_{t-1} dL/dI_t
 // Parameter gradients are written per neuron (partials [N], no atomics) and summed by the caller.
+#include "sparse/localzo.cuh"
+
 namespace SJ_NS {
 typedef SJ_SCALAR scalar_t;
 typedef SJ_ACC acc_t;
 
 SJ_HD acc_t surrogate(const acc_t u) { return (acc_t)(SJ_SURROGATE(u)); }
 SJ_HD acc_t heaviside(const acc_t u) { return u >= (acc_t)0 ? (acc_t)1 : (acc_t)0; }
+
+// The spike derivative g_t at step t of neuron n: the surrogate g(u), or (SJ_LOCALZO) the LocalZO
+// estimate with the Philox noise of (counter n, key zo_keys[t]).
+SJ_HD acc_t spike_grad(const acc_t u, const sj_index n, const int t, const long long* zo_keys,
+                       const sj_localzo_law& law) {
+#if SJ_LOCALZO
+    return sj_localzo_spike_grad(u, n, t, zo_keys, law);
+#else
+    (void)n, (void)t, (void)zo_keys, (void)law;
+    return surrogate(u);
+#endif
+}
 
 // One forward step of one neuron: updates v, i; returns h (full precision) and s.
 SJ_HD void culif_step_forward(const acc_t x, const acc_t lam, const acc_t gam, const acc_t theta,
@@ -33,13 +48,11 @@ SJ_HD void culif_step_forward(const acc_t x, const acc_t lam, const acc_t gam, c
     v = h * ((acc_t)1 - s);
 }
 
-// One backward step: from dv = dL/dv_t, di = dL/dI_t and the output gradients at t, returns
-// dh = dL/dh_t and moves dv, di to dL/dv_{t-1}, dL/dI_{t-1}.
-SJ_HD acc_t culif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, const acc_t lam, const acc_t gam,
-                                const acc_t theta, acc_t& dv, acc_t& di) {
-    const acc_t u = h - theta;
-    const acc_t s = heaviside(u);
-    const acc_t sg = surrogate(u);
+// One backward step: from dv = dL/dv_t, di = dL/dI_t, the output gradients at t and the spike
+// derivative sg = g_t, returns dh = dL/dh_t and moves dv, di to dL/dv_{t-1}, dL/dI_{t-1}.
+SJ_HD acc_t culif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, const acc_t sg, const acc_t lam,
+                                const acc_t gam, const acc_t theta, acc_t& dv, acc_t& di) {
+    const acc_t s = heaviside(h - theta);
     acc_t dh = gh + gs * sg + dv * ((acc_t)1 - s);
 #if !SJ_DETACH_RESET
     dh -= dv * h * sg;
@@ -78,17 +91,19 @@ extern "C" __global__ void SJ_NAME(culif_forward)(
 
 // Gradients of the outputs: gs_seq, gh_seq [T, N], gv_last, gi_last [N] (each may be null = 0).
 // Saved: h_seq [T, N]; v0 [N] and iprev_seq [T, N] (only read when dlam_part != null).
+// LocalZO (SJ_LOCALZO = 1 only): zo_keys [T] and the law's arguments (see spike_grad).
 // Outputs: dx_seq [T, N], dv0, di0 [N]; dlam_part, dgam_part [N] (null: no parameter gradient).
 extern "C" __global__ void SJ_NAME(culif_backward)(
     const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq,
     const scalar_t* __restrict__ gv_last, const scalar_t* __restrict__ gi_last,
     const scalar_t* __restrict__ h_seq, const scalar_t* __restrict__ v0, const scalar_t* __restrict__ iprev_seq,
     const acc_t* __restrict__ lam, const acc_t* __restrict__ gam, const acc_t theta,
-    const int T, const sj_index N, const sj_index P,
+    const int T, const sj_index N, const sj_index P, SJ_ZO_PARAMS,
     scalar_t* __restrict__ dx_seq, scalar_t* __restrict__ dv0, scalar_t* __restrict__ di0,
     acc_t* __restrict__ dlam_part, acc_t* __restrict__ dgam_part) {
     const sj_index n = sj_thread_index();
     if (n >= N) return;
+    const sj_localzo_law law = SJ_ZO_LAW();
     const sj_index p = n % P;
     const acc_t lm = lam[p];
     const acc_t gm = gam[p];
@@ -102,8 +117,9 @@ extern "C" __global__ void SJ_NAME(culif_backward)(
         const sj_index k = (sj_index)t * N + n;
         const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
         const acc_t di_t = di;  // dL/dI_t = dL/dx_t
-        const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, lm, gm, theta,
-                                             dv, di);
+        const acc_t sg = spike_grad(h - theta, n, t, zo_keys, law);
+        const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, sg, lm, gm,
+                                             theta, dv, di);
         sj_narrow(dx_seq + k, di_t);
         if (params) {
             const acc_t v_prev = t > 0 ? h_prev * ((acc_t)1 - heaviside(h_prev - theta)) : sj_widen(v0[n]);

@@ -1,7 +1,8 @@
 // LIF of S3GD / LocalZO, multi-step forward and backward (time-major [T, N], one thread per neuron).
 //
 // Rendered by cupy_neurons/build.py (SJ_SCALAR, SJ_ACC, SJ_SURROGATE, SJ_NS, SJ_NAME,
-// SJ_DETACH_RESET). beta is an SJ_ACC array of P entries (neuron n uses entry n % P).
+// SJ_DETACH_RESET, SJ_LOCALZO: 1 = the spike derivative g is the LocalZO estimate, see spike_grad).
+// beta is an SJ_ACC array of P entries (neuron n uses entry n % P).
 // States: h (last pre-reset potential) and x (last input); the carried spike is H(h0 - theta),
 // a constant (no gradient).
 //
@@ -9,9 +10,11 @@
 //     h_t = beta h_{t-1} + x_{t-1} - theta s_{t-1}
 //     s_t = H(h_t - theta)        (h_t as stored in SJ_SCALAR)
 // Backward, reverse time, carrying dn = dL/dh_{t+1} (0 after the last step):
-//     dh_t = gh_t + gs_t g(h_t - theta) + beta dn  [ - theta dn g(h_t - theta) without detach ]
+//     dh_t = gh_t + gs_t g_t + beta dn  [ - theta dn g_t without detach ],  g_t = g(h_t - theta)
 //     dx_t = dn   (x_t enters h_{t+1});   dbeta += h_{t-1} dh_t
 //     initial states: dL/dh0 = beta dh_0, dL/dx0 = dh_0
+#include "sparse/localzo.cuh"
+
 namespace SJ_NS {
 typedef SJ_SCALAR scalar_t;
 typedef SJ_ACC acc_t;
@@ -19,17 +22,27 @@ typedef SJ_ACC acc_t;
 SJ_HD acc_t surrogate(const acc_t u) { return (acc_t)(SJ_SURROGATE(u)); }
 SJ_HD acc_t heaviside(const acc_t u) { return u >= (acc_t)0 ? (acc_t)1 : (acc_t)0; }
 
+// The spike derivative g_t at step t of neuron n: the surrogate g(u), or (SJ_LOCALZO) the LocalZO
+// estimate with the Philox noise of (counter n, key zo_keys[t]).
+SJ_HD acc_t spike_grad(const acc_t u, const sj_index n, const int t, const long long* zo_keys,
+                       const sj_localzo_law& law) {
+#if SJ_LOCALZO
+    return sj_localzo_spike_grad(u, n, t, zo_keys, law);
+#else
+    (void)n, (void)t, (void)zo_keys, (void)law;
+    return surrogate(u);
+#endif
+}
+
 // One forward step: h <- beta h + x_prev - theta s; s <- H(h - theta).
 SJ_HD void lif_step_forward(const acc_t x_prev, const acc_t beta, const acc_t theta, acc_t& h, acc_t& s) {
     h = beta * h + x_prev - theta * s;
     s = heaviside(sj_round_to<scalar_t>(h) - theta);
 }
 
-// One backward step: returns dh_t given dn = dL/dh_{t+1}.
-SJ_HD acc_t lif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, const acc_t beta, const acc_t theta,
+// One backward step: returns dh_t given dn = dL/dh_{t+1} and the spike derivative sg = g_t.
+SJ_HD acc_t lif_step_backward(const acc_t gs, const acc_t gh, const acc_t sg, const acc_t beta, const acc_t theta,
                               const acc_t dn) {
-    const acc_t u = h - theta;
-    const acc_t sg = surrogate(u);
     acc_t dh = gh + gs * sg + beta * dn;
 #if !SJ_DETACH_RESET
     dh -= theta * dn * sg;
@@ -59,17 +72,19 @@ extern "C" __global__ void SJ_NAME(lif_forward)(
 }
 
 // Gradients gs_seq, gh_seq [T, N] (each may be null = 0). Saved: h_seq; h0 (for dbeta only).
+// LocalZO (SJ_LOCALZO = 1 only): zo_keys [T] and the law (see spike_grad).
 // Outputs dx_seq [T, N], dh0, dx0 [N], dbeta_part [N] (null: no beta gradient).
 extern "C" __global__ void SJ_NAME(lif_backward)(
     const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq, const scalar_t* __restrict__ h_seq,
     const scalar_t* __restrict__ h0, const acc_t* __restrict__ beta, const acc_t theta,
-    const int T, const sj_index N, const sj_index P,
+    const int T, const sj_index N, const sj_index P, SJ_ZO_PARAMS,
     scalar_t* __restrict__ dx_seq, scalar_t* __restrict__ dh0, scalar_t* __restrict__ dx0,
     acc_t* __restrict__ dbeta_part) {
     const sj_index n = sj_thread_index();
     if (n >= N) return;
     const acc_t be = beta[n % P];
     const bool params = dbeta_part != nullptr;
+    const sj_localzo_law law = SJ_ZO_LAW();
     acc_t dn = (acc_t)0;
     acc_t gbe = (acc_t)0;
     // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
@@ -78,7 +93,8 @@ extern "C" __global__ void SJ_NAME(lif_backward)(
         const sj_index k = (sj_index)t * N + n;
         const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
         sj_narrow(dx_seq + k, dn);
-        const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, be, theta, dn);
+        const acc_t sg = spike_grad(h - theta, n, t, zo_keys, law);
+        const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), sg, be, theta, dn);
         if (params) gbe += (t > 0 ? h_prev : sj_widen(h0[n])) * dh;
         dn = dh;
         h = h_prev;

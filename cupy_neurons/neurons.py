@@ -2,12 +2,27 @@
 
 ``run_culif / run_adlif / run_lif`` take the same arguments as the torch functional cores
 (:mod:`sjframe.neurons.functional`) except the spike function, which is replaced by the
-surrogate (a :class:`sjframe.surrogate.Surrogate`, already band-truncated for the ``sparse``
-gradient mode) and return the same :class:`NeuronOutput` ``(spikes [T, B, *F], state,
-h_seq [T, B, *F])``. They run on CUDA tensors (CuPy kernels) and on CPU tensors (the host build
-of the same kernel text: the CPU check of the arithmetic). ``culif / adlif / lif(module, ...)``
-are what ``sjframe.neurons.backends`` calls for ``backend='cupy'``: they read the module's
-threshold, surrogate, gradient mode and reset flag, and require CUDA tensors.
+surrogate (a :class:`sjframe.surrogate.Surrogate`) and the gradient mode (a
+:class:`sjframe.gradients.GradientSpec`, default dense), and return the same
+:class:`NeuronOutput` ``(spikes [T, B, *F], state, h_seq [T, B, *F])``. They run on CUDA tensors
+(CuPy kernels) and on CPU tensors (the host build of the same kernel text: the CPU check of the
+arithmetic). ``culif / adlif / lif(module, ...)`` are what ``sjframe.neurons.backends`` calls for
+``backend='cupy'``: they read the module's threshold, surrogate, gradient mode and reset flag,
+and require CUDA tensors.
+
+Gradient modes, all through the fused kernels (every neuron, every dtype):
+
+* ``dense``: the surrogate ``g(u)``, ``u = h - theta``;
+* ``sparse`` (S3GD): the surrogate truncated to ``|u| < b_th`` (masked-dense, as the torch
+  reference cores; the truly sparse backward is ``sjframe.gradients.sparse_layer``);
+* ``localzo``: the LocalZO estimate, its noise from Philox inside the backward kernel. One 64-bit
+  key per time step is drawn in the forward from ``generator`` (None: torch's global RNG) exactly
+  as the torch reference draws them with ``rng: philox`` (:func:`sjframe.gradients.localzo.draw_key`,
+  once per step, in step order), and element ``n`` of step ``t`` uses counter ``n`` and key ``t``:
+  given the same seed the kernels and ``backend='torch'`` with ``rng: philox`` produce the same
+  noise bit for bit. The kernels always use Philox: ``rng: torch`` (``torch.rand``) has no kernel
+  twin, so on this backend it is read as ``philox`` (same law, another random stream). The noise
+  is not stored: the backward kernel regenerates it from the ``T`` keys.
 
 Shapes: ``x_seq [T, B, *F]`` (any strides: made contiguous), states ``[B, *F]``, parameters a
 float, or a tensor of one element (per layer), or broadcastable to ``F`` (per neuron).
@@ -22,6 +37,8 @@ import torch
 from torch import Tensor
 
 from cupy_neurons import ops
+from sjframe.gradients import GradientSpec
+from sjframe.gradients import localzo as lz
 from sjframe.neurons.functional import AdLIFState, CuLIFState, LIFState, NeuronOutput
 from sjframe.surrogate import Surrogate
 
@@ -113,6 +130,31 @@ def _surrogate_expr(surrogate: Any, who: str) -> str:
     return surrogate.cuda_expr("u")
 
 
+def _gradient_args(surrogate: Any, gradient: Any, generator: Any, x_seq: Tensor, who: str) -> tuple[str, dict[str, Any]]:
+    """The surrogate C expression and the ops' LocalZO keyword arguments for a gradient mode.
+
+    ``localzo`` draws the ``T`` Philox keys here (one per step, as the torch reference does).
+    """
+    if gradient is None:
+        gradient = GradientSpec()
+    if not isinstance(gradient, GradientSpec):
+        raise ValueError(f"{who}: gradient must be a sjframe.gradients.GradientSpec or None, got "
+                         f"{type(gradient).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"{who}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if gradient.mode != "localzo":
+        if not isinstance(surrogate, Surrogate):
+            raise ValueError(f"{who}: surrogate must be a sjframe.surrogate.Surrogate, got {type(surrogate).__name__}")
+        return _surrogate_expr(gradient.surrogate_for(surrogate), who), {}
+    keys = torch.tensor([lz.draw_key(generator) for _ in range(x_seq.shape[0])], dtype=torch.int64)
+    table = None
+    if gradient.distribution in lz.TABULATED:
+        table = lz.quantile_table(gradient.distribution, gradient.delta, gradient.k).to(x_seq.device)
+    zo = {"zo_keys": keys.to(x_seq.device), "zo_table": table, "zo_dist": lz.DIST_CODES[gradient.distribution],
+          "zo_samples": int(gradient.samples), "zo_delta": float(gradient.delta)}
+    return "0.0f", zo
+
+
 def _flat(x_seq: Tensor) -> Tensor:
     return x_seq.reshape(x_seq.shape[0], -1).contiguous()
 
@@ -122,26 +164,31 @@ def _needs_grad(*tensors: Tensor) -> bool:
 
 
 # ----------------------------------------------------------------------------------- neurons
-def run_culif(x_seq: Tensor, state: CuLIFState | None, lam: Any, gam: Any, theta: float, surrogate: Surrogate,
-              detach_reset: bool = True) -> NeuronOutput:
+def run_culif(x_seq: Tensor, state: CuLIFState | None, lam: Any, gam: Any, theta: float, surrogate: Surrogate | None,
+              detach_reset: bool = True, gradient: GradientSpec | None = None,
+              generator: torch.Generator | None = None) -> NeuronOutput:
     """CuLIF / PCuLIF through the kernels (see ``culif.cu`` for the equations).
 
+    ``gradient``: dense (None), sparse or localzo (see the module docstring; ``surrogate`` may be
+    None for localzo). ``generator``: source of the LocalZO keys (None: torch's global RNG).
     Returns ``NeuronOutput(spikes [T, B, *F], CuLIFState(v, I) [B, *F], h_seq [T, B, *F])``.
     """
     who = "culif kernel"
     _check_x(x_seq, who)
     v0, i0 = _state(state, x_seq, ("v", "I"), who)
     lam_t, gam_t = _params({"lam": lam, "gam": gam}, x_seq, who)
+    theta_f = _theta(theta, who)
+    expr, zo = _gradient_args(surrogate, gradient, generator, x_seq, who)
     save = _needs_grad(lam_t, gam_t)
-    s, h, v, i, _ = ops.culif_fwd(_flat(x_seq), v0, i0, lam_t, gam_t, _theta(theta, who),
-                                  _surrogate_expr(surrogate, who), bool(detach_reset), save)
+    s, h, v, i, _ = ops.culif_fwd(_flat(x_seq), v0, i0, lam_t, gam_t, theta_f, expr, bool(detach_reset), save, **zo)
     shape, feat = x_seq.shape, x_seq.shape[1:]
     return NeuronOutput(s.view(shape), CuLIFState(v.view(feat), i.view(feat)), h.view(shape))
 
 
 def run_adlif(x_seq: Tensor, state: AdLIFState | None, alpha: Any, beta: Any, a: Any, b: Any, theta: float,
-              surrogate: Surrogate, detach_reset: bool = True) -> NeuronOutput:
-    """AdLIF through the kernels (see ``adlif.cu``).
+              surrogate: Surrogate | None, detach_reset: bool = True, gradient: GradientSpec | None = None,
+              generator: torch.Generator | None = None) -> NeuronOutput:
+    """AdLIF through the kernels (see ``adlif.cu``); ``gradient``, ``generator`` as in :func:`run_culif`.
 
     Returns ``NeuronOutput(spikes, AdLIFState(v, w, h, s) [B, *F], h_seq)``; the state's ``h``
     and ``s`` are copies of the last step of ``h_seq`` and ``spikes``.
@@ -150,17 +197,21 @@ def run_adlif(x_seq: Tensor, state: AdLIFState | None, alpha: Any, beta: Any, a:
     _check_x(x_seq, who)
     v0, w0, h0, s0 = _state(state, x_seq, ("v", "w", "h", "s"), who)
     params = _params({"alpha": alpha, "beta": beta, "a": a, "b": b}, x_seq, who)
+    theta_f = _theta(theta, who)
+    expr, zo = _gradient_args(surrogate, gradient, generator, x_seq, who)
     save = _needs_grad(*params)
-    s, h, v, w, _ = ops.adlif_fwd(_flat(x_seq), v0, w0, h0, s0, *params, _theta(theta, who),
-                                  _surrogate_expr(surrogate, who), bool(detach_reset), save)
+    s, h, v, w, _ = ops.adlif_fwd(_flat(x_seq), v0, w0, h0, s0, *params, theta_f, expr, bool(detach_reset), save,
+                                  **zo)
     shape, feat = x_seq.shape, x_seq.shape[1:]
     spikes, h_seq = s.view(shape), h.view(shape)
     return NeuronOutput(spikes, AdLIFState(v.view(feat), w.view(feat), h_seq[-1].clone(), spikes[-1].clone()), h_seq)
 
 
-def run_lif(x_seq: Tensor, state: LIFState | None, beta: Any, theta: float, surrogate: Surrogate,
-            detach_reset: bool = True) -> NeuronOutput:
-    """LIF of S3GD / LocalZO through the kernels (see ``lif.cu``).
+def run_lif(x_seq: Tensor, state: LIFState | None, beta: Any, theta: float, surrogate: Surrogate | None,
+            detach_reset: bool = True, gradient: GradientSpec | None = None,
+            generator: torch.Generator | None = None) -> NeuronOutput:
+    """LIF of S3GD / LocalZO through the kernels (see ``lif.cu``); ``gradient``, ``generator`` as in
+    :func:`run_culif`.
 
     Returns ``NeuronOutput(spikes, LIFState(h, x) [B, *F], h_seq)``; the state is a copy of the
     last step of ``h_seq`` and of ``x_seq``.
@@ -169,22 +220,15 @@ def run_lif(x_seq: Tensor, state: LIFState | None, beta: Any, theta: float, surr
     _check_x(x_seq, who)
     h0, x0 = _state(state, x_seq, ("h", "x"), who)
     (beta_t,) = _params({"beta": beta}, x_seq, who)
-    s, h = ops.lif_fwd(_flat(x_seq), h0, x0, beta_t, _theta(theta, who), _surrogate_expr(surrogate, who),
-                       bool(detach_reset))
+    theta_f = _theta(theta, who)
+    expr, zo = _gradient_args(surrogate, gradient, generator, x_seq, who)
+    s, h = ops.lif_fwd(_flat(x_seq), h0, x0, beta_t, theta_f, expr, bool(detach_reset), **zo)
     shape = x_seq.shape
     h_seq = h.view(shape)
     return NeuronOutput(s.view(shape), LIFState(h_seq[-1].clone(), x_seq[-1].clone()), h_seq)
 
 
 # ----------------------------------------------------------------------------------- modules
-def _module_surrogate(module: Any) -> Surrogate:
-    name = type(module).__name__
-    if module.gradient.mode == "localzo":
-        raise ValueError(f"{name}(backend='cupy'): gradient mode 'localzo' has no cupy kernel here; "
-                         "use backend='torch' for LocalZO")
-    return module.gradient.surrogate_for(module.surrogate)
-
-
 def _require_cuda(module: Any, x_seq: Any) -> None:
     if isinstance(x_seq, Tensor) and x_seq.device.type != "cuda":
         raise ValueError(f"{type(module).__name__}(backend='cupy'): x_seq must be a CUDA tensor, got device "
@@ -192,21 +236,19 @@ def _require_cuda(module: Any, x_seq: Any) -> None:
 
 
 def culif(module: Any, x_seq: Tensor, state: CuLIFState, lam: Any, gam: Any) -> NeuronOutput:
-    """``backend='cupy'`` forward of a CuLIF / PCuLIF module."""
-    surrogate = _module_surrogate(module)
+    """``backend='cupy'`` forward of a CuLIF / PCuLIF module (any gradient mode)."""
     _require_cuda(module, x_seq)
-    return run_culif(x_seq, state, lam, gam, module.theta, surrogate, module.detach_reset)
+    return run_culif(x_seq, state, lam, gam, module.theta, module.surrogate, module.detach_reset, module.gradient)
 
 
 def adlif(module: Any, x_seq: Tensor, state: AdLIFState, alpha: Any, beta: Any, a: Any, b: Any) -> NeuronOutput:
-    """``backend='cupy'`` forward of an AdLIF module."""
-    surrogate = _module_surrogate(module)
+    """``backend='cupy'`` forward of an AdLIF module (any gradient mode)."""
     _require_cuda(module, x_seq)
-    return run_adlif(x_seq, state, alpha, beta, a, b, module.theta, surrogate, module.detach_reset)
+    return run_adlif(x_seq, state, alpha, beta, a, b, module.theta, module.surrogate, module.detach_reset,
+                     module.gradient)
 
 
 def lif(module: Any, x_seq: Tensor, state: LIFState, beta: Any) -> NeuronOutput:
-    """``backend='cupy'`` forward of a LIF module."""
-    surrogate = _module_surrogate(module)
+    """``backend='cupy'`` forward of a LIF module (any gradient mode)."""
     _require_cuda(module, x_seq)
-    return run_lif(x_seq, state, beta, module.theta, surrogate, module.detach_reset)
+    return run_lif(x_seq, state, beta, module.theta, module.surrogate, module.detach_reset, module.gradient)

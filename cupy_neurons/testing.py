@@ -1,8 +1,9 @@
 """Kernel-versus-reference comparison used by the kernel tests (CPU host build and GPU).
 
-A :class:`Case` names a neuron variant, a shape ``[T, B, *F]``, a storage dtype, a surrogate and
-the reset flag. :func:`run_case` draws inputs (input sequence, every initial state and every raw
-parameter, all requiring grad), runs the kernel path (:mod:`cupy_neurons.neurons`) and the torch
+A :class:`Case` names a neuron variant, a shape ``[T, B, *F]``, a storage dtype, a surrogate,
+the reset flag and optionally a gradient mode (``sparse`` or ``localzo``; default dense).
+:func:`run_case` draws inputs (input sequence, every initial state and every raw parameter, all
+requiring grad), runs the kernel path (:mod:`cupy_neurons.neurons`) and the torch
 reference (:mod:`sjframe.neurons.functional`) on the same values, applies one random-weighted
 loss over **every** output (spikes, ``h_seq`` and each final state), and returns both outputs and
 both gradient lists (input, initial states, raw parameters).
@@ -10,6 +11,8 @@ both gradient lists (input, initial states, raw parameters).
 Reference semantics per dtype:
 
 * float64 / float32: the torch core in the same dtype, with the layer's spike function.
+* LocalZO: both paths draw their Philox keys from generators seeded alike (the reference with
+  ``rng: philox``), so they use the same noise; the kernel's estimate is of the same ``u``.
 * float16 / bfloat16: the kernels keep states in float32 and round only what they store, and
   take the spike of the *stored* (rounded) potential so that the backward pass recomputes the
   same spike. The reference is the torch core in float32 on the rounded inputs with a spike
@@ -31,11 +34,11 @@ import torch
 from torch import Tensor
 
 from cupy_neurons import kernels, neurons
-from sjframe.gradients import make_spike_fn
+from sjframe.gradients import GradientSpec, make_spike_fn
 from sjframe.neurons.functional import adlif_multi_step, culif_multi_step, lif_multi_step
 from sjframe.surrogate import Surrogate, get_surrogate
 
-__all__ = ["TOLERANCES", "VARIANTS", "Case", "case_specs", "check_case", "run_case"]
+__all__ = ["LOCALZO_TOLERANCES", "TOLERANCES", "VARIANTS", "Case", "case_specs", "check_case", "run_case"]
 
 # variant -> (kernel source, parameter layout): "fixed" floats, "layer" scalars, "neuron" per feature
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -56,6 +59,11 @@ TOLERANCES: dict[torch.dtype, tuple[float, float, float]] = {
     torch.bfloat16: (1.6e-2, 6e-2, 5e-3),
 }
 
+# LocalZO: the estimate g is float32 arithmetic in both paths, and torch's log and the C library's
+# logf may differ by an ulp (normal, laplace, sigmoid, fast_sigmoid laws), so float64 cases hold
+# to float32-level relative accuracy of g; the other dtypes keep their tolerances.
+LOCALZO_TOLERANCES: dict[torch.dtype, tuple[float, float, float]] = {**TOLERANCES, torch.float64: (1e-12, 1e-7, 0.0)}
+
 THETA = 1.0
 
 
@@ -71,10 +79,17 @@ class Case:
     surrogate: Surrogate = get_surrogate()
     detach_reset: bool = True
     seed: int = 0
+    gradient: GradientSpec | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; valid: {sorted(VARIANTS)}")
+        if self.gradient is not None and self.gradient.mode == "localzo" and self.gradient.rng != "philox":
+            raise ValueError("a LocalZO case needs rng='philox' (the kernels' noise) to compare with the reference")
+
+    @property
+    def localzo(self) -> bool:
+        return self.gradient is not None and self.gradient.mode == "localzo"
 
     @property
     def neuron(self) -> str:
@@ -83,16 +98,23 @@ class Case:
     def __str__(self) -> str:
         dt = str(self.dtype).removeprefix("torch.")
         band = "" if self.surrogate.band is None else f"|band{self.surrogate.band}"
+        grad = self.gradient
+        sur = f"{self.surrogate.name}{band}"
+        if grad is not None and grad.mode == "sparse":
+            sur += f"|sparse{grad.b_th}"
+        elif self.localzo:
+            sur = f"localzo|{grad.distribution}|d{grad.delta}|m{grad.samples}"
         return (f"{self.variant}-T{self.T}-B{self.B}-F{'x'.join(map(str, self.feat))}-{dt}-"
-                f"{self.surrogate.name}{band}-{'detach' if self.detach_reset else 'nodetach'}")
+                f"{sur}-{'detach' if self.detach_reset else 'nodetach'}")
 
 
 def case_specs(cases: list[Case]) -> list[tuple[Any, tuple[Any, ...]]]:
     """The (specialisation, kernels) items the cases need (for one host bundle build)."""
     seen: dict[Any, tuple[Any, ...]] = {}
     for c in cases:
-        spec = kernels.specialisation(c.neuron, str(c.dtype).removeprefix("torch."), c.surrogate.cuda_expr("u"),
-                                      c.detach_reset)
+        sur = c.surrogate if c.gradient is None else c.gradient.surrogate_for(c.surrogate)
+        spec = kernels.specialisation(c.neuron, str(c.dtype).removeprefix("torch."), sur.cuda_expr("u"),
+                                      c.detach_reset, c.localzo)
         seen[spec] = kernels.kernel_sigs(c.neuron)
     return list(seen.items())
 
@@ -141,8 +163,13 @@ def _params(case: Case, raw: list[Tensor]) -> list[Any]:
     return [torch.sigmoid(r) for r in raw]
 
 
+def _key_generator(case: Case) -> torch.Generator:
+    """The generator of the LocalZO keys (seeded alike for the kernel and the reference)."""
+    return torch.Generator().manual_seed(case.seed + 2000)
+
+
 def _reference_spike_fn(case: Case) -> Any:
-    base = make_spike_fn(case.surrogate)
+    base = make_spike_fn(case.surrogate, case.gradient, generator=_key_generator(case))
     if case.dtype in (torch.float32, torch.float64):
         return base
     store = case.dtype
@@ -167,7 +194,8 @@ def run_case(case: Case, device: str | torch.device = "cpu") -> dict[str, Any]:
     # kernel path (storage dtype)
     params = _params(case, raw)
     runner = {"culif": neurons.run_culif, "adlif": neurons.run_adlif, "lif": neurons.run_lif}[case.neuron]
-    k_out = _outputs(runner(x, tuple(states), *params, THETA, case.surrogate, case.detach_reset))
+    k_out = _outputs(runner(x, tuple(states), *params, THETA, case.surrogate, case.detach_reset, case.gradient,
+                            _key_generator(case)))
 
     # reference path: same values, float32 for the 16-bit storage types
     rdt = case.dtype if case.dtype in (torch.float32, torch.float64) else torch.float32
@@ -196,8 +224,12 @@ def _max_rel_err(a: Tensor, b: Tensor) -> float:
 
 
 def check_case(case: Case, device: str | torch.device = "cpu", tolerances: dict | None = None) -> dict[str, float]:
-    """Run a case and assert agreement; return the measured errors (for reports)."""
-    tol_out, tol_grad, tol_spike = (tolerances or TOLERANCES)[case.dtype]
+    """Run a case and assert agreement; return the measured errors (for reports).
+
+    Tolerances: ``tolerances`` if given, else :data:`LOCALZO_TOLERANCES` for LocalZO cases and
+    :data:`TOLERANCES` otherwise.
+    """
+    tol_out, tol_grad, tol_spike = (tolerances or (LOCALZO_TOLERANCES if case.localzo else TOLERANCES))[case.dtype]
     res = run_case(case, device)
     ks, rs = res["k_out"][0].double().cpu(), res["r_out"][0].double().cpu()
     mismatch = float((ks != rs).double().mean())

@@ -1,5 +1,6 @@
 """The S3GD / LocalZO CUDA kernels (cupy_neurons/sparse/s3gd.cu): compiled by nvcc for sm_80 and
-sm_90, and their arithmetic checked on the CPU through the host-C++ build against the torch reference."""
+sm_90, and their arithmetic checked on the CPU through the host-C++ build against the torch reference,
+for float32, float64, float16 and bfloat16 storage (float32 accumulation for the 16-bit types)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from cupy_neurons import build
 from cupy_neurons.sparse import kernels as K
 from sjframe.gradients import GradientSpec
 from sjframe.gradients import localzo as lz
-from sjframe.gradients.sparse_layer import _OpConfig, _SparseLinearLIFFn
+from sjframe.gradients.sparse_layer import (
+    _forward_loop,
+    _input_grad,
+    _input_trace,
+    _OpConfig,
+    _SparseLinearLIFFn,
+    _weight_grad,
+)
 from sjframe.surrogate import get_surrogate
 
 BAND_SURROGATES = {
@@ -19,17 +27,20 @@ BAND_SURROGATES = {
 }
 
 
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
 @pytest.mark.skipif(build.nvcc_path() is None, reason="nvcc not found")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_kernels_compile_with_nvcc_for_sm80_and_sm90(dtype: torch.dtype) -> None:
-    for sur in (BAND_SURROGATES["fast_sigmoid"].cuda_expr("u"),):
-        text = K.device_text(K.specialisation(dtype, sur))
-        out = build.compile_nvcc(text, ("sm_80", "sm_90"), kind="fatbin")  # warnings are errors
-        for name in K.KERNELS:  # every extern "C" kernel is in the binary
-            assert name.encode() in out
+def test_kernels_compile_with_nvcc_for_sm80_and_sm90() -> None:
+    """Every storage dtype in one nvcc run (one specialisation per dtype, suffix _s<i>); warnings are errors."""
+    specs = [K.specialisation(dtype, BAND_SURROGATES["fast_sigmoid"].cuda_expr("u")) for dtype in DTYPES]
+    out = build.compile_nvcc(build.render_device_bundle(specs), ("sm_80", "sm_90"), kind="fatbin")
+    for i in range(len(specs)):
+        for name in K.KERNELS:  # every extern "C" kernel of every dtype is in the binary
+            assert f"{name}_s{i}".encode() in out
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("dist", lz.LOCALZO_DISTRIBUTIONS)
 def test_localzo_kernel_equals_torch_philox(dist: str, dtype: torch.dtype) -> None:
     u = (torch.randn(5, 7, 11) * 0.08).to(dtype)
@@ -90,8 +101,12 @@ def test_kernel_launcher_validates_arguments() -> None:
         K.launch(spec, "s3gd_active_grad", 1, (torch.zeros(1),))
     with pytest.raises(ValueError, match="int64"):
         K.launch(spec, "s3gd_active_grad", 1, (torch.zeros(1), torch.zeros(1), torch.zeros(1), 1, 0, torch.zeros(1)))
-    with pytest.raises(ValueError, match="float32 and float64"):
-        K.specialisation(torch.float16)
+    with pytest.raises(ValueError, match="sparse kernels support"):
+        K.specialisation(torch.int32)
+    with pytest.raises(ValueError, match="float32"):  # 16-bit storage: the accumulators are float32
+        K.launch(K.specialisation(torch.float16), "s3gd_active_grad", 1,
+                 (torch.zeros(1, dtype=torch.float16), torch.zeros(1, dtype=torch.int64),
+                  torch.zeros(1, dtype=torch.float16), 1, 0, torch.zeros(1, dtype=torch.float16)))
     with pytest.raises(ValueError, match="distribution"):
         K.localzo_estimate_kernel(torch.zeros(3), "cauchy", 0.05, 1, 100.0, 1)
 
@@ -104,3 +119,55 @@ def test_empty_active_sets() -> None:
         torch.arange(5), (T, B, n_in), 0.9, BAND_SURROGATES["fast_sigmoid"].cuda_expr("u"),
     )
     assert bool((grad_x == 0).all()) and bool((grad_w == 0).all())
+
+
+# ------------------------------------------------------------------------------------ 16-bit storage
+SIXTEEN = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}  # twice the unit roundoff of the storage type
+
+
+@pytest.mark.parametrize("dtype", list(SIXTEEN), ids=str)
+def test_sparse_backward_kernels_16bit_equal_the_exact_gradient_rounded(dtype: torch.dtype) -> None:
+    """16-bit storage, float32 accumulation: dW and dL/dx are the float64 gradient of the same active set
+    and data, up to the final rounding to the storage type (elementwise relative tolerance)."""
+    T, B, n_in, n = 13, 3, 40, 300
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(T, B, n_in, generator=gen) < 0.4).to(dtype)
+    w = (torch.randn(n, n_in, generator=gen) * 1.5 / n_in**0.5).to(dtype)
+    sur = BAND_SURROGATES["fast_sigmoid"]
+    cfg = _OpConfig(0.85, 1.0, sur, GradientSpec(mode="sparse", b_th=0.4), "cupy")
+    _spikes, index, data = _forward_loop(torch.nn.functional.linear(x, w), cfg, None)
+    tr = _input_trace(x, 0.85)
+    grad_s = torch.randn(T, B, n, generator=gen).to(dtype)
+    in_index = (torch.rand(T * B * n_in, generator=gen) < 0.3).nonzero().squeeze(1)
+    assert index.numel() > 500
+    e = grad_s.double().reshape(-1)[index] * sur.derivative(data.double())
+    ref_w = _weight_grad(e, index, tr.double(), n)
+    for needed in (in_index, None):
+        grad_x, grad_w = K.s3gd_backward_kernels(grad_s, index, data, w, tr, needed, (T, B, n_in), 0.85,
+                                                 sur.cuda_expr("u"))
+        ref_x = _input_grad(e, index, w.double(), 0.85, (T, B, n_in), needed)
+        for got, ref in ((grad_w, ref_w), (grad_x, ref_x)):
+            assert got.dtype == dtype and float(ref.abs().max()) > 0
+            torch.testing.assert_close(got.double(), ref, rtol=SIXTEEN[dtype], atol=1e-5 * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("dtype", list(SIXTEEN), ids=str)
+def test_sparse_layers_16bit_cupy_equal_torch(dtype: torch.dtype) -> None:
+    """A 2-layer stack in 16-bit storage: the same forward (spikes, active sets) on both backends, and
+    gradients of the 16-bit dtype that agree (the torch path accumulates partly in 16 bits)."""
+    T, B, n_in, n = 13, 2, 5, 300
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(T, B, n_in, generator=gen) < 0.4).to(dtype).requires_grad_()
+    ws = [(torch.randn(n, n_in, generator=gen) * 1.5 / n_in**0.5).to(dtype).requires_grad_(),
+          (torch.randn(6, n, generator=gen) * 2.0 / n**0.5).to(dtype).requires_grad_()]
+    tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
+    for spec in (GradientSpec(mode="sparse", b_th=0.4),
+                 GradientSpec(mode="localzo", delta=0.3, samples=2, distribution="sigmoid", rng="philox")):
+        ref, out_ref = _layer_grads("torch", x, ws, spec, BAND_SURROGATES["fast_sigmoid"], 3, True)
+        got, out_got = _layer_grads("cupy", x, ws, spec, BAND_SURROGATES["fast_sigmoid"], 3, True)
+        for a, b in zip(out_ref, out_got, strict=True):
+            assert torch.equal(a, b)
+        for a, b in zip(got, ref, strict=True):
+            assert a.dtype == dtype and float(b.abs().max()) > 0
+            err = float((a.double() - b.double()).abs().max() / b.double().abs().max())
+            assert err < tol, (spec.mode, err)

@@ -93,6 +93,12 @@ def test_double_precision_expr() -> None:
 
 
 # ------------------------------------------------------------------------------------ mutation
+def copy_sources(dest) -> None:  # noqa: ANN001
+    """Copy every kernel source and header (with sparse/) under ``dest`` (a mutation test's SOURCE_DIR)."""
+    shutil.copytree(build.SOURCE_DIR, dest, dirs_exist_ok=True,
+                    ignore=lambda _d, names: [n for n in names if not (n.endswith((".cu", ".cuh", ".h")) or n == "sparse")])
+
+
 MUTATIONS = [
     ("culif.cu", "    i = gam * i + x;", "    i = lam * i + x;", Case("pculif_neuron", 6, 2, (40,))),
     ("culif.cu", "di = gam * di + ((acc_t)1 - lam) * dh;", "di = gam * di + lam * dh;", Case("culif", 6, 2, (40,))),
@@ -106,9 +112,7 @@ MUTATIONS = [
 def test_a_typo_in_a_kernel_fails(mutation: tuple, tmp_path, monkeypatch) -> None:  # noqa: ANN001
     source, old, new, case = mutation
     check_case(case)  # the true kernel passes
-    for path in build.SOURCE_DIR.iterdir():
-        if path.suffix in (".cu", ".cuh", ".h"):
-            shutil.copy(path, tmp_path / path.name)
+    copy_sources(tmp_path)
     text = (tmp_path / source).read_text()
     assert text.count(old) == 1, f"mutation anchor {old!r} not unique in {source}"
     (tmp_path / source).write_text(text.replace(old, new))
@@ -182,13 +186,12 @@ def test_validation_errors() -> None:
         run_lif(x, None, 0.9, 1.0, "fast_sigmoid")
 
 
-def test_module_entry_requires_cuda_and_rejects_localzo() -> None:
+def test_module_entry_requires_cuda_in_every_gradient_mode() -> None:
     module = SimpleNamespace(theta=1.0, surrogate=get_surrogate(), gradient=GradientSpec(), detach_reset=True)
-    with pytest.raises(ValueError, match="must be a CUDA tensor"):
-        culif_module_entry(module, torch.randn(3, 2, 4), None, 0.9, 0.8)
-    module.gradient = GradientSpec(mode="localzo")
-    with pytest.raises(ValueError, match="localzo"):
-        culif_module_entry(module, torch.randn(3, 2, 4), None, 0.9, 0.8)
+    for mode in ("dense", "sparse", "localzo"):
+        module.gradient = GradientSpec(mode=mode)
+        with pytest.raises(ValueError, match="must be a CUDA tensor"):
+            culif_module_entry(module, torch.randn(3, 2, 4), None, 0.9, 0.8)
 
 
 def test_modules_refuse_cupy_backend_without_gpu() -> None:

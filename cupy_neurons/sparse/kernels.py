@@ -13,6 +13,11 @@ Rendering, compiling and caching reuse ``cupy_neurons/build.py`` (``Specialisati
 host ``extern "C"`` wrappers are generated here, because these kernels take int64 index arrays
 and float tables (parameter kinds ``build.KernelSig`` does not have).
 
+Storage dtypes float32, float64, float16 and bfloat16; the arithmetic, ``e`` and the atomic
+accumulators of ``dW`` and ``dL/dx`` are float32 (float64 for float64), and the results are
+rounded to the storage dtype once at the end. The LocalZO arithmetic is float32 for every dtype
+(as in the torch reference); ``g`` is rounded to the storage dtype.
+
 High-level entry points (the torch reference is ``sjframe/gradients/sparse_layer.py``):
 
 * :func:`localzo_estimate_kernel` — the LocalZO estimate with Philox noise;
@@ -36,6 +41,7 @@ __all__ = [
     "BLOCK",
     "KERNELS",
     "SOURCE",
+    "acc_dtype",
     "device_text",
     "host_text",
     "launch",
@@ -93,13 +99,23 @@ KERNELS: dict[str, _Sig] = {
     )
 }
 
-_DTYPE_NAME = {torch.float32: "float32", torch.float64: "float64"}
+_DTYPE_NAME = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+_TORCH_DTYPE = {name: dtype for dtype, name in _DTYPE_NAME.items()}
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype of a storage dtype: float64 for float64, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def specialisation(dtype: torch.dtype, surrogate_expr: str = "0.0f") -> Specialisation:
-    """The specialisation of ``s3gd.cu`` for a storage dtype (float32 / float64) and a surrogate C expression."""
+    """The specialisation of ``s3gd.cu`` for a storage dtype and a surrogate C expression.
+
+    Storage dtypes: float32, float64, float16, bfloat16; the arithmetic and the accumulation
+    buffers (``e``, ``dW``, ``dL/dx``, ``beta^n``) are float32 (float64 for float64 storage).
+    """
     if dtype not in _DTYPE_NAME:
-        raise ValueError(f"the sparse kernels support float32 and float64, got {dtype}")
+        raise ValueError(f"the sparse kernels support {[str(d) for d in _DTYPE_NAME]}, got {dtype}")
     return Specialisation(SOURCE, _DTYPE_NAME[dtype], surrogate_expr)
 
 
@@ -143,8 +159,9 @@ def _host_fn(spec: Specialisation, sig: _Sig):  # noqa: ANN202 - a ctypes functi
 def _check(spec: Specialisation, sig: _Sig, args: Sequence[object]) -> torch.device:
     if len(args) != len(sig.params):
         raise ValueError(f"kernel {sig.name} takes {len(sig.params)} arguments, got {len(args)}")
-    storage = torch.float32 if spec.dtype == "float32" else torch.float64
-    want = {"scalar_ptr": storage, "const_scalar_ptr": storage, "acc_ptr": storage, "const_acc_ptr": storage,
+    storage = _TORCH_DTYPE[spec.dtype]
+    acc = acc_dtype(storage)
+    want = {"scalar_ptr": storage, "const_scalar_ptr": storage, "acc_ptr": acc, "const_acc_ptr": acc,
             "const_index_ptr": torch.int64, "const_float_ptr": torch.float32}
     device = None
     for (kind, name), value in zip(sig.params, args, strict=True):
@@ -234,24 +251,26 @@ def s3gd_backward_kernels(
     N = weight.shape[0]
     spec = specialisation(weight.dtype, surrogate_expr or "0.0f")
     dtype, device = weight.dtype, weight.device
+    acc = acc_dtype(dtype)
     a = index.numel()
-    e = torch.empty(a, dtype=dtype, device=device)
+    e = torch.empty(a, dtype=acc, device=device)
     launch(spec, "s3gd_active_grad",
            a, (grad_spikes.contiguous(), index, data.contiguous(), a, 1 if surrogate_expr is None else 0, e))
     grad_w = None
     if need_weight:
         if tr is None:
             raise ValueError("the weight gradient needs the input trace tr")
-        grad_w = torch.zeros(N, n_in, dtype=dtype, device=device)
+        grad_w = torch.zeros(N, n_in, dtype=acc, device=device)
         launch(spec, "s3gd_weight_grad", a * n_in, (tr.contiguous(), index, e, a, N, n_in, grad_w))
+        grad_w = grad_w.to(dtype)
     grad_x = None
     if need_input:
         if in_index is None:
             from sjframe.gradients.sparse_layer import _input_grad
 
-            grad_x = _input_grad(e, index, weight, beta, shape_in, None)
+            grad_x = _input_grad(e, index, weight.to(acc), beta, shape_in, None).to(dtype)
         else:
-            grad_x = torch.zeros(T * B * n_in, dtype=dtype, device=device)
+            grad_x = torch.zeros(T * B * n_in, dtype=acc, device=device)
             if a and in_index.numel():
                 t_ev = index // (B * N)
                 bj = index % (B * N)
@@ -267,11 +286,11 @@ def s3gd_backward_kernels(
                 pair_bk, pair_counts = torch.unique_consecutive(bk, return_counts=True)
                 pair_start = torch.cat([pair_counts.new_zeros(1), pair_counts.cumsum(0)])
                 b_pair_start = torch.searchsorted(pair_bk // T, torch.arange(B + 1, device=device))
-                beta_pow = torch.tensor([beta**n for n in range(T + 1)], dtype=torch.float64).to(dtype).to(device)
+                beta_pow = torch.tensor([beta**n for n in range(T + 1)], dtype=torch.float64).to(acc).to(device)
                 launch(spec, "s3gd_input_grad", grp_bj.numel(), (
                     ev_t, ev_e, grp_bj.contiguous(), grp_start.contiguous(), grp_bj.numel(), (pair_bk % T).contiguous(),
                     pair_start.contiguous(), b_pair_start.contiguous(), i_in[order_in].contiguous(),
                     weight.contiguous(), beta_pow.contiguous(), T, B, N, n_in, grad_x,
                 ))
-            grad_x = grad_x.reshape(T, B, n_in)
+            grad_x = grad_x.reshape(T, B, n_in).to(dtype)
     return grad_x, grad_w

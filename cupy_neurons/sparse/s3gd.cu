@@ -2,7 +2,8 @@
 // cupy_neurons/host_shim.h for the CPU checks).
 //
 // Rendered by cupy_neurons/sparse/kernels.py with cupy_neurons/build.py's specialisation macros:
-// SJ_SCALAR (float / double storage), SJ_ACC (accumulation), SJ_SURROGATE(u) (the band-truncated
+// SJ_SCALAR (storage: float, double, sj_half, sj_bf16), SJ_ACC (accumulation: float; double for
+// double storage: e, dW, dL/dx and beta^n are SJ_ACC buffers), SJ_SURROGATE(u) (the band-truncated
 // surrogate of sjframe.surrogate.Surrogate.cuda_expr), SJ_NS, SJ_NAME. The torch reference is
 // sjframe/gradients/sparse_layer.py and sjframe/gradients/localzo.py.
 //
@@ -12,47 +13,26 @@
 //     dW[j, i]     = sum_{(t,b,j) in A} e[t,b,j] tr[t,b,i]          (tr: input trace)
 //     dL/dx[k,b,i] = sum_j W[j,i] D[k,b,j],  D[k] = sum_{t>k} beta^(t-1-k) e[t]
 // the latter only at the entries needed by the previous layer (its active set).
-#include "philox.cuh"
+#include "localzo.cuh"
 
 namespace SJ_NS {
 typedef SJ_SCALAR scalar_t;
 typedef SJ_ACC acc_t;
 
 SJ_HD acc_t surrogate(const acc_t u) { return (acc_t)(SJ_SURROGATE(u)); }
-
-// |z| = Q(p) for p uniform in (0, 1]: closed forms (laplace 1, uniform 2) or the tabulated
-// quantile of w = -ln p (normal 0, sigmoid 3, fast_sigmoid 4), linearly interpolated.
-SJ_HD float abs_z_from_uniform(const float p, const int dist, const float* __restrict__ table, const int intervals,
-                               const float w_max, const float w_scale) {
-    if (dist == 1) return -logf(p) * 0.70710678118654752f;
-    if (dist == 2) return (1.0f - p) * 1.7320508075688772f;
-    const float pos = fminf(fmaxf(-logf(p), 0.0f), w_max) * w_scale;
-    float i0 = floorf(pos);
-    if (i0 > (float)(intervals - 1)) i0 = (float)(intervals - 1);
-    const float frac = pos - i0;
-    const int i = (int)i0;
-    const float lo = table[i];
-    const float hi = table[i + 1];
-    return lo + frac * (hi - lo);
-}
 }  // namespace SJ_NS
 
 // LocalZO estimate g = (1/(2 delta m)) sum_k |z_k| 1{|u| < delta |z_k|}, one thread per element,
-// noise from Philox (element n, stream k, key). scale = 1 / (2 delta m).
+// noise from Philox (element n, stream k, key): sj_localzo_estimate of localzo.cuh. scale = 1 / (2 delta m).
 extern "C" __global__ void SJ_NAME(localzo_estimate)(
     const SJ_SCALAR* __restrict__ u, SJ_SCALAR* __restrict__ g, const long long n_total, const long long key,
     const int samples, const float delta, const float scale, const int dist, const float* __restrict__ table,
     const int intervals, const float w_max, const float w_scale) {
     const sj_index n = sj_thread_index();
     if (n >= n_total) return;
+    const sj_localzo_law law = sj_make_localzo_law(table, intervals, w_max, w_scale, samples, dist, delta, scale);
     const float ua = fabsf((float)sj_widen(u[n]));
-    float acc = 0.0f;
-    for (int k = 0; k < samples; ++k) {
-        const float p = sj_philox_uniform((unsigned long long)n, (unsigned int)k, (unsigned long long)key);
-        const float z = SJ_NS::abs_z_from_uniform(p, dist, table, intervals, w_max, w_scale);
-        acc = acc + ((ua < delta * z) ? z : 0.0f);
-    }
-    sj_narrow(g + n, (SJ_ACC)(acc * scale));
+    sj_narrow(g + n, (SJ_ACC)sj_localzo_estimate(ua, (unsigned long long)n, (unsigned long long)key, law));
 }
 
 // e[a] = grad_out[index[a]] * d[a], with d = the stored derivative (given = 1: LocalZO g) or the
