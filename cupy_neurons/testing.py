@@ -27,18 +27,22 @@ a kernel cannot pass by producing silence.
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from cupy_neurons import kernels, neurons
+from cupy_neurons import build, kernels, neurons
 from sjframe.gradients import GradientSpec, make_spike_fn
 from sjframe.neurons.functional import adlif_multi_step, culif_multi_step, lif_multi_step
 from sjframe.surrogate import Surrogate, get_surrogate
 
-__all__ = ["LOCALZO_TOLERANCES", "TOLERANCES", "VARIANTS", "Case", "case_specs", "check_case", "run_case"]
+__all__ = [
+    "LOCALZO_TOLERANCES", "TOLERANCES", "VARIANTS", "Case", "case_specs", "check_case", "copy_kernel_sources", "run_case",
+]
 
 # variant -> (kernel source, parameter layout): "fixed" floats, "layer" scalars, "neuron" per feature
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -252,3 +256,14 @@ def check_case(case: Case, device: str | torch.device = "cpu", tolerances: dict 
         errs[f"grad{i}"] = err
         assert err <= tol_grad, f"{case}: gradient {i} (0 = input, then states, then parameters) error {err:.2e}"
     return errs
+
+
+def copy_kernel_sources(dest: str | Path) -> None:
+    """Copy every kernel source and header (``*.cu``, ``*.cuh``, ``*.h``, with ``sparse/``) under ``dest``.
+
+    The mutation tests edit such a copy and point ``build.SOURCE_DIR`` at it.
+    """
+    def ignore(_folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if not (n.endswith((".cu", ".cuh", ".h")) or n == "sparse")]
+
+    shutil.copytree(build.SOURCE_DIR, dest, dirs_exist_ok=True, ignore=ignore)

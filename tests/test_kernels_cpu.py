@@ -19,7 +19,7 @@ import torch
 from cupy_neurons import build, kernels, launch, ops
 from cupy_neurons.neurons import culif as culif_module_entry
 from cupy_neurons.neurons import run_adlif, run_culif, run_lif
-from cupy_neurons.testing import VARIANTS, Case, case_specs, check_case, run_case
+from cupy_neurons.testing import VARIANTS, Case, case_specs, check_case, copy_kernel_sources, run_case
 from sjframe.gradients import GradientSpec
 from sjframe.surrogate import SURROGATE_TABLE, get_surrogate
 
@@ -93,12 +93,6 @@ def test_double_precision_expr() -> None:
 
 
 # ------------------------------------------------------------------------------------ mutation
-def copy_sources(dest) -> None:  # noqa: ANN001
-    """Copy every kernel source and header (with sparse/) under ``dest`` (a mutation test's SOURCE_DIR)."""
-    shutil.copytree(build.SOURCE_DIR, dest, dirs_exist_ok=True,
-                    ignore=lambda _d, names: [n for n in names if not (n.endswith((".cu", ".cuh", ".h")) or n == "sparse")])
-
-
 MUTATIONS = [
     ("culif.cu", "    i = gam * i + x;", "    i = lam * i + x;", Case("pculif_neuron", 6, 2, (40,))),
     ("culif.cu", "di = gam * di + ((acc_t)1 - lam) * dh;", "di = gam * di + lam * dh;", Case("culif", 6, 2, (40,))),
@@ -112,7 +106,7 @@ MUTATIONS = [
 def test_a_typo_in_a_kernel_fails(mutation: tuple, tmp_path, monkeypatch) -> None:  # noqa: ANN001
     source, old, new, case = mutation
     check_case(case)  # the true kernel passes
-    copy_sources(tmp_path)
+    copy_kernel_sources(tmp_path)
     text = (tmp_path / source).read_text()
     assert text.count(old) == 1, f"mutation anchor {old!r} not unique in {source}"
     (tmp_path / source).write_text(text.replace(old, new))
