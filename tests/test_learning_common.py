@@ -11,8 +11,18 @@ import torch
 import yaml
 
 from sjframe.configtools import ConfigError
-from sjframe.learning.common import MethodConfig, method_entry, parse_section, require_at_least_one
+from sjframe.learning.common import (
+    MethodConfig,
+    load_model_state,
+    method_entry,
+    open_checkpoint,
+    parse_section,
+    report_best,
+    require_at_least_one,
+    start_run,
+)
 from sjframe.methods import get_method
+from sjframe.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = [f.name for f in dataclasses.fields(MethodConfig)]
@@ -105,3 +115,30 @@ def test_shipped_configs_still_load() -> None:
         for key, value in cfg.get(name, {}).items():
             if not isinstance(value, dict):
                 assert getattr(conf, key) == value, (path.name, key)
+
+
+def test_run_start_checkpoint_and_model_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = RunDir.create("toy", root=tmp_path)
+    cfg = {"toy": {"steps": 3, "device": "cpu"}}
+    conf, device = start_run(cfg, "toy", _Toy, run)
+    assert conf == _Toy(steps=3, device="cpu") and device == torch.device("cpu")
+    written = yaml.safe_load(run.config_path.read_text())
+    assert written["method"] == "toy" and written["toy"]["steps"] == 3 and written["toy"]["threads"] is None
+
+    model = torch.nn.Linear(2, 3)
+    run.save_checkpoint({"model": model.state_dict(), "epoch": 4}, "best.pt")
+    conf, device, state, name = open_checkpoint(cfg, "toy", _Toy, run, "best")
+    assert name == "best.pt" and state["epoch"] == 4 and conf.steps == 3
+    fresh = torch.nn.Linear(2, 3)
+    load_model_state(fresh, state, name, "the toy net")
+    assert torch.equal(fresh.weight, model.weight)
+    with pytest.raises(ValueError, match=r"(?s)checkpoint best.pt does not match the toy net \(.*size mismatch"):
+        load_model_state(torch.nn.Linear(2, 4), state, name, "the toy net")
+    with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
+        open_checkpoint(cfg, "toy", _Toy, run, "last")
+
+    def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str) -> dict[str, Any]:
+        return {"checkpoint": checkpoint, "table": "| a |"}
+
+    assert report_best(evaluate, cfg, run) == {"checkpoint": "best.pt", "table": "| a |"}
+    assert "| a |" in capsys.readouterr().out

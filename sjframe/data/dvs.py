@@ -19,6 +19,7 @@ and tests on 2.5 s: ``T = 250``); DVSPlane ``dt = 2`` ms, ``T = 100`` (tests on 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from sjframe.data.common import require_int
 from sjframe.data.frames import FrameDataset, build_event_dataset
 from sjframe.data.h5io import h5_get, label_of, open_h5
 
-__all__ = ["build_dvsgesture", "build_dvsplane", "read_dvs_frames"]
+__all__ = ["DVSGESTURE", "DVSPLANE", "DvsFormat", "build_dvs", "build_dvsgesture", "build_dvsplane", "read_dvs_frames"]
 
 _CHUNK_EVENTS = 4_000_000  # events binned together (bounds the memory of one binning pass)
 
@@ -141,9 +142,58 @@ def read_dvs_frames(
     return concat_samples(parts), np.asarray(classes, dtype=np.int64), shape, skipped
 
 
-def _dvs_shape(height: int, width: int, extra: dict[str, Any]) -> tuple[int, ...]:
-    factor = require_int("downsample", extra["downsample"], minimum=1)
-    return (2, -(-height // factor), -(-width // factor))
+@dataclass(frozen=True)
+class DvsFormat:
+    """What tells the DVS data sets apart: file names, layout, sensor size, labels, default binning.
+
+    ``file_name`` takes ``{split}`` (``train`` | ``test``); ``grouped``: the samples sit under an HDF5
+    group named like the split (else at the top level); ``class = stored label - label_offset``,
+    stored labels in ``drop_labels`` are skipped.
+    """
+
+    name: str
+    file_name: str
+    grouped: bool
+    width: int
+    height: int
+    label_offset: int
+    num_classes: int
+    drop_labels: tuple[int, ...]
+    T: int
+    dt: float
+
+
+DVSGESTURE = DvsFormat("dvsgesture", "DVS-Gesture-{split}10.hdf5", True, 128, 128, 1, 10, (11,), 120, 10.0)
+DVSPLANE = DvsFormat("dvsplane", "DVSPlane-{split}.hdf5", False, 304, 240, 0, 4, (), 100, 2.0)
+
+
+def build_dvs(fmt: DvsFormat, split: str, options: dict[str, Any]) -> FrameDataset:
+    """The frame data set of ``fmt``: ``[T + T_empty, 2, ceil(height / d), ceil(width / d)]`` (d = ``downsample``).
+
+    Options: the common ones of :func:`~sjframe.data.frames.build_event_dataset` (``T`` and ``dt``
+    defaulting to ``fmt.T`` / ``fmt.dt``) and ``downsample`` (4).
+    """
+
+    def factor(extra: dict[str, Any]) -> int:
+        return require_int("downsample", extra["downsample"], minimum=1)
+
+    def read(file_split: str, path: Path, T: int, dt: float, extra: dict[str, Any]) -> tuple[SparseFrames, np.ndarray]:
+        group = file_split if fmt.grouped else None
+        frames, classes, _, _ = read_dvs_frames(path, group, T, dt, fmt.width, fmt.height, factor(extra),
+                                                fmt.label_offset, fmt.num_classes, drop_labels=fmt.drop_labels)
+        return frames, classes
+
+    return build_event_dataset(
+        fmt.name,
+        split,
+        options,
+        defaults={"T": fmt.T, "dt": fmt.dt},
+        extra_options={"downsample": 4},
+        read=read,
+        file_for=lambda file_split, root, extra: root / fmt.file_name.format(split=file_split),
+        input_shape=lambda extra: (2, -(-fmt.height // factor(extra)), -(-fmt.width // factor(extra))),
+        num_classes=lambda extra, labels: fmt.num_classes,
+    )
 
 
 def build_dvsgesture(split: str, **options: Any) -> FrameDataset:
@@ -152,23 +202,7 @@ def build_dvsgesture(split: str, **options: Any) -> FrameDataset:
     Options: the common ones (``root``, ``T`` = 120, ``T_empty`` = 0, ``dt`` = 10 ms, ``clamp``,
     ``val_fraction`` = 0.1, ``val_seed`` = 0, ``cache``, ``cache_dir``) and ``downsample`` (4).
     """
-
-    def read(file_split: str, path: Path, T: int, dt: float, extra: dict[str, Any]) -> tuple[SparseFrames, np.ndarray]:
-        factor = require_int("downsample", extra["downsample"], minimum=1)
-        frames, classes, _, _ = read_dvs_frames(path, file_split, T, dt, 128, 128, factor, 1, 10, drop_labels=(11,))
-        return frames, classes
-
-    return build_event_dataset(
-        "dvsgesture",
-        split,
-        options,
-        defaults={"T": 120, "dt": 10.0},
-        extra_options={"downsample": 4},
-        read=read,
-        file_for=lambda file_split, root, extra: root / f"DVS-Gesture-{file_split}10.hdf5",
-        input_shape=lambda extra: _dvs_shape(128, 128, extra),
-        num_classes=lambda extra, labels: 10,
-    )
+    return build_dvs(DVSGESTURE, split, options)
 
 
 def build_dvsplane(split: str, **options: Any) -> FrameDataset:
@@ -177,20 +211,4 @@ def build_dvsplane(split: str, **options: Any) -> FrameDataset:
     Options: the common ones (``root``, ``T`` = 100, ``T_empty`` = 0, ``dt`` = 2 ms, ``clamp``,
     ``val_fraction`` = 0.1, ``val_seed`` = 0, ``cache``, ``cache_dir``) and ``downsample`` (4).
     """
-
-    def read(file_split: str, path: Path, T: int, dt: float, extra: dict[str, Any]) -> tuple[SparseFrames, np.ndarray]:
-        factor = require_int("downsample", extra["downsample"], minimum=1)
-        frames, classes, _, _ = read_dvs_frames(path, None, T, dt, 304, 240, factor, 0, 4)
-        return frames, classes
-
-    return build_event_dataset(
-        "dvsplane",
-        split,
-        options,
-        defaults={"T": 100, "dt": 2.0},
-        extra_options={"downsample": 4},
-        read=read,
-        file_for=lambda file_split, root, extra: root / f"DVSPlane-{file_split}.hdf5",
-        input_shape=lambda extra: _dvs_shape(240, 304, extra),
-        num_classes=lambda extra, labels: 4,
-    )
+    return build_dvs(DVSPLANE, split, options)

@@ -22,18 +22,23 @@ from sjframe.rundir import RunDir, atomic_write_bytes
 
 __all__ = [
     "MethodConfig",
+    "load_model_state",
     "load_run_checkpoint",
     "markdown_table",
     "method_entry",
+    "open_checkpoint",
     "parse_section",
+    "report_best",
     "require_at_least_one",
     "resolve_device",
     "resolved_config",
+    "start_run",
     "torch_threads",
     "write_report",
 ]
 
 T = TypeVar("T")
+C = TypeVar("C", bound="MethodConfig")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -114,6 +119,40 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
     return device
+
+
+def start_run(cfg: dict[str, Any], section: str, cls: type[C], run: RunDir) -> tuple[C, torch.device]:
+    """The start of a method's training: ``(conf, device)`` of ``cfg[section]``; writes the resolved config to ``run``."""
+    conf = parse_section(cfg, section, cls)
+    device = resolve_device(conf.device)
+    run.write_config(resolved_config(cfg, section, conf))
+    return conf, device
+
+
+def open_checkpoint(
+    cfg: dict[str, Any], section: str, cls: type[C], run: RunDir, checkpoint: str
+) -> tuple[C, torch.device, dict[str, Any], str]:
+    """The start of a method's evaluation: ``(conf, device, state, checkpoint name)`` (see :func:`load_run_checkpoint`)."""
+    conf = parse_section(cfg, section, cls)
+    device = resolve_device(conf.device)
+    state, name = load_run_checkpoint(run, checkpoint)
+    return conf, device, state, name
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], checkpoint: str, what: str) -> None:
+    """Load ``state["model"]`` into ``model``; a mismatch is a ``ValueError`` naming ``checkpoint`` and ``what``."""
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise ValueError(f"checkpoint {checkpoint} does not match {what} ({exc})") from exc
+
+
+def report_best(evaluate: Callable[[dict[str, Any], RunDir, str], dict[str, Any]], cfg: dict[str, Any],
+                run: RunDir) -> dict[str, Any]:
+    """The end of a method's training: ``evaluate`` the run's ``best.pt``, print the report's table, return the report."""
+    report = evaluate(cfg, run, "best.pt")
+    print(report["table"])
+    return report
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:

@@ -19,17 +19,7 @@ from typing import Any, Literal
 
 import torch
 
-from sjframe.learning.common import (
-    MethodConfig,
-    load_run_checkpoint,
-    markdown_table,
-    method_entry,
-    parse_section,
-    require_at_least_one,
-    resolve_device,
-    resolved_config,
-    write_report,
-)
+from sjframe.learning import common
 from sjframe.learning.conversion import build_ann, convert, evaluate_ann, scaler_pairs, simulate, train_ann_epoch
 from sjframe.learning.toy_data import load_digits_split
 from sjframe.rundir import RunDir
@@ -41,8 +31,8 @@ BALANCINGS = ("max", "percentile", "spike_norm")
 
 
 @dataclass(frozen=True)
-class ConversionConfig(MethodConfig):
-    """The ``conversion`` config section: the shared fields of :class:`MethodConfig` and the ones below."""
+class ConversionConfig(common.MethodConfig):
+    """The ``conversion`` config section: the fields of :class:`~sjframe.learning.common.MethodConfig` and the ones below."""
 
     dataset: Literal["digits"] = "digits"
     arch: Literal["cnn", "mlp"] = "cnn"
@@ -69,7 +59,8 @@ class ConversionConfig(MethodConfig):
             raise ValueError(f"balancing must be a non-empty list of {list(BALANCINGS)}, got {self.balancing!r}")
         if not self.time_steps or any(t < 1 for t in self.time_steps):
             raise ValueError(f"time_steps must be a non-empty list of positive integers, got {self.time_steps!r}")
-        require_at_least_one(self, "epochs", "batch_size", "spike_norm_samples", "spike_norm_steps", "eval_batch_size")
+        common.require_at_least_one(self, "epochs", "batch_size", "spike_norm_samples", "spike_norm_steps",
+                                    "eval_batch_size")
         if self.calib_samples < 0:
             raise ValueError(f"calib_samples must be >= 0 (0 = the whole training split), got {self.calib_samples!r}")
         if not self.lr > 0:
@@ -87,12 +78,10 @@ def _ann(conf: ConversionConfig, device: torch.device) -> torch.nn.Module:
     return build_ann(conf.arch, (1, 8, 8), 10, conf.hidden, conf.channels).to(device)
 
 
-@method_entry(SECTION, ConversionConfig)
+@common.method_entry(SECTION, ConversionConfig)
 def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train the ANN, then convert and evaluate (see the module docstring); ``threads`` applies while it runs."""
-    conf = parse_section(cfg, SECTION, ConversionConfig)
-    device = resolve_device(conf.device)
-    run.write_config(resolved_config(cfg, SECTION, conf))
+    conf, device = common.start_run(cfg, SECTION, ConversionConfig, run)
     x_tr, y_tr = _data(conf, "train")
     x_va, y_va = _data(conf, "val")
     torch.manual_seed(conf.seed)
@@ -118,22 +107,15 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
     print(f"[conversion] ANN trained: best val acc {best:.4f}")
-    report = evaluate(cfg, run, "best.pt")
-    print(report["table"])
-    return report
+    return common.report_best(evaluate, cfg, run)
 
 
-@method_entry(SECTION, ConversionConfig)
+@common.method_entry(SECTION, ConversionConfig)
 def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Convert the saved ANN with every balancing and tabulate SNN accuracy against time steps."""
-    conf = parse_section(cfg, SECTION, ConversionConfig)
-    device = resolve_device(conf.device)
-    ck, checkpoint = load_run_checkpoint(run, checkpoint)
+    conf, device, ck, checkpoint = common.open_checkpoint(cfg, SECTION, ConversionConfig, run, checkpoint)
     ann = _ann(conf, device)
-    try:
-        ann.load_state_dict(ck["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise ValueError(f"checkpoint {checkpoint} does not match the configured ANN ({exc})") from exc
+    common.load_model_state(ann, ck, checkpoint, "the configured ANN")
     ann.eval()
     x_tr, _ = _data(conf, "train")
     x_te, y_te = _data(conf, "test")
@@ -154,10 +136,10 @@ def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> d
     header = ["T"] + [f"SNN {b}" for b in conf.balancing] + ["ANN"]
     rows = [[t] + [results[b][t] for b in conf.balancing] + [ann_acc] for t in steps]
     table = (f"Test accuracy on {conf.dataset} ({conf.arch} ANN, {conf.encoding} input, reset {conf.reset}): "
-             f"SNN after T steps vs the ANN\n\n" + markdown_table(header, rows))
+             f"SNN after T steps vs the ANN\n\n" + common.markdown_table(header, rows))
     report = {
         "method": SECTION, "checkpoint": checkpoint, "epoch": ck.get("epoch"), "ann_test_acc": ann_acc,
         "snn_test_acc": {b: {str(t): a for t, a in r.items()} for b, r in results.items()},
         "layer_scales": scales, "encoding": conf.encoding, "reset": conf.reset,
     }
-    return write_report(run, report, f"test-{checkpoint[:-3]}", table)
+    return common.write_report(run, report, f"test-{checkpoint[:-3]}", table)

@@ -27,17 +27,7 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from sjframe.learning.common import (
-    MethodConfig,
-    load_run_checkpoint,
-    markdown_table,
-    method_entry,
-    parse_section,
-    require_at_least_one,
-    resolve_device,
-    resolved_config,
-    write_report,
-)
+from sjframe.learning import common
 from sjframe.learning.spikeprop import SpikePropNet, bump_silent, gaussian_rf_encode, spike_time_loss
 from sjframe.learning.toy_data import load_iris_split, xor_patterns
 from sjframe.rundir import RunDir
@@ -48,10 +38,11 @@ SECTION = "spikeprop"
 
 
 @dataclass(frozen=True)
-class SpikePropConfig(MethodConfig):
-    """The ``spikeprop`` config section (times in ms): the shared fields of :class:`MethodConfig` and the ones below.
+class SpikePropConfig(common.MethodConfig):
+    """The ``spikeprop`` config section (times in ms).
 
-    Shared fields redeclared with other defaults: ``dataset``, ``test_fraction``, ``val_fraction``, ``device``.
+    The fields of :class:`~sjframe.learning.common.MethodConfig` (``dataset``, ``test_fraction``,
+    ``val_fraction`` and ``device`` redeclared with other defaults) and the ones below.
     """
 
     dataset: Literal["xor", "iris"] = "xor"
@@ -90,7 +81,7 @@ class SpikePropConfig(MethodConfig):
             raise ValueError(f"hidden sizes must be >= 1, got {self.hidden!r}")
         if self.n_terminals < 1 or self.delay_max < self.delay_min or self.delay_min < 0:
             raise ValueError("need n_terminals >= 1 and 0 <= delay_min <= delay_max")
-        require_at_least_one(self, "epochs", "batch_size", "log_every")
+        common.require_at_least_one(self, "epochs", "batch_size", "log_every")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if len(self.w_init) != 2 or self.w_init[0] > self.w_init[1]:
@@ -165,15 +156,13 @@ def _measure(conf: SpikePropConfig, net: SpikePropNet, t_in: torch.Tensor, y: to
             "silent_out": float((~torch.isfinite(t_out)).float().mean())}
 
 
-@method_entry(SECTION, SpikePropConfig)
+@common.method_entry(SECTION, SpikePropConfig)
 def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train with SpikeProp; logs loss / accuracy, keeps best and last checkpoints, then evaluates.
 
     The method's training entry point (see the module docstring); ``threads`` applies while it runs.
     """
-    conf = parse_section(cfg, SECTION, SpikePropConfig)
-    device = resolve_device(conf.device)
-    run.write_config(resolved_config(cfg, SECTION, conf))
+    conf, device = common.start_run(cfg, SECTION, SpikePropConfig, run)
     data = _splits(conf)
     t_tr, y_tr = data["train"]
     target_tr = _targets(conf, y_tr)
@@ -216,23 +205,16 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
                 run.save_checkpoint({"model": net.state_dict(), "epoch": epoch, "val_acc": va["acc"]}, "best.pt")
         run.save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                              "rng": gen.get_state(), "best": best}, "last.pt")
-    report = evaluate(cfg, run, "best.pt")
-    print(report["table"])
-    return report
+    return common.report_best(evaluate, cfg, run)
 
 
-@method_entry(SECTION, SpikePropConfig)
+@common.method_entry(SECTION, SpikePropConfig)
 def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Train / test accuracy and loss of a saved network, and its output spike times on the test split."""
-    conf = parse_section(cfg, SECTION, SpikePropConfig)
-    device = resolve_device(conf.device)
-    ck, checkpoint = load_run_checkpoint(run, checkpoint)
+    conf, device, ck, checkpoint = common.open_checkpoint(cfg, SECTION, SpikePropConfig, run, checkpoint)
     data = _splits(conf)
     net = _net(conf, data["train"][0].shape[1], device, None)
-    try:
-        net.load_state_dict(ck["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise ValueError(f"checkpoint {checkpoint} does not match the configured network ({exc})") from exc
+    common.load_model_state(net, ck, checkpoint, "the configured network")
     tr = _measure(conf, net, *data["train"])
     te = _measure(conf, net, *data["test"])
     with torch.no_grad():
@@ -243,8 +225,8 @@ def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> d
     if conf.dataset == "xor":
         report["solved"] = te["acc"] == 1.0
         report["output_times"] = [None if not math.isfinite(v) else round(v, 4) for v in t_out[:, 0].tolist()]
-    table = markdown_table(["data set", "checkpoint", "epoch", "train acc", "test acc", "test loss"],
+    table = common.markdown_table(["data set", "checkpoint", "epoch", "train acc", "test acc", "test loss"],
                            [[conf.dataset, checkpoint, report["epoch"], tr["acc"], te["acc"], te["loss"]]])
     if conf.dataset == "xor":
         table += f"\noutput spike times (ms) of the patterns 00, 01, 10, 11: {report['output_times']}\n"
-    return write_report(run, report, f"test-{checkpoint[:-3]}", table)
+    return common.write_report(run, report, f"test-{checkpoint[:-3]}", table)

@@ -20,17 +20,7 @@ import torch
 from tqdm import tqdm
 
 from sjframe.configtools import ConfigError
-from sjframe.learning.common import (
-    MethodConfig,
-    load_run_checkpoint,
-    markdown_table,
-    method_entry,
-    parse_section,
-    require_at_least_one,
-    resolve_device,
-    resolved_config,
-    write_report,
-)
+from sjframe.learning import common
 from sjframe.learning.stdp import DiehlCookNetwork, DiehlCookParams, assign_labels, predict_from_assignments
 from sjframe.learning.toy_data import load_digits_split
 from sjframe.rundir import RunDir
@@ -41,8 +31,8 @@ SECTION = "stdp"
 
 
 @dataclass(frozen=True)
-class StdpConfig(MethodConfig):
-    """The ``stdp`` config section: the shared fields of :class:`MethodConfig` and the ones below.
+class StdpConfig(common.MethodConfig):
+    """The ``stdp`` config section: the shared fields of :class:`~sjframe.learning.common.MethodConfig` and the ones below.
 
     ``train_subset > 0``: learn from only the first that many training samples.
     """
@@ -55,7 +45,7 @@ class StdpConfig(MethodConfig):
     network: DiehlCookParams = field(default_factory=DiehlCookParams)
 
     def __post_init__(self) -> None:
-        require_at_least_one(self, "epochs", "batch_size", "eval_batch_size")
+        common.require_at_least_one(self, "epochs", "batch_size", "eval_batch_size")
         if self.train_subset < 0:
             raise ValueError(f"train_subset must be >= 0 (0 = all), got {self.train_subset!r}")
 
@@ -93,15 +83,13 @@ def _assign(net: DiehlCookNetwork, x: torch.Tensor, y: torch.Tensor, conf: StdpC
     net.assignments.copy_(assign_labels(counts, y, 10).to(net.assignments.device))
 
 
-@method_entry(SECTION, StdpConfig)
+@common.method_entry(SECTION, StdpConfig)
 def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Learn the excitatory weights with STDP, assign labels, report validation and test accuracy.
 
     The method's training entry point (see the module docstring); ``threads`` applies while it runs.
     """
-    conf = parse_section(cfg, SECTION, StdpConfig)
-    device = resolve_device(conf.device)
-    run.write_config(resolved_config(cfg, SECTION, conf))
+    conf, device = common.start_run(cfg, SECTION, StdpConfig, run)
     x_tr, y_tr = _data(conf, "train")
     if conf.train_subset:
         x_tr, y_tr = x_tr[:conf.train_subset], y_tr[:conf.train_subset]
@@ -134,22 +122,15 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
             best = val_acc
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
-    report = evaluate(cfg, run, "best.pt")
-    print(report["table"])
-    return report
+    return common.report_best(evaluate, cfg, run)
 
 
-@method_entry(SECTION, StdpConfig)
+@common.method_entry(SECTION, StdpConfig)
 def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
     """Test accuracy of a saved network (its stored label assignments); writes ``reports/test-<ckpt>.{json,md}``."""
-    conf = parse_section(cfg, SECTION, StdpConfig)
-    device = resolve_device(conf.device)
-    ck, checkpoint = load_run_checkpoint(run, checkpoint)
+    conf, device, ck, checkpoint = common.open_checkpoint(cfg, SECTION, StdpConfig, run, checkpoint)
     net = DiehlCookNetwork(conf.network).to(device)
-    try:
-        net.load_state_dict(ck["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise ValueError(f"checkpoint {checkpoint} does not match stdp.network ({exc})") from exc
+    common.load_model_state(net, ck, checkpoint, "stdp.network")
     gen = torch.Generator().manual_seed(conf.seed + 1)
     x_te, y_te = _data(conf, "test")
     assignments = net.assignments.cpu()
@@ -159,13 +140,13 @@ def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> d
         "test_acc": _accuracy(net, x_te, y_te, conf, gen, "test"),
         "assigned_per_class": torch.bincount(assignments[assignments >= 0], minlength=10).tolist(),
     }
-    table = markdown_table(
+    table = common.markdown_table(
         ["rule", "neurons", "checkpoint", "epoch", "val acc", "test acc"],
         [[conf.network.rule, conf.network.n_neurons, checkpoint, report["epoch"], report["val_acc"], report["test_acc"]]],
     )
     _save_weight_plot(net, run)
     print(f"[stdp] test accuracy {report['test_acc']:.4f} ({checkpoint}, epoch {report['epoch']})")
-    return write_report(run, report, f"test-{checkpoint[:-3]}", table)
+    return common.write_report(run, report, f"test-{checkpoint[:-3]}", table)
 
 
 def _save_weight_plot(net: DiehlCookNetwork, run: RunDir) -> None:
