@@ -8,14 +8,7 @@ import torch
 
 from sjframe.data.binning import SparseFrames, bin_events, bin_events_chunked, concat_samples, downsample_dvs_units
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    """Data items are small: one torch thread avoids thread-pool stalls on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_samples(rng: np.random.Generator, n: int, num_units: int, max_us: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -22,14 +22,7 @@ from sjframe.data.writers import (
     write_shd_file,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    """Data items are small: one torch thread avoids thread-pool stalls on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _shd(root: Path, times: list[list[float]], units: list[list[int]], labels: list[int]) -> Path:

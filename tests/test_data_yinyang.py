@@ -10,6 +10,8 @@ import torch
 from sjframe.data import build_dataset, time_major_collate
 from sjframe.data.yinyang import R_BIG, YINYANG_SPLITS, make_yinyang, yinyang_class
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.mark.parametrize(
     "split, counts",
@@ -20,15 +22,6 @@ def test_published_class_counts(split: str, counts: list[int]) -> None:
     assert X.dtype == torch.float32 and y.dtype == torch.int64
     assert X.shape == (sum(counts), 4)
     assert torch.bincount(y, minlength=3).tolist() == counts
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    """Data items are small: one torch thread avoids thread-pool stalls on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_samples_are_consistent_points_of_the_disc() -> None:
