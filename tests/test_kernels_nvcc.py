@@ -1,7 +1,8 @@
 """Every kernel source compiles for the GPU without a GPU: nvcc (sm_80, sm_90) and NVRTC (CuPy's path).
 
 Instantiations: every neuron source x every storage dtype x both reset modes (with the default
-surrogate) through nvcc to real sm_80 and sm_90 code (ptxas runs, so inline PTX is checked);
+surrogate), and the same with the LocalZO backward (``SJ_LOCALZO = 1``: Philox noise in the kernel),
+through nvcc to real sm_80 and sm_90 code (ptxas runs, so inline PTX is checked);
 every surrogate (and a band-truncated one) in float and double precision through nvcc to PTX for
 both architectures (the surrogate is the only part of a kernel that differs between them); and
 the single-specialisation texts that CuPy's ``RawModule`` compiles at run time through NVRTC.
@@ -40,6 +41,17 @@ def test_nvcc_every_neuron_dtype_and_reset_sm80_sm90() -> None:
 
 
 @requires_nvcc
+@pytest.mark.slow
+def test_nvcc_localzo_every_neuron_dtype_and_reset_sm80_sm90() -> None:
+    specs = [kernels.specialisation(n, d, "0.0f", det, localzo=True)
+             for n in NEURONS for d in build.DTYPES for det in (True, False)]
+    fatbin = build.compile_nvcc(build.render_device_bundle(specs), ("sm_80", "sm_90"), "fatbin")
+    for i, spec in enumerate(specs):
+        name = spec.source.removesuffix(".cu")
+        assert f"{name}_backward_s{i}".encode() in fatbin and f"{name}_forward_s{i}".encode() in fatbin
+
+
+@requires_nvcc
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_nvcc_every_surrogate_float_and_double(arch: str) -> None:
     surrogates = [get_surrogate(name) for name in SURROGATE_TABLE] + [get_surrogate("fast_sigmoid", band=0.2)]
@@ -62,8 +74,9 @@ def test_nvcc_reports_errors() -> None:
 def test_nvrtc_compiles_the_runtime_texts(neuron: str) -> None:
     """The exact texts (and options) ``cupy.RawModule`` compiles when a layer first runs."""
     nvrtc = _nvrtc()
-    for dtype in build.DTYPES:
-        text = build.render_device(kernels.specialisation(neuron, dtype, get_surrogate("sigmoid").cuda_expr("u"), True))
+    for dtype, localzo in [(d, False) for d in build.DTYPES] + [(d, True) for d in build.DTYPES]:
+        spec = kernels.specialisation(neuron, dtype, get_surrogate("sigmoid").cuda_expr("u"), True, localzo)
+        text = build.render_device(spec)
         prog = nvrtc.createProgram(text, f"{neuron}_{dtype}.cu", [], [])
         try:
             nvrtc.compileProgram(prog, ["-arch=compute_80", *build.NVRTC_OPTIONS])
@@ -72,3 +85,24 @@ def test_nvrtc_compiles_the_runtime_texts(neuron: str) -> None:
         ptx = nvrtc.getPTX(prog)
         ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
         assert f"{neuron}_forward" in ptx and f"{neuron}_backward" in ptx
+
+
+@pytest.mark.skipif(_nvrtc() is None, reason="NVRTC (cupy_backends) not loadable")
+def test_nvrtc_compiles_the_sparse_runtime_texts() -> None:
+    """The S3GD / LocalZO kernels' runtime texts (every storage dtype) through NVRTC, as CuPy compiles them."""
+    import torch
+
+    from cupy_neurons.sparse import kernels as sparse_kernels
+
+    nvrtc = _nvrtc()
+    sur = get_surrogate("fast_sigmoid", rho=100.0, band=0.2).cuda_expr("u")
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        text = sparse_kernels.device_text(sparse_kernels.specialisation(dtype, sur))
+        prog = nvrtc.createProgram(text, f"s3gd_{dtype}.cu", [], [])
+        try:
+            nvrtc.compileProgram(prog, ["-arch=compute_80", *build.NVRTC_OPTIONS])
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"NVRTC failed on s3gd/{dtype}: {exc}\n{nvrtc.getProgramLog(prog)}")
+        ptx = nvrtc.getPTX(prog)
+        ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
+        assert all(name in ptx for name in sparse_kernels.KERNELS)
