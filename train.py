@@ -11,6 +11,8 @@ writes every file; ``--resume`` works the same way). See README, "Training on se
 Options:
   <config.yaml> | --path_to_yaml <config.yaml>   the experiment (seed 003's flag works too)
   --resume <run_dir>                              continue a run from its last checkpoint (exactly)
+  --resume <run_dir> --resume_epoch K             continue from the savepoint of epoch K (methods that keep
+                                                  savepoints, e.g. exact_time: checkpoints/epoch_K.pt)
   --section.key value [value ...]                 override any config value, e.g. --train.lr 3e-4
   seed 003's flags: --batch-size --test-batch-size --lr --epochs --loss_mode --T --T_empty --dt
     --hidden_size --FS a0 D A --FR a1 --neuron1 tm ts th --neuron2 tm ts th --treg lam b0
@@ -19,6 +21,7 @@ Options:
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -42,8 +45,9 @@ def main(argv: list[str]) -> int:
     from sjframe.rundir import RunDir
 
     try:
-        args = parse_cli(argv, TRAIN_FLAGS, special=("--path_to_yaml", "--resume", "--runs_root"))
+        args = parse_cli(argv, TRAIN_FLAGS, special=("--path_to_yaml", "--resume", "--resume_epoch", "--runs_root"))
         resume_dir = args.special.get("--resume")
+        resume_epoch = _resume_epoch(args.special.get("--resume_epoch"), resume_dir is not None)
         config_paths = list(args.positional) + list(args.special.get("--path_to_yaml", []))
         if resume_dir is not None:
             if len(resume_dir) != 1 or config_paths:
@@ -57,6 +61,9 @@ def main(argv: list[str]) -> int:
             run = None
         method_name = raw.get("method", "surrogate")
         method = get_method(method_name)
+        if resume_epoch is not None and "resume_epoch" not in inspect.signature(method.train).parameters:
+            raise ConfigError(f"method {method_name!r} keeps no savepoints: --resume_epoch is not available "
+                              "(--resume continues from the last checkpoint)")
         raw = apply_overrides(raw, args.overrides, typed=method_name == "surrogate")
         backend, device = "auto", "auto"
         if method_name == "surrogate":
@@ -76,10 +83,24 @@ def main(argv: list[str]) -> int:
     with distributed.launch(backend, device) as ctx:
         if run is None:
             run = distributed.create_run_dir(name, roots[0], ctx)
-        return _train(method, raw, run, resume_dir is not None, ctx)
+        return _train(method, raw, run, resume_dir is not None, ctx, resume_epoch)
 
 
-def _train(method: ModuleType, raw: dict, run: RunDir, resume: bool, ctx: DistContext) -> int:
+def _resume_epoch(values: list[str] | None, resuming: bool) -> int | None:
+    """The ``--resume_epoch K`` value (an int >= 0), checked; None when not given."""
+    from sjframe.config import ConfigError
+
+    if values is None:
+        return None
+    if not resuming:
+        raise ConfigError("--resume_epoch needs --resume <run_dir>")
+    if len(values) != 1 or not values[0].isdigit():
+        raise ConfigError(f"--resume_epoch takes one epoch number >= 0, got {values!r}")
+    return int(values[0])
+
+
+def _train(method: ModuleType, raw: dict, run: RunDir, resume: bool, ctx: DistContext,
+           resume_epoch: int | None = None) -> int:
     """Train into ``run``: exit status 0, 1 (a training error) or 130 (interrupted)."""
     from sjframe.engine import NonFiniteLossError
 
@@ -89,7 +110,8 @@ def _train(method: ModuleType, raw: dict, run: RunDir, resume: bool, ctx: DistCo
 
     say(f"run_dir: {run.path}", file=sys.stderr, flush=True)
     try:
-        summary = method.train(raw, run, resume=resume)
+        kwargs = {} if resume_epoch is None else {"resume_epoch": resume_epoch}
+        summary = method.train(raw, run, resume=resume, **kwargs)
     except KeyboardInterrupt:
         say(f"\ntrain.py: interrupted; continue with: python train.py --resume {run.path}", file=sys.stderr)
         return 130

@@ -87,6 +87,8 @@ def test_resume_and_seed_style_test_flags(tiny_config, tmp_path, capsys):
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 2
     assert [r["epoch"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())] == [1, 2]
     capsys.readouterr()
+    assert train.main(["--resume", str(run), "--resume_epoch", "1"]) == 2  # the surrogate method keeps no savepoints
+    assert "keeps no savepoints" in capsys.readouterr().err
     ckpt = run / "checkpoints" / "last.pt"
     assert test.main(["--load_pt_file", str(ckpt), "--T", "12", "--T_empty", "0", "--best_model",
                       "--test-batch-size", "3", "--eval.plots", "false"]) == 0

@@ -167,3 +167,29 @@ def test_mnist_missing_files_error(tmp_path: Path) -> None:
     cfg["exact_time"]["data"]["root"] = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="IDX"):
         et.train(cfg, RunDir.create("missing", root=tmp_path))
+
+
+def test_train_py_resumes_from_a_savepoint_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_sjframe_train_py", ROOT / "train.py")
+    train_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_py)
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(_small_cfg(epochs=2)))
+    runs = tmp_path / "runs"
+    assert train_py.main([str(cfg_path), "--runs_root", str(runs)]) == 0
+    (run_dir,) = list(runs.iterdir())
+    run = RunDir.open(run_dir)
+    straight = run.load_checkpoint("last.pt")
+    assert train_py.main(["--resume", str(run_dir), "--resume_epoch", "1"]) == 0
+    again = run.load_checkpoint("last.pt")
+    assert again["epoch"] == 2 and all(torch.equal(straight["model"][k], again["model"][k]) for k in straight["model"])
+    assert any(r.get("event") == "resume" and r["checkpoint"] == "epoch_1.pt" for r in run.read_log())
+    capsys.readouterr()
+    assert train_py.main(["--resume", str(run_dir), "--resume_epoch", "7"]) == 1  # no such savepoint
+    assert "epoch_7.pt does not exist" in capsys.readouterr().err
+    assert train_py.main([str(cfg_path), "--resume_epoch", "1"]) == 2  # needs --resume
+    assert "--resume_epoch needs --resume" in capsys.readouterr().err
+    assert train_py.main(["--resume", str(run_dir), "--resume_epoch", "one"]) == 2
+    assert "one epoch number" in capsys.readouterr().err
