@@ -35,7 +35,6 @@ LocalZO surrogates of spec/sparse-and-zeroth-order.md section 3.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -165,10 +164,7 @@ class Surrogate:
     # ------------------------------------------------------------------ torch
     def derivative(self, u: torch.Tensor) -> torch.Tensor:
         """``g(u)`` elementwise (same dtype and shape as ``u``)."""
-        scope: dict[str, Any] = dict(_TORCH_FUNCS)
-        scope.update(self.values)
-        scope["u"] = u
-        g = eval(_compiled(self.expression), {"__builtins__": {}}, scope)  # noqa: S307 - fixed table strings
+        g = _TORCH_DERIVATIVES[self.name](u, *self.values.values())
         if self.band is not None:
             g = g * (u.abs() < self.band).to(g.dtype)
         return g
@@ -178,10 +174,7 @@ class Surrogate:
         expr = SURROGATE_TABLE[self.name][1]
         if expr is None:
             raise ValueError(f"surrogate {self.name!r} defines no smooth primitive")
-        scope: dict[str, Any] = dict(_TORCH_FUNCS)
-        scope.update(self.values)
-        scope["u"] = u
-        return eval(_compiled(expr), {"__builtins__": {}}, scope)  # noqa: S307
+        return _TORCH_PRIMITIVES[self.name](u, *self.values.values())
 
     # ------------------------------------------------------------------ CUDA / C
     def cuda_expr(self, u: str = "u") -> str:
@@ -215,9 +208,16 @@ class Surrogate:
         return Surrogate(self.name, self.params, band)
 
 
-@functools.cache
-def _compiled(expression: str) -> Any:
-    return compile(expression, "<surrogate>", "eval")
+def _torch_function(expression: str, params: tuple[str, ...]) -> Any:
+    """``lambda u, *params: <expression>`` over the torch helpers: a plain Python function built once
+    at import, so ``torch.compile`` traces it without a graph break."""
+    source = f"lambda u{''.join(', ' + p for p in params)}: {expression}"
+    return eval(source, {"__builtins__": {}, **_TORCH_FUNCS})  # noqa: S307 - fixed table strings
+
+
+# One torch function per table entry; arguments ``(u, *parameters in the table's default order)``.
+_TORCH_DERIVATIVES = {name: _torch_function(e[0], tuple(e[2])) for name, e in SURROGATE_TABLE.items()}
+_TORCH_PRIMITIVES = {name: _torch_function(e[1], tuple(e[2])) for name, e in SURROGATE_TABLE.items() if e[1]}
 
 
 def _c_float(value: float) -> str:

@@ -115,3 +115,14 @@ def test_cuda_expression_inlines_parameters() -> None:
     expr = get_surrogate("fast_sigmoid", rho=5.0).cuda_expr("u")
     assert "5.0f" in expr and "rho" not in expr and "fabsf" in expr
     assert math.isclose(float(get_surrogate("sigmoid", alpha=2.5).values["alpha"]), 2.5)
+
+
+def test_derivatives_compile_without_graph_break() -> None:
+    """``torch.compile`` traces every surrogate's derivative (with a band) in one graph, same numbers."""
+    u = torch.linspace(-2.0, 2.0, 41)
+    for name in SURROGATE_TABLE:
+        sur = get_surrogate(name, band=1.5)
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(sur.derivative)(u)
+        assert explained.graph_break_count == 0 and explained.graph_count == 1, name
+    torch._dynamo.reset()
