@@ -23,7 +23,8 @@ Random numbers (LocalZO): ``rng: torch`` (default) draws with ``torch.rand`` fro
 ``torch.Generator`` (or torch's global RNG, seeded by the run); ``rng: philox`` draws a 64-bit key
 from that generator and then uses the counter-based Philox4x32-10 of the CUDA kernels, so the torch
 path and the kernels produce bit-identical noise (slower on the CPU). Either way a seed fixes the
-gradient.
+gradient. On ``backend='cupy'`` (the fused neuron kernels, one key per time step, and the sparse
+layer) the noise is always Philox: ``rng: torch`` has no kernel twin and is read as ``philox`` there.
 """
 
 from __future__ import annotations
