@@ -200,7 +200,7 @@ def test_modules_refuse_cupy_backend_without_gpu() -> None:
 
 # ------------------------------------------------------------------------------------ torch.library
 def test_opcheck_custom_ops() -> None:
-    """Schema, fake tensors, autograd registration and AOT dispatch of the three forward ops."""
+    """Schema, fake tensors, autograd registration and AOT dispatch of the three forward ops (dense and LocalZO)."""
     g = torch.Generator().manual_seed(0)
     T, N = 4, 6
     x = (torch.randn(T, N, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
@@ -210,6 +210,15 @@ def test_opcheck_custom_ops() -> None:
     torch.library.opcheck(ops.culif_fwd, (x, z[0], z[1], p[0], p[1], 1.0, expr, True, True))
     torch.library.opcheck(ops.adlif_fwd, (x, z[0], z[1], z[2], z[3], *p, 1.0, expr, False, True))
     torch.library.opcheck(ops.lif_fwd, (x, z[0], z[1], p[0], 1.0, expr, True))
+    # with the LocalZO inputs (keys [T], quantile table or None, law code, samples, delta)
+    from sjframe.gradients import localzo as lz
+
+    keys = torch.tensor([11, 22, 33, 44], dtype=torch.int64)
+    zo = (keys, lz.quantile_table("normal"), lz.DIST_CODES["normal"], 2, 0.4)
+    torch.library.opcheck(ops.culif_fwd, (x, z[0], z[1], p[0], p[1], 1.0, expr, True, True, *zo))
+    torch.library.opcheck(ops.adlif_fwd, (x, z[0], z[1], z[2], z[3], *p, 1.0, expr, False, True, *zo))
+    torch.library.opcheck(ops.lif_fwd, (x, z[0], z[1], p[0], 1.0, expr, True, keys, None, lz.DIST_CODES["laplace"], 1,
+                                        0.4))
 
 
 def test_torch_compile_matches_eager() -> None:
