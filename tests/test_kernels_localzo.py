@@ -280,3 +280,25 @@ def test_expected_value_of_the_kernel_estimate() -> None:
     se = math.sqrt(1.0 / (4 * delta**2) / reps)
     assert float((mean - expected).abs().max()) < 5 * se
     assert float(mean[n // 2 - 5:n // 2 + 5].mean()) > 0.5 * float(expected.max())
+
+
+def test_single_step_mode_draws_one_key_per_call(monkeypatch) -> None:  # noqa: ANN001
+    """step_mode='s' (T = 1 per call, e.g. recurrent layers): backend='cupy' equals backend='torch'."""
+    from spikingjelly.activation_based import functional
+
+    import cupy_neurons.neurons as kernel_neurons
+    from sjframe.neurons import CuLIF
+
+    monkeypatch.setattr(kernel_neurons, "_require_cuda", lambda module, x: None)
+    x = (torch.randn(7, 3, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.5 + 0.8)
+    grads = []
+    for backend in ("torch", "cupy"):
+        layer = CuLIF(tau_m=4.0, tau_s=3.0, gradient=zo("uniform", 0.4, 2), step_mode="s")
+        layer.backend = backend
+        xs = x.clone().requires_grad_()
+        functional.reset_net(layer)
+        torch.manual_seed(4)
+        out = torch.stack([layer(xs[t]) for t in range(xs.shape[0])])
+        grads.append(torch.autograd.grad((out * torch.arange(1.0, 8.0, dtype=torch.float64)[:, None, None]).sum(), xs)[0])
+    assert float(grads[0].abs().max()) > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-12)
