@@ -267,3 +267,28 @@ def copy_kernel_sources(dest: str | Path) -> None:
         return [n for n in names if not (n.endswith((".cu", ".cuh", ".h")) or n == "sparse")]
 
     shutil.copytree(build.SOURCE_DIR, dest, dirs_exist_ok=True, ignore=ignore)
+
+
+def assert_mutation_fails(mutation: tuple, tmp_path: Path, monkeypatch: Any) -> None:
+    """Mutation test: ``(source, old, new, case)``: the true kernels pass ``check_case(case)``; with the
+    one-token edit ``old -> new`` in a copy of ``source`` (``old`` must be unique there) they must fail it.
+
+    ``monkeypatch`` is pytest's fixture: it points ``build.SOURCE_DIR`` at the edited copy and bypasses
+    the in-process build caches for the rest of the test.
+    """
+    from cupy_neurons import launch
+
+    source, old, new, case = mutation
+    check_case(case)  # the true kernel passes
+    copy_kernel_sources(tmp_path)
+    text = (tmp_path / source).read_text()
+    assert text.count(old) == 1, f"mutation anchor {old!r} not unique in {source}"
+    (tmp_path / source).write_text(text.replace(old, new))
+    monkeypatch.setattr(build, "SOURCE_DIR", tmp_path)
+    monkeypatch.setattr(build, "host_library", build.host_library.__wrapped__)  # bypass the in-process cache
+    monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())
+    try:
+        check_case(case)
+    except AssertionError:
+        return
+    raise AssertionError(f"the mutation {old!r} -> {new!r} in {source} was not detected by {case}")

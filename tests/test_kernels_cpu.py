@@ -19,7 +19,7 @@ import torch
 from cupy_neurons import build, kernels, launch, ops
 from cupy_neurons.neurons import culif as culif_module_entry
 from cupy_neurons.neurons import run_adlif, run_culif, run_lif
-from cupy_neurons.testing import VARIANTS, Case, case_specs, check_case, copy_kernel_sources, run_case
+from cupy_neurons.testing import VARIANTS, Case, assert_mutation_fails, case_specs, check_case, run_case
 from sjframe.gradients import GradientSpec
 from sjframe.surrogate import SURROGATE_TABLE, get_surrogate
 
@@ -104,17 +104,7 @@ MUTATIONS = [
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: f"{m[0]}:{m[2].strip()}")
 def test_a_typo_in_a_kernel_fails(mutation: tuple, tmp_path, monkeypatch) -> None:  # noqa: ANN001
-    source, old, new, case = mutation
-    check_case(case)  # the true kernel passes
-    copy_kernel_sources(tmp_path)
-    text = (tmp_path / source).read_text()
-    assert text.count(old) == 1, f"mutation anchor {old!r} not unique in {source}"
-    (tmp_path / source).write_text(text.replace(old, new))
-    monkeypatch.setattr(build, "SOURCE_DIR", tmp_path)
-    monkeypatch.setattr(build, "host_library", build.host_library.__wrapped__)  # bypass the in-process cache
-    monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())
-    with pytest.raises(AssertionError):
-        check_case(case)
+    assert_mutation_fails(mutation, tmp_path, monkeypatch)
 
 
 # ------------------------------------------------------------------------------------ glue
