@@ -292,3 +292,40 @@ def assert_mutation_fails(mutation: tuple, tmp_path: Path, monkeypatch: Any) -> 
     except AssertionError:
         return
     raise AssertionError(f"the mutation {old!r} -> {new!r} in {source} was not detected by {case}")
+
+
+SIXTEEN_BIT_RTOL = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}  # twice the storage type's unit roundoff
+
+
+def check_sparse_backward_16bit(dtype: torch.dtype, device: str | torch.device, sizes: tuple[int, int, int, int],
+                                x_rate: float, min_active: int) -> None:
+    """The S3GD backward kernels (``sparse/s3gd.cu``) in 16-bit storage with float32 accumulation:
+    ``dW`` and ``dL/dx`` equal the float64 gradient of the same active set and data, up to the final
+    rounding to the storage type (elementwise relative tolerance :data:`SIXTEEN_BIT_RTOL`), with and
+    without an input active set. ``sizes`` = ``(T, B, n_in, n)``; at least ``min_active`` entries must be
+    active so the check is informative. On CPU tensors the kernels run through the host build."""
+    from cupy_neurons.sparse import kernels as sparse_kernels
+    from sjframe.gradients.sparse_layer import _forward_loop, _input_grad, _input_trace, _OpConfig, _weight_grad
+    from sjframe.surrogate import get_surrogate
+
+    T, B, n_in, n = sizes
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(T, B, n_in, generator=gen) < x_rate).to(device, dtype)
+    w = (torch.randn(n, n_in, generator=gen) * 1.5 / n_in**0.5).to(device, dtype)
+    sur = get_surrogate("fast_sigmoid", rho=100.0).with_band(0.4)
+    cfg = _OpConfig(0.85, 1.0, sur, GradientSpec(mode="sparse", b_th=0.4), "cupy")
+    _spikes, index, data = _forward_loop(torch.nn.functional.linear(x, w), cfg, None)
+    tr = _input_trace(x, 0.85)
+    grad_s = torch.randn(T, B, n, generator=gen).to(device, dtype)
+    in_index = (torch.rand(T * B * n_in, generator=gen) < 0.3).nonzero().squeeze(1).to(device)
+    assert index.numel() > min_active, f"only {index.numel()} active entries"
+    e = grad_s.double().reshape(-1)[index] * sur.derivative(data.double())
+    ref_w = _weight_grad(e, index, tr.double(), n)
+    for needed in (in_index, None):
+        grad_x, grad_w = sparse_kernels.s3gd_backward_kernels(grad_s, index, data, w, tr, needed, (T, B, n_in), 0.85,
+                                                              sur.cuda_expr("u"))
+        ref_x = _input_grad(e, index, w.double(), 0.85, (T, B, n_in), needed)
+        for got, ref in ((grad_w, ref_w), (grad_x, ref_x)):
+            assert got.dtype == dtype and got.device == x.device and float(ref.abs().max()) > 0
+            torch.testing.assert_close(got.double(), ref, rtol=SIXTEEN_BIT_RTOL[dtype],
+                                       atol=1e-5 * float(ref.abs().max()))

@@ -9,15 +9,12 @@ import torch
 
 from cupy_neurons import build
 from cupy_neurons.sparse import kernels as K
+from cupy_neurons.testing import SIXTEEN_BIT_RTOL, check_sparse_backward_16bit
 from sjframe.gradients import GradientSpec
 from sjframe.gradients import localzo as lz
 from sjframe.gradients.sparse_layer import (
-    _forward_loop,
-    _input_grad,
-    _input_trace,
     _OpConfig,
     _SparseLinearLIFFn,
-    _weight_grad,
 )
 from sjframe.surrogate import get_surrogate
 
@@ -122,33 +119,14 @@ def test_empty_active_sets() -> None:
 
 
 # ------------------------------------------------------------------------------------ 16-bit storage
-SIXTEEN = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}  # twice the unit roundoff of the storage type
+SIXTEEN = SIXTEEN_BIT_RTOL
 
 
 @pytest.mark.parametrize("dtype", list(SIXTEEN), ids=str)
 def test_sparse_backward_kernels_16bit_equal_the_exact_gradient_rounded(dtype: torch.dtype) -> None:
     """16-bit storage, float32 accumulation: dW and dL/dx are the float64 gradient of the same active set
-    and data, up to the final rounding to the storage type (elementwise relative tolerance)."""
-    T, B, n_in, n = 13, 3, 40, 300
-    gen = torch.Generator().manual_seed(0)
-    x = (torch.rand(T, B, n_in, generator=gen) < 0.4).to(dtype)
-    w = (torch.randn(n, n_in, generator=gen) * 1.5 / n_in**0.5).to(dtype)
-    sur = BAND_SURROGATES["fast_sigmoid"]
-    cfg = _OpConfig(0.85, 1.0, sur, GradientSpec(mode="sparse", b_th=0.4), "cupy")
-    _spikes, index, data = _forward_loop(torch.nn.functional.linear(x, w), cfg, None)
-    tr = _input_trace(x, 0.85)
-    grad_s = torch.randn(T, B, n, generator=gen).to(dtype)
-    in_index = (torch.rand(T * B * n_in, generator=gen) < 0.3).nonzero().squeeze(1)
-    assert index.numel() > 500
-    e = grad_s.double().reshape(-1)[index] * sur.derivative(data.double())
-    ref_w = _weight_grad(e, index, tr.double(), n)
-    for needed in (in_index, None):
-        grad_x, grad_w = K.s3gd_backward_kernels(grad_s, index, data, w, tr, needed, (T, B, n_in), 0.85,
-                                                 sur.cuda_expr("u"))
-        ref_x = _input_grad(e, index, w.double(), 0.85, (T, B, n_in), needed)
-        for got, ref in ((grad_w, ref_w), (grad_x, ref_x)):
-            assert got.dtype == dtype and float(ref.abs().max()) > 0
-            torch.testing.assert_close(got.double(), ref, rtol=SIXTEEN[dtype], atol=1e-5 * float(ref.abs().max()))
+    and data, up to the final rounding to the storage type (host build on CPU tensors)."""
+    check_sparse_backward_16bit(dtype, "cpu", (13, 3, 40, 300), x_rate=0.4, min_active=500)
 
 
 @pytest.mark.parametrize("dtype", list(SIXTEEN), ids=str)

@@ -22,7 +22,7 @@ import torch
 from cupy_neurons import launch
 from cupy_neurons.neurons import run_culif
 from cupy_neurons.sparse import kernels as K
-from cupy_neurons.testing import VARIANTS, Case, check_case, run_case
+from cupy_neurons.testing import SIXTEEN_BIT_RTOL, VARIANTS, Case, check_case, check_sparse_backward_16bit, run_case
 from sjframe.gradients import GradientSpec
 from sjframe.gradients import localzo as lz
 from sjframe.surrogate import get_surrogate
@@ -33,7 +33,7 @@ pytestmark = requires_gpu
 DEVICE = "cuda"
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 SHAPES = [(1, 1, (1,)), (7, 3, (5,)), (5, 2, (3, 37)), (16, 8, (1000,))]
-SIXTEEN = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
+SIXTEEN = SIXTEEN_BIT_RTOL
 
 
 def zo(dist: str = "normal", delta: float = 0.3, samples: int = 2) -> GradientSpec:
@@ -160,28 +160,7 @@ def test_cuda_localzo_estimate_kernel_16bit(dist: str, dtype: torch.dtype) -> No
 
 @pytest.mark.parametrize("dtype", list(SIXTEEN), ids=str)
 def test_cuda_sparse_backward_kernels_16bit(dtype: torch.dtype) -> None:
-    from sjframe.gradients.sparse_layer import _forward_loop, _input_grad, _input_trace, _OpConfig, _weight_grad
-
-    T, B, n_in, n = 40, 8, 64, 1000
-    gen = torch.Generator().manual_seed(0)
-    x = (torch.rand(T, B, n_in, generator=gen) < 0.3).to(DEVICE, dtype)
-    w = (torch.randn(n, n_in, generator=gen) * 1.5 / n_in**0.5).to(DEVICE, dtype)
-    sur = get_surrogate("fast_sigmoid", rho=100.0).with_band(0.4)
-    cfg = _OpConfig(0.85, 1.0, sur, GradientSpec(mode="sparse", b_th=0.4), "cupy")
-    _spikes, index, data = _forward_loop(torch.nn.functional.linear(x, w), cfg, None)
-    tr = _input_trace(x, 0.85)
-    grad_s = torch.randn(T, B, n, generator=gen).to(DEVICE, dtype)
-    in_index = (torch.rand(T * B * n_in, generator=gen) < 0.3).nonzero().squeeze(1).to(DEVICE)
-    assert index.numel() > 1000
-    e = grad_s.double().reshape(-1)[index] * sur.derivative(data.double())
-    ref_w = _weight_grad(e, index, tr.double(), n)
-    for needed in (in_index, None):
-        grad_x, grad_w = K.s3gd_backward_kernels(grad_s, index, data, w, tr, needed, (T, B, n_in), 0.85,
-                                                 sur.cuda_expr("u"))
-        ref_x = _input_grad(e, index, w.double(), 0.85, (T, B, n_in), needed)
-        for got, ref in ((grad_w, ref_w), (grad_x, ref_x)):
-            assert got.dtype == dtype and got.device == x.device
-            torch.testing.assert_close(got.double(), ref, rtol=SIXTEEN[dtype], atol=1e-5 * float(ref.abs().max()))
+    check_sparse_backward_16bit(dtype, DEVICE, (40, 8, 64, 1000), x_rate=0.3, min_active=1000)
 
 
 @pytest.mark.parametrize("dtype", list(SIXTEEN), ids=str)
