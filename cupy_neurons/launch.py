@@ -26,7 +26,7 @@ import torch
 from cupy_neurons import build
 from cupy_neurons.build import HostLibrary, KernelSig, Specialisation
 
-__all__ = ["BLOCK", "launch", "launch_counts", "preload_host"]
+__all__ = ["BLOCK", "cupy_args", "launch", "launch_counts", "preload_host"]
 
 BLOCK = 256
 
@@ -135,27 +135,37 @@ def _cupy_function(spec: Specialisation, name: str, device_index: int) -> Any:
         return build.cupy_module(build.render_device(spec)).get_function(name)
 
 
-def _launch_cupy(spec: Specialisation, sig: KernelSig, grid: int, args: Sequence[Any], device: torch.device) -> None:
-    import cupy
+def cupy_args(dtype: str, params: Sequence[tuple[str, str]], args: Sequence[Any]) -> tuple[Any, ...]:
+    """CuPy ``RawKernel`` arguments of a kernel: numpy scalars of the exact C types of ``params``.
+
+    CuPy passes each argument by value with the size of its numpy type, so every one must match
+    the C declaration (:data:`cupy_neurons.build._C_DECL`): a pointer (tensor or None) is its
+    address as ``uint64`` (``data_ptr()``: also right for bfloat16 and for tensors that require
+    grad, which ``cupy.asarray`` refuses), ``acc`` is ``SJ_ACC`` of the storage ``dtype`` name
+    (float64 for float64, else float32), ``float`` float32, ``int`` int32, ``index`` int64 and
+    ``u64`` uint64.
+    """
     import numpy as np
 
-    acc = np.float64 if spec.dtype == "float64" else np.float32
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    converted = []
-    for (kind, _), value in zip(sig.params, args):
+    types = {"acc": np.float64 if dtype == "float64" else np.float32, "float": np.float32, "int": np.int32,
+             "index": np.int64, "u64": np.uint64}
+    out = []
+    for (kind, name), value in zip(params, args, strict=True):
         if kind.endswith("ptr"):
-            converted.append(np.uint64(0 if value is None else value.data_ptr()))
-        elif kind == "acc":
-            converted.append(acc(value))
-        elif kind == "float":
-            converted.append(np.float32(value))
-        elif kind == "int":
-            converted.append(np.int32(value))
-        elif kind == "u64":
-            converted.append(np.uint64(value))
+            out.append(np.uint64(0 if value is None else value.data_ptr()))
+        elif kind in types:
+            out.append(types[kind](value))
         else:
-            converted.append(np.int64(value))
+            raise ValueError(f"argument {name}: unknown parameter kind {kind!r}")
+    return tuple(out)
+
+
+def _launch_cupy(spec: Specialisation, sig: KernelSig, grid: int, args: Sequence[Any], device: torch.device) -> None:
+    import cupy
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    converted = cupy_args(spec.dtype, sig.params, args)
     fn = _cupy_function(spec, sig.name, index)
     with cupy.cuda.Device(index):
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
-        fn((grid,), (BLOCK,), tuple(converted), stream=stream)
+        fn((grid,), (BLOCK,), converted, stream=stream)

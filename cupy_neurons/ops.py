@@ -164,6 +164,7 @@ def _culif_setup(ctx: Any, inputs: tuple, output: tuple) -> None:
     _x, v0, _i0, lam, gam, theta, surrogate, detach_reset, save_current, *zo = inputs
     _s, h, _v, _i, iprev = output
     zo_keys, zo_table, *zo_law = _zo_inputs(zo)
+    ctx.set_materialize_grads(False)  # unused outputs: None (a null pointer, read as 0), not a zero [T, N] tensor
     ctx.save_for_backward(h, v0, iprev, lam, gam, zo_keys, zo_table)
     ctx.options = (theta, surrogate, detach_reset, save_current, *zo_law)
 
@@ -251,6 +252,7 @@ def _adlif_setup(ctx: Any, inputs: tuple, output: tuple) -> None:
     x, v0, _w0, h0, s0, alpha, beta, a, b, theta, surrogate, detach_reset, save_w, *zo = inputs
     _s, h, _v, _w, wprev = output
     zo_keys, zo_table, *zo_law = _zo_inputs(zo)
+    ctx.set_materialize_grads(False)  # unused outputs: None (a null pointer, read as 0)
     ctx.save_for_backward(h, x if save_w else x.new_empty(0), wprev, v0, h0, s0, alpha, beta, a, b, zo_keys, zo_table)
     ctx.options = (theta, surrogate, detach_reset, save_w, *zo_law)
 
@@ -317,6 +319,7 @@ def _(gs, gh, h, h0, beta, theta, surrogate, detach_reset, param_grads,  # noqa:
 def _lif_setup(ctx: Any, inputs: tuple, output: tuple) -> None:
     _x, h0, _x0, beta, theta, surrogate, detach_reset, *zo = inputs
     zo_keys, zo_table, *zo_law = _zo_inputs(zo)
+    ctx.set_materialize_grads(False)  # unused outputs: None (a null pointer, read as 0)
     ctx.save_for_backward(output[1], h0, beta, zo_keys, zo_table)
     ctx.options = (theta, surrogate, detach_reset, *zo_law)
 

@@ -49,13 +49,23 @@ def test_cuda_more_than_2pow24_elements(variant: str) -> None:
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_device_arithmetic_equals_host_build(variant: str, dtype: torch.dtype) -> None:
-    """Same inputs on CUDA and on the CPU host build: forward identical, gradients within an ulp-level tolerance."""
+    """Same inputs on CUDA and on the CPU host build: forward identical, gradients within an ulp-level tolerance.
+
+    The device's expf may differ from the C library's by an ulp, which can flip the final 16-bit rounding
+    of a gradient: for float16 / bfloat16 the bound is two ulps of the storage type relative to
+    max(1, max |host|) (as in test_kernels_localzo_gpu.py)."""
     case = Case(variant, 9, 4, (300,), dtype, get_surrogate("sigmoid"), True, seed=5)
     gpu, cpu = run_case(case, "cuda"), run_case(case, "cpu")
     for a, b in zip(gpu["k_out"], cpu["k_out"]):
         assert torch.equal(a.cpu(), b), f"{case}: forward differs between device and host build"
-    for a, b in zip(gpu["k_grads"], cpu["k_grads"]):
-        torch.testing.assert_close(a.cpu().double(), b.double(), rtol=1e-5, atol=1e-6)
+    sixteen = {torch.float16: 2 * 2.0**-10, torch.bfloat16: 2 * 2.0**-7}
+    for i, (a, b) in enumerate(zip(gpu["k_grads"], cpu["k_grads"])):
+        a, b = a.cpu().double(), b.double()
+        if dtype in sixteen:
+            err = float((a - b).abs().max()) / max(1.0, float(b.abs().max()))
+            assert err <= sixteen[dtype], f"{case}: gradient {i} differs between device and host build by {err:.2e}"
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_16bit_conversions_on_device() -> None:

@@ -36,6 +36,7 @@ import torch
 
 from cupy_neurons import build
 from cupy_neurons.build import Specialisation
+from cupy_neurons.launch import cupy_args
 
 __all__ = [
     "BLOCK",
@@ -191,16 +192,13 @@ def launch(spec: Specialisation, name: str, n_threads: int, args: Sequence[objec
         _host_fn(spec, sig)(grid, BLOCK, *conv)
         return
     import cupy
-    import numpy as np
 
-    np_type = {"index": np.int64, "int": np.int32, "float": np.float32}
-    conv = [
-        cupy.asarray(a) if isinstance(a, torch.Tensor) else np_type[k](a)
-        for (k, _), a in zip(sig.params, args, strict=True)
-    ]
+    # pointers as addresses (not cupy.asarray: it refuses tensors that require grad, e.g. the weight saved
+    # by the sparse layer, and has no bfloat16), scalars as numpy values of the exact C types
+    conv = cupy_args(spec.dtype, sig.params, args)
     module = build.cupy_module(device_text(spec))
     with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream):
-        module.get_function(name)((grid,), (BLOCK,), tuple(conv))
+        module.get_function(name)((grid,), (BLOCK,), conv)
 
 
 # ---------------------------------------------------------------------------------- high level
