@@ -9,8 +9,10 @@ For each neuron (CuLIF, PCuLIF per neuron, AdLIF, LIF) at N = 2^20 neurons (B x 
 for sjframe's ``backend='torch'`` and ``backend='cupy'`` layers and, in the LIF rows, SpikingJelly
 2.0's ``LIFNode`` (soft reset, detach_reset) with each of its CUDA implementations (``cuda`` and
 ``triton``, chosen through ``SJ_LIF_CUDA_IMPLEMENTATION`` in a child process each; the faster is
-its best). Achieved bandwidth = minimum bytes moved / time, shown as a fraction of the measured
-device-to-device copy bandwidth (``dst.copy_(src)`` of 1 GiB: 2 GiB moved).
+its best; SpikingJelly 2.0.0 runs them only for a float32 state, and ``LIFNode`` keeps its state in
+the input's dtype, so with ``--dtype float16 / bfloat16`` both are reported unavailable: its
+module would run the torch reference). Achieved bandwidth = minimum bytes moved / time, shown as a
+fraction of the measured device-to-device copy bandwidth (``dst.copy_(src)`` of 1 GiB: 2 GiB moved).
 
 Minimum bytes moved, in [T, N] tensors of the storage dtype (per-neuron [N] terms are ignored):
 

@@ -384,9 +384,12 @@ def compile_nvcc(text: str, archs: Sequence[str] = ("sm_80",), kind: str = "cubi
 
 
 # ---------------------------------------------------------------------------------- CuPy
-# No FMA contraction: the device then rounds exactly like the host build (-ffp-contract=off), so
-# the CPU check of the arithmetic holds bit for bit on the GPU (forward; the surrogate's expf may
-# differ by an ulp). The kernels are memory bound, so this costs no measurable time.
+# No FMA contraction: the device then rounds like the host build (-ffp-contract=off), so the CPU
+# check of the arithmetic holds bit for bit on the GPU (forward; the surrogate's expf may differ by
+# an ulp). The kernels are memory bound, so this costs no measurable time. One difference is left:
+# CuPy appends -ftz=true to every NVRTC compilation (after these options, and the last one wins), so
+# float32 subnormal operands and results (|x| < 2^-126) are flushed to zero on the device, not on
+# the host; float64 is not affected and the 16-bit conversions use bit operations / PTX cvt.
 NVRTC_OPTIONS = ("-std=c++17", "--fmad=false")
 
 

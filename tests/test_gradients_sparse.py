@@ -232,6 +232,31 @@ def test_configs_build_and_step(name: str) -> None:
     assert GradientSpec.from_config(options["gradient"]).mode == ("sparse" if name.startswith("s3gd") else "localzo")
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_weight_grad_16bit_multiplies_in_float32(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torch path's dW in 16-bit storage: CUDA has no float16 / bfloat16 sparse x dense product, so the
+    product is asked in float32 (never in 16 bits) and the result is the float64 one rounded to the dtype."""
+    gen = torch.Generator().manual_seed(0)
+    T, B, n_in, N = 7, 3, 11, 13
+    tr = (torch.rand(T, B, n_in, generator=gen) * 2).to(dtype)
+    index = torch.randperm(T * B * N, generator=gen)[:200].sort().values
+    e = torch.randn(200, generator=gen).to(dtype)
+    seen = []
+    mm = torch.sparse.mm
+
+    def spy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        seen.append((a.dtype, b.dtype))
+        return mm(a, b)
+
+    monkeypatch.setattr(torch.sparse, "mm", spy)
+    got = sparse_layer._weight_grad(e, index, tr, N)
+    ref = sparse_layer._weight_grad(e.double(), index, tr.double(), N)
+    assert seen == [(torch.float32, torch.float32), (torch.float64, torch.float64)]
+    assert got.dtype == dtype and float(ref.abs().max()) > 0
+    torch.testing.assert_close(got.double(), ref, rtol={torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}[dtype],
+                               atol=1e-6)
+
+
 @requires_gpu
 def test_cupy_backend_matches_torch_on_gpu() -> None:
     dev = torch.device("cuda")

@@ -182,8 +182,12 @@ def _weight_grad(e: torch.Tensor, index: torch.Tensor, tr: torch.Tensor, N: int)
     j = index % N
     if e.numel() == 0:
         return torch.zeros(N, n_in, dtype=tr.dtype, device=tr.device)
-    mat = torch.sparse_coo_tensor(torch.stack([j, tb]), e, (N, T * B), is_coalesced=False, check_invariants=False)
-    return torch.sparse.mm(mat, tr.reshape(T * B, n_in))
+    # CUDA's sparse x dense product has no float16 / bfloat16 kernel ("addmm_sparse_cuda" not implemented for
+    # 'Half'): 16-bit storage is multiplied in float32 (as the kernels accumulate) and rounded once
+    acc = torch.float32 if tr.dtype in (torch.float16, torch.bfloat16) else tr.dtype
+    mat = torch.sparse_coo_tensor(torch.stack([j, tb]), e.to(acc), (N, T * B), is_coalesced=False,
+                                  check_invariants=False)
+    return torch.sparse.mm(mat, tr.reshape(T * B, n_in).to(acc)).to(tr.dtype)
 
 
 def _input_grad(
