@@ -26,7 +26,7 @@ import torch
 from cupy_neurons import build
 from cupy_neurons.build import HostLibrary, KernelSig, Specialisation
 
-__all__ = ["BLOCK", "cupy_args", "launch", "launch_counts", "preload_host"]
+__all__ = ["BLOCK", "cupy_args", "launch", "launch_counts", "launch_cupy", "preload_host"]
 
 BLOCK = 256
 
@@ -160,12 +160,20 @@ def cupy_args(dtype: str, params: Sequence[tuple[str, str]], args: Sequence[Any]
     return tuple(out)
 
 
-def _launch_cupy(spec: Specialisation, sig: KernelSig, grid: int, args: Sequence[Any], device: torch.device) -> None:
+def launch_cupy(spec: Specialisation, name: str, params: Sequence[tuple[str, str]], grid: int, block: int,
+                args: Sequence[Any], device: torch.device) -> None:
+    """Launch kernel ``name`` of ``spec`` (NVRTC module cached per specialisation and device) with ``grid``
+    blocks of ``block`` threads on torch's current stream of the CUDA ``device``; ``args`` follow ``params``
+    (see :func:`cupy_args`). Shared by the neuron and the sparse launchers."""
     import cupy
 
     index = device.index if device.index is not None else torch.cuda.current_device()
-    converted = cupy_args(spec.dtype, sig.params, args)
-    fn = _cupy_function(spec, sig.name, index)
+    converted = cupy_args(spec.dtype, params, args)
+    fn = _cupy_function(spec, name, index)
     with cupy.cuda.Device(index):
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
-        fn((grid,), (BLOCK,), converted, stream=stream)
+        fn((grid,), (block,), converted, stream=stream)
+
+
+def _launch_cupy(spec: Specialisation, sig: KernelSig, grid: int, args: Sequence[Any], device: torch.device) -> None:
+    launch_cupy(spec, sig.name, sig.params, grid, BLOCK, args, device)

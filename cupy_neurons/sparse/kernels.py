@@ -36,7 +36,7 @@ import torch
 
 from cupy_neurons import build
 from cupy_neurons.build import Specialisation
-from cupy_neurons.launch import cupy_args
+from cupy_neurons.launch import launch_cupy
 
 __all__ = [
     "BLOCK",
@@ -191,14 +191,10 @@ def launch(spec: Specialisation, name: str, n_threads: int, args: Sequence[objec
         conv = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
         _host_fn(spec, sig)(grid, BLOCK, *conv)
         return
-    import cupy
-
-    # pointers as addresses (not cupy.asarray: it refuses tensors that require grad, e.g. the weight saved
-    # by the sparse layer, and has no bfloat16), scalars as numpy values of the exact C types
-    conv = cupy_args(spec.dtype, sig.params, args)
-    module = build.cupy_module(device_text(spec))
-    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream):
-        module.get_function(name)((grid,), (BLOCK,), conv)
+    # the neuron launcher's CuPy branch: pointers as data_ptr() (cupy.asarray refuses tensors that require grad,
+    # e.g. the weight the sparse layer saves), scalars of the exact C types, the module cached per specialisation
+    # (no re-rendering of the source per launch), torch's current stream
+    launch_cupy(spec, name, sig.params, grid, BLOCK, args, device)
 
 
 # ---------------------------------------------------------------------------------- high level
