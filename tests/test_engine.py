@@ -195,3 +195,25 @@ def test_multistep_schedule(shd_root):
     trainer = Trainer(cfg, None)
     trainer.fit()
     assert [r["lr"] for r in trainer.history] == pytest.approx([1e-2, 5e-3, 2.5e-3])
+
+
+@pytest.mark.parametrize(("saved", "visible"), [(4, 2), (1, 2), (2, 2)])
+def test_cuda_rng_states_restore_on_a_different_gpu_count(monkeypatch, saved, visible):
+    """A checkpoint written with ``saved`` visible GPUs resumes with ``visible`` GPUs: the states of the
+    devices both have are restored, none past the last visible device (no GPU needed: torch.cuda mocked)."""
+    from sjframe import engine
+
+    state = engine._rng_state()  # the CPU states, taken before torch.cuda is mocked
+    state["cuda"] = [torch.full((4,), i, dtype=torch.uint8) for i in range(saved)]
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+
+    def set_state(state, index):
+        assert index < visible, f"restored the state of device {index} with {visible} visible"
+        restored[index] = state
+
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_state)
+    engine._set_rng_state(state)
+    assert sorted(restored) == list(range(min(saved, visible)))
+    assert all(int(restored[i][0]) == i for i in restored)
