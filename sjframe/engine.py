@@ -410,7 +410,9 @@ class Trainer:
         if resume:
             if self.run is None:
                 raise ValueError("resume needs a run directory")
-            self.load_state(self.run.load_checkpoint("last.pt", map_location=self.device))
+            # onto the CPU: the RNG states must stay CPU ByteTensors (torch.set_rng_state and
+            # torch.cuda.set_rng_state reject others); load_state_dict moves weights and optimizer state
+            self.load_state(self.run.load_checkpoint("last.pt", map_location="cpu"))
             self._trim_log()
         if self.run is not None and self.rank == 0:
             self.run.write_config(config_to_dict(cfg))

@@ -119,6 +119,45 @@ def test_resume_continues_exactly(shd_root, tmp_path):
     assert len(ref.history) == 3 and ref.history[1] != ref.history[2]
 
 
+def test_resume_reads_the_checkpoint_onto_the_cpu(shd_root, tmp_path):
+    """Resuming on a GPU must not map the checkpoint to the training device: its RNG states have to stay
+    CPU ByteTensors (torch.set_rng_state rejects others). A trainer whose device is ``meta`` stands in
+    for CUDA (no GPU needed): a checkpoint mapped there could restore neither the weights nor the RNG."""
+    cfg = resolve_config(tiny(shd_root, train={"epochs": 1, "max_batches": 1}))
+    run = RunDir.create("to_cpu", root=tmp_path)
+    Trainer(cfg, run).fit()
+    saved = torch.load(run.checkpoints / "last.pt", weights_only=False)
+    resumed = Trainer(cfg, run)
+    resumed.device = torch.device("meta")
+    torch.manual_seed(123)
+    resumed.fit(resume=True)  # every epoch is done: only the state is restored
+    assert resumed.epoch == 1 and resumed.history == saved["history"]
+    assert torch.equal(torch.get_rng_state(), saved["rng"]["torch"])
+    for key, value in saved["model"].items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_resume_on_cuda(shd_root, tmp_path):
+    raw = tiny(shd_root, device="cuda", train={"epochs": 2, "max_batches": 2})
+    ref = Trainer(resolve_config(raw), None)
+    ref.fit()
+    run = RunDir.create("cuda", root=tmp_path)
+
+    def stop_after_one(epoch: int, record: dict) -> None:
+        if epoch == 1:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        Trainer(resolve_config(raw), run, callbacks=[stop_after_one]).fit()
+    resumed = Trainer(resolve_config(run.read_config()), run)
+    resumed.fit(resume=True)
+    assert resumed.epoch == 2 and len(resumed.history) == 2
+    for key, value in ref.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, msg=key)
+
+
 def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(shd_root, tmp_path, monkeypatch):
     cfg = resolve_config(tiny(shd_root, train={"epochs": 3, "max_batches": 2}))
     run = RunDir.create("nan", root=tmp_path)

@@ -126,6 +126,15 @@ def test_poisson_encoding_rate():
         poisson_encode(torch.full((2, 3), 1.5), 10, 128.0, 1.0)
 
 
+def test_poisson_draws_follow_the_generator_stream():
+    """The uniforms come from the generator (on its device, then moved): a CUDA run with the method's CPU
+    generator draws the CPU spikes (test_present_on_cuda_with_a_cpu_generator_matches_cpu checks it there)."""
+    intensity = torch.rand(3, 5, dtype=torch.float64)
+    s = poisson_encode(intensity, 20, 300.0, 1.0, torch.Generator().manual_seed(4))
+    u = torch.rand((20, 3, 5), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    assert torch.equal(s, (u < intensity * 0.3).to(torch.float64))
+
+
 def test_label_assignment_and_prediction():
     counts = torch.tensor([[5.0, 0, 1, 0], [4, 0, 0, 0], [0, 3, 0, 0], [1, 2, 0, 0]])
     labels = torch.tensor([0, 0, 1, 1])
@@ -198,3 +207,20 @@ def test_network_on_cuda_matches_cpu():
     torch.testing.assert_close(counts_gpu.cpu(), counts_cpu)
     torch.testing.assert_close(gpu.weight.cpu(), cpu.weight)
     torch.testing.assert_close(gpu.theta.cpu(), cpu.theta)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_present_on_cuda_with_a_cpu_generator_matches_cpu(tmp_path):
+    """The method draws with a CPU generator; on CUDA (device auto) present() used to fail on it."""
+    p = DiehlCookParams(n_input=16, n_neurons=8, time_steps=50, norm_total=4.0)
+    cpu = DiehlCookNetwork(p, torch.Generator().manual_seed(0)).double()
+    gpu = DiehlCookNetwork(p).double().cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.rand(4, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    counts_cpu = cpu.present(x, learn=True, generator=torch.Generator().manual_seed(2))
+    counts_gpu = gpu.present(x, learn=True, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(counts_gpu.cpu(), counts_cpu)
+    torch.testing.assert_close(gpu.weight.cpu(), cpu.weight)
+    report = get_method("stdp").train(_cfg(device="cuda"), RunDir.create("stdp_cuda", root=tmp_path))
+    assert 0.0 <= report["test_acc"] <= 1.0

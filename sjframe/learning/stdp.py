@@ -135,6 +135,8 @@ def poisson_encode(
     """Poisson (Bernoulli per step) spikes ``[T, B, I]`` with ``P(spike) = intensity * rate * dt``.
 
     ``intensity`` is ``[B, I]`` in [0, 1]; ``rate_hz`` a number or a ``[B]`` tensor (per-sample rate).
+    The uniforms are drawn on ``generator``'s device (a CPU generator on a CUDA run: the same spikes
+    as on the CPU) and moved to ``intensity``'s; without a generator, from the global RNG of that device.
     """
     if intensity.dim() != 2:
         raise ValueError(f"intensity must be [B, I], got shape {tuple(intensity.shape)}")
@@ -144,7 +146,8 @@ def poisson_encode(
     if rate.dim() == 1:
         rate = rate[:, None]
     p = (intensity * rate * (dt_ms / 1000.0)).clamp(0.0, 1.0)
-    u = torch.rand((time_steps, *p.shape), generator=generator, device=p.device, dtype=p.dtype)
+    draw_on = p.device if generator is None else generator.device
+    u = torch.rand((time_steps, *p.shape), generator=generator, device=draw_on, dtype=p.dtype).to(p.device)
     return (u < p).to(intensity.dtype)
 
 
