@@ -101,7 +101,9 @@ def select_device(spec: str) -> torch.device:
 
 def _rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    # only when this process uses CUDA: reading the states initialises CUDA (a context on the GPU), which a
+    # CPU run on a GPU machine should not do; a CUDA RNG never initialised was never drawn from either
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 

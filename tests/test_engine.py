@@ -256,3 +256,20 @@ def test_cuda_rng_states_restore_on_a_different_gpu_count(monkeypatch, saved, vi
     engine._set_rng_state(state)
     assert sorted(restored) == list(range(min(saved, visible)))
     assert all(int(restored[i][0]) == i for i in restored)
+
+
+def test_rng_state_of_a_cpu_run_does_not_initialise_cuda(monkeypatch):
+    """On a GPU machine a CPU run (CUDA never initialised) saves no CUDA states: reading them would
+    initialise CUDA and open a context on the GPU (torch.cuda mocked: no GPU needed)."""
+    from sjframe import engine
+
+    def refuse() -> list:
+        raise AssertionError("CUDA RNG states read in a process that never used CUDA")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", refuse)
+    assert "cuda" not in engine._rng_state()
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.zeros(4, dtype=torch.uint8)])
+    assert len(engine._rng_state()["cuda"]) == 1
