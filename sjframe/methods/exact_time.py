@@ -334,7 +334,7 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False, resume_epoch: 
     start, best_acc, best_epoch = 0, -1.0, 0
     if resume or resume_epoch is not None:
         name = "last.pt" if resume_epoch is None else f"epoch_{resume_epoch}.pt"
-        ck = run.load_checkpoint(name, map_location=device)
+        ck = run.load_checkpoint(name, map_location="cpu")  # load_state_dict moves tensors to the device
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
