@@ -66,9 +66,10 @@ def _scalar_or_tensor(p: torch.Tensor) -> float | torch.Tensor:
     """A Python float for a constant scalar parameter (cheaper ``alpha=`` kernels), else the tensor.
 
     Under ``torch.compile`` the tensor is kept: ``.item()`` would break the graph there, and the
-    tensor forms (``lerp`` / ``addcmul`` with a 0-d weight) compute the same values.
+    tensor forms (``lerp`` / ``addcmul`` with a 0-d weight) compute the same values. A parameter on
+    an accelerator is kept as well: ``.item()`` would wait for the device on every call.
     """
-    if p.dim() == 0 and not p.requires_grad and not torch.compiler.is_compiling():
+    if p.dim() == 0 and not p.requires_grad and p.device.type == "cpu" and not torch.compiler.is_compiling():
         return p.item()
     return p
 
