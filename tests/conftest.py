@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +41,9 @@ def cuda_and_cupy() -> bool:
 
 
 requires_gpu = pytest.mark.skipif(not cuda_and_cupy(), reason="needs CUDA and CuPy")
+
+
+def requires_cuda(test: Callable) -> Callable:
+    """A GPU test of torch code alone (no CuPy): marked ``gpu``, skipped without CUDA. The skip reason starts
+    with "needs CUDA", as ``requires_gpu``'s does (scripts/gpu_checks.sh fails on either)."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")(test))

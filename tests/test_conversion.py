@@ -17,6 +17,7 @@ from sjframe.learning.conversion import (
 )
 from sjframe.methods import get_method
 from sjframe.rundir import RunDir
+from tests.conftest import requires_cuda
 
 
 def _crafted() -> tuple[nn.Sequential, torch.Tensor]:
@@ -146,8 +147,7 @@ def test_method_config_errors(tmp_path):
         conv.train({"method": "stdp", "conversion": {}}, run)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 def test_conversion_on_cuda_matches_cpu():
     ann, x = _crafted()
     cpu = spike_counts(convert(ann, x, "max"), x, [50], "constant", progress=False)[50]

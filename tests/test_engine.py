@@ -15,6 +15,7 @@ from sjframe.data.writers import random_dataset_files
 from sjframe.engine import NonFiniteLossError, Trainer, compute_loss, evaluate_run
 from sjframe.models.base import ModelOutput
 from sjframe.rundir import RunDir
+from tests.conftest import requires_cuda
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +138,7 @@ def test_resume_reads_the_checkpoint_onto_the_cpu(shd_root, tmp_path):
         assert torch.equal(resumed.model.state_dict()[key], value), key
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 def test_resume_on_cuda(shd_root, tmp_path):
     raw = tiny(shd_root, device="cuda", train={"epochs": 2, "max_batches": 2})
     ref = Trainer(resolve_config(raw), None)

@@ -21,6 +21,7 @@ from sjframe.exact.spiketime import (
     spike_times,
     spike_times_reference,
 )
+from tests.conftest import requires_cuda
 
 F64 = torch.float64
 NEURONS = ["tau_equal", "tau_double"]
@@ -305,8 +306,7 @@ def test_encodings() -> None:
 
 
 # ------------------------------------------------------------------------------------------- GPU
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 @pytest.mark.parametrize("neuron", NEURONS)
 def test_cuda_matches_cpu(neuron: str) -> None:
     z = _random_z(500, 3)

@@ -20,6 +20,7 @@ from sjframe.learning.stdp import (
 )
 from sjframe.methods import get_method
 from sjframe.rundir import RunDir
+from tests.conftest import requires_cuda
 
 TAU = 20.0
 
@@ -193,8 +194,7 @@ def test_method_config_errors(tmp_path):
         stdp.evaluate(_cfg(), run, "missing.pt")
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 def test_network_on_cuda_matches_cpu():
     p = DiehlCookParams(n_input=16, n_neurons=8, time_steps=50, norm_total=4.0, min_spikes=0)
     g = torch.Generator().manual_seed(0)
@@ -209,8 +209,7 @@ def test_network_on_cuda_matches_cpu():
     torch.testing.assert_close(gpu.theta.cpu(), cpu.theta)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 def test_present_on_cuda_with_a_cpu_generator_matches_cpu(tmp_path):
     """The method draws with a CPU generator; on CUDA (device auto) present() used to fail on it."""
     p = DiehlCookParams(n_input=16, n_neurons=8, time_steps=50, norm_total=4.0)
