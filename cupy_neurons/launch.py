@@ -116,7 +116,7 @@ def launch(
         return
     grid = (n_threads + BLOCK - 1) // BLOCK
     if device.type == "cuda":
-        _launch_cupy(spec, sig, grid, args, device)
+        launch_cupy(spec, sig.name, sig.params, grid, BLOCK, args, device)
     elif device.type == "cpu":
         fn = _host_lib(spec, sig, all_sigs).function(spec, sig)
         cargs = [value.data_ptr() if isinstance(value, torch.Tensor) else value for value in args]
@@ -173,7 +173,3 @@ def launch_cupy(spec: Specialisation, name: str, params: Sequence[tuple[str, str
     with cupy.cuda.Device(index):
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
         fn((grid,), (block,), converted, stream=stream)
-
-
-def _launch_cupy(spec: Specialisation, sig: KernelSig, grid: int, args: Sequence[Any], device: torch.device) -> None:
-    launch_cupy(spec, sig.name, sig.params, grid, BLOCK, args, device)

@@ -119,17 +119,14 @@ def test_empty_active_sets() -> None:
 
 
 # ------------------------------------------------------------------------------------ 16-bit storage
-SIXTEEN = SIXTEEN_BIT_RTOL
-
-
-@pytest.mark.parametrize("dtype", list(SIXTEEN), ids=str)
+@pytest.mark.parametrize("dtype", list(SIXTEEN_BIT_RTOL), ids=str)
 def test_sparse_backward_kernels_16bit_equal_the_exact_gradient_rounded(dtype: torch.dtype) -> None:
     """16-bit storage, float32 accumulation: dW and dL/dx are the float64 gradient of the same active set
     and data, up to the final rounding to the storage type (host build on CPU tensors)."""
     check_sparse_backward_16bit(dtype, "cpu", (13, 3, 40, 300), x_rate=0.4, min_active=500)
 
 
-@pytest.mark.parametrize("dtype", list(SIXTEEN), ids=str)
+@pytest.mark.parametrize("dtype", list(SIXTEEN_BIT_RTOL), ids=str)
 def test_sparse_layers_16bit_cupy_equal_torch(dtype: torch.dtype) -> None:
     """A 2-layer stack in 16-bit storage: the same forward (spikes, active sets) on both backends, and
     gradients of the 16-bit dtype that agree (the torch path accumulates partly in 16 bits)."""

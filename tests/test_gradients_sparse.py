@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cupy_neurons.testing import SIXTEEN_BIT_RTOL
 from sjframe.config import load_yaml, resolve_config
 from sjframe.gradients import GradientSpec, make_spike_fn, sparse_layer
 from sjframe.gradients.sparse_layer import ActiveSet, SparseLinearLIF, sparse_linear_lif
@@ -253,7 +254,7 @@ def test_weight_grad_16bit_multiplies_in_float32(dtype: torch.dtype, monkeypatch
     ref = sparse_layer._weight_grad(e.double(), index, tr.double(), N)
     assert seen == [(torch.float32, torch.float32), (torch.float64, torch.float64)]
     assert got.dtype == dtype and float(ref.abs().max()) > 0
-    torch.testing.assert_close(got.double(), ref, rtol={torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}[dtype],
+    torch.testing.assert_close(got.double(), ref, rtol=SIXTEEN_BIT_RTOL[dtype],
                                atol=1e-6)
 
 

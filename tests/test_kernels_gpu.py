@@ -16,7 +16,7 @@ import torch
 
 from cupy_neurons import kernels, launch
 from cupy_neurons.neurons import run_adlif, run_culif, run_lif
-from cupy_neurons.testing import VARIANTS, Case, check_case, run_case
+from cupy_neurons.testing import SIXTEEN_BIT_RTOL, VARIANTS, Case, check_case, run_case
 from sjframe.surrogate import SURROGATE_TABLE, get_surrogate
 from tests.conftest import requires_gpu
 
@@ -58,7 +58,7 @@ def test_device_arithmetic_equals_host_build(variant: str, dtype: torch.dtype) -
     gpu, cpu = run_case(case, "cuda"), run_case(case, "cpu")
     for a, b in zip(gpu["k_out"], cpu["k_out"]):
         assert torch.equal(a.cpu(), b), f"{case}: forward differs between device and host build"
-    sixteen = {torch.float16: 2 * 2.0**-10, torch.bfloat16: 2 * 2.0**-7}
+    sixteen = {dt: 2 * rtol for dt, rtol in SIXTEEN_BIT_RTOL.items()}  # two ulps of the storage type
     for i, (a, b) in enumerate(zip(gpu["k_grads"], cpu["k_grads"])):
         a, b = a.cpu().double(), b.double()
         if dtype in sixteen:

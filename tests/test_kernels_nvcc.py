@@ -69,21 +69,25 @@ def test_nvcc_reports_errors() -> None:
         build.compile_nvcc(bad, ("sm_80",), "ptx")
 
 
+def _nvrtc_ptx(text: str, name: str) -> str:
+    """PTX of ``text`` compiled by NVRTC with CuPy's options (compute_80); a compile error fails the test with the log."""
+    nvrtc = _nvrtc()
+    prog = nvrtc.createProgram(text, f"{name}.cu", [], [])
+    try:
+        nvrtc.compileProgram(prog, ["-arch=compute_80", *build.NVRTC_OPTIONS])
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"NVRTC failed on {name}: {exc}\n{nvrtc.getProgramLog(prog)}")
+    ptx = nvrtc.getPTX(prog)
+    return ptx.decode() if isinstance(ptx, bytes) else ptx
+
+
 @pytest.mark.skipif(_nvrtc() is None, reason="NVRTC (cupy_backends) not loadable")
 @pytest.mark.parametrize("neuron", NEURONS)
 def test_nvrtc_compiles_the_runtime_texts(neuron: str) -> None:
     """The exact texts (and options) ``cupy.RawModule`` compiles when a layer first runs."""
-    nvrtc = _nvrtc()
     for dtype, localzo in [(d, False) for d in build.DTYPES] + [(d, True) for d in build.DTYPES]:
         spec = kernels.specialisation(neuron, dtype, get_surrogate("sigmoid").cuda_expr("u"), True, localzo)
-        text = build.render_device(spec)
-        prog = nvrtc.createProgram(text, f"{neuron}_{dtype}.cu", [], [])
-        try:
-            nvrtc.compileProgram(prog, ["-arch=compute_80", *build.NVRTC_OPTIONS])
-        except Exception as exc:  # noqa: BLE001
-            pytest.fail(f"NVRTC failed on {neuron}/{dtype}: {exc}\n{nvrtc.getProgramLog(prog)}")
-        ptx = nvrtc.getPTX(prog)
-        ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
+        ptx = _nvrtc_ptx(build.render_device(spec), f"{neuron}_{dtype}")
         assert f"{neuron}_forward" in ptx and f"{neuron}_backward" in ptx
 
 
@@ -94,15 +98,7 @@ def test_nvrtc_compiles_the_sparse_runtime_texts() -> None:
 
     from cupy_neurons.sparse import kernels as sparse_kernels
 
-    nvrtc = _nvrtc()
     sur = get_surrogate("fast_sigmoid", rho=100.0, band=0.2).cuda_expr("u")
     for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-        text = sparse_kernels.device_text(sparse_kernels.specialisation(dtype, sur))
-        prog = nvrtc.createProgram(text, f"s3gd_{dtype}.cu", [], [])
-        try:
-            nvrtc.compileProgram(prog, ["-arch=compute_80", *build.NVRTC_OPTIONS])
-        except Exception as exc:  # noqa: BLE001
-            pytest.fail(f"NVRTC failed on s3gd/{dtype}: {exc}\n{nvrtc.getProgramLog(prog)}")
-        ptx = nvrtc.getPTX(prog)
-        ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
+        ptx = _nvrtc_ptx(sparse_kernels.device_text(sparse_kernels.specialisation(dtype, sur)), f"s3gd_{dtype}")
         assert all(name in ptx for name in sparse_kernels.KERNELS)
