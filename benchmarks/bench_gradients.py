@@ -6,7 +6,7 @@ layer 2 (``N_in = N`` inputs, ``N`` LIF neurons, ``beta = exp(-1/10)``, threshol
 normal init with ``wm = 20``). Layer 2's input is a leaf that needs a gradient, so every mode
 computes ``dW`` and the input gradient: dense everywhere (autograd through
 :func:`sjframe.neurons.functional.lif_multi_step`, or the cupy LIF kernel + cuBLAS on a GPU), sparse
-and LocalZO only at layer 1's active entries (:func:`sjframe.gradients.sparse_layer.sparse_linear_lif`).
+and LocalZO only at layer 1's active entries (:func:`sjframe.layers.sparse_linear_lif.sparse_linear_lif`).
 
 Printed per (T, N): the measured active fraction of layer 2 (sparse: ``|u| < b_th``; LocalZO:
 ``g != 0``), the backward time of each mode (median of ``--repeats``) and its speedup over dense,
@@ -37,10 +37,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sjframe.gradients import GradientSpec  # noqa: E402
-from sjframe.gradients.sparse_layer import sparse_linear_lif  # noqa: E402
+from sjframe.layers.sparse_linear_lif import sparse_linear_lif  # noqa: E402
 from sjframe.neurons import LIF  # noqa: E402
-from sjframe.surrogate import get_surrogate  # noqa: E402
+from sjframe.spike import GradientSpec  # noqa: E402
+from sjframe.spike.surrogate import get_surrogate  # noqa: E402
 
 SUR = get_surrogate("fast_sigmoid", rho=100.0)
 BETA_TAU = 10.0

@@ -9,7 +9,7 @@ macros that select one *specialisation*:
 ``SJ_ACC``          accumulation type (``float``; ``double`` for double storage); parameters
                     and per-neuron partial sums are ``SJ_ACC`` arrays
 ``SJ_SURROGATE(u)`` the surrogate derivative ``g(u)`` as a C expression
-                    (:meth:`sjframe.surrogate.Surrogate.cuda_expr`)
+                    (:meth:`sjframe.spike.surrogate.Surrogate.cuda_expr`)
 ``SJ_NS``           a namespace private to the specialisation (helpers go inside it)
 ``SJ_NAME(base)``   the ``extern "C"`` kernel name (``base`` plus a suffix in bundles)
 other defines       per source options (e.g. ``SJ_DETACH_RESET``, ``SJ_PER_NEURON``)

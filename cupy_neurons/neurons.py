@@ -2,8 +2,8 @@
 
 ``run_culif / run_adlif / run_lif`` take the same arguments as the torch functional cores
 (:mod:`sjframe.neurons.functional`) except the spike function, which is replaced by the
-surrogate (a :class:`sjframe.surrogate.Surrogate`) and the gradient mode (a
-:class:`sjframe.gradients.GradientSpec`, default dense), and return the same
+surrogate (a :class:`sjframe.spike.surrogate.Surrogate`) and the gradient mode (a
+:class:`sjframe.spike.GradientSpec`, default dense), and return the same
 :class:`NeuronOutput` ``(spikes [T, B, *F], state, h_seq [T, B, *F])``. They run on CUDA tensors
 (CuPy kernels) and on CPU tensors (the host build of the same kernel text: the CPU check of the
 arithmetic). ``culif / adlif / lif(module, ...)`` are what ``sjframe.neurons.backends`` calls for
@@ -14,10 +14,10 @@ Gradient modes, all through the fused kernels (every neuron, every dtype):
 
 * ``dense``: the surrogate ``g(u)``, ``u = h - theta``;
 * ``sparse`` (S3GD): the surrogate truncated to ``|u| < b_th`` (masked-dense, as the torch
-  reference cores; the truly sparse backward is ``sjframe.gradients.sparse_layer``);
+  reference cores; the truly sparse backward is ``sjframe.layers.sparse_linear_lif``);
 * ``localzo``: the LocalZO estimate, its noise from Philox inside the backward kernel. One 64-bit
   key per time step is drawn in the forward from ``generator`` (None: torch's global RNG) exactly
-  as the torch reference draws them with ``rng: philox`` (:func:`sjframe.gradients.localzo.draw_key`,
+  as the torch reference draws them with ``rng: philox`` (:func:`sjframe.spike.localzo.draw_key`,
   once per step, in step order), and element ``n`` of step ``t`` uses counter ``n`` and key ``t``:
   given the same seed the kernels and ``backend='torch'`` with ``rng: philox`` produce the same
   noise bit for bit. The kernels always use Philox: ``rng: torch`` (``torch.rand``) has no kernel
@@ -37,10 +37,10 @@ import torch
 from torch import Tensor
 
 from cupy_neurons import ops
-from sjframe.gradients import GradientSpec
-from sjframe.gradients import localzo as lz
 from sjframe.neurons.functional import AdLIFState, CuLIFState, LIFState, NeuronOutput
-from sjframe.surrogate import Surrogate
+from sjframe.spike import GradientSpec
+from sjframe.spike import localzo as lz
+from sjframe.spike.surrogate import Surrogate
 
 __all__ = ["adlif", "culif", "lif", "run_adlif", "run_culif", "run_lif"]
 
@@ -126,7 +126,7 @@ def _theta(theta: Any, who: str) -> float:
 
 def _surrogate_expr(surrogate: Any, who: str) -> str:
     if not isinstance(surrogate, Surrogate):
-        raise ValueError(f"{who}: surrogate must be a sjframe.surrogate.Surrogate, got {type(surrogate).__name__}")
+        raise ValueError(f"{who}: surrogate must be a sjframe.spike.surrogate.Surrogate, got {type(surrogate).__name__}")
     return surrogate.cuda_expr("u")
 
 
@@ -138,13 +138,13 @@ def _gradient_args(surrogate: Any, gradient: Any, generator: Any, x_seq: Tensor,
     if gradient is None:
         gradient = GradientSpec()
     if not isinstance(gradient, GradientSpec):
-        raise ValueError(f"{who}: gradient must be a sjframe.gradients.GradientSpec or None, got "
+        raise ValueError(f"{who}: gradient must be a sjframe.spike.GradientSpec or None, got "
                          f"{type(gradient).__name__}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"{who}: generator must be a torch.Generator or None, got {type(generator).__name__}")
     if gradient.mode != "localzo":
         if not isinstance(surrogate, Surrogate):
-            raise ValueError(f"{who}: surrogate must be a sjframe.surrogate.Surrogate, got {type(surrogate).__name__}")
+            raise ValueError(f"{who}: surrogate must be a sjframe.spike.surrogate.Surrogate, got {type(surrogate).__name__}")
         return _surrogate_expr(gradient.surrogate_for(surrogate), who), {}
     keys = torch.tensor([lz.draw_key(generator) for _ in range(x_seq.shape[0])], dtype=torch.int64)
     table = None

@@ -18,7 +18,7 @@ op                          returns
 
 LocalZO: every forward op takes the optional ``zo_keys`` (int64 ``[T]``, one Philox key per time
 step; None = the surrogate gradient), ``zo_table`` (the float32 quantile table of the noise law,
-:func:`sjframe.gradients.localzo.quantile_table`; None for laplace / uniform), ``zo_dist`` (the
+:func:`sjframe.spike.localzo.quantile_table`; None for laplace / uniform), ``zo_dist`` (the
 law's code, ``localzo.DIST_CODES``), ``zo_samples`` and ``zo_delta``. The forward kernels ignore
 them; they are saved for the backward kernels, which then use the LocalZO estimate of
 ``u = h - theta`` with the noise of (counter n, key ``zo_keys[t]``) as the spike derivative
@@ -41,7 +41,7 @@ from torch import Tensor
 
 from cupy_neurons import kernels
 from cupy_neurons.launch import launch
-from sjframe.gradients import localzo as lz
+from sjframe.spike import localzo as lz
 
 __all__ = ["DTYPE_NAMES", "acc_dtype", "adlif_fwd", "culif_fwd", "lif_fwd"]
 

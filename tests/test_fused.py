@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sjframe.gradients import make_spike_fn
 from sjframe.neurons import LIF, AdLIF, CuLIF, PCuLIF
 from sjframe.neurons.functional import (
     AdLIFState,
@@ -16,7 +15,8 @@ from sjframe.neurons.functional import (
     lif_multi_step,
 )
 from sjframe.neurons.fused import fused_adlif, fused_culif, fused_lif
-from sjframe.surrogate import get_surrogate
+from sjframe.spike import make_spike_fn
+from sjframe.spike.surrogate import get_surrogate
 
 SURROGATES = [get_surrogate("fast_sigmoid"), get_surrogate("arctan"), get_surrogate("fast_sigmoid", rho=100.0, band=0.2)]
 SHAPES = [(1, 1, 1), (7, 3, 5), (13, 2, 3, 4)]

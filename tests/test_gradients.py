@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from sjframe.gradients import GradientSpec, make_spike_fn
-from sjframe.gradients import localzo as lz
-from sjframe.gradients.philox import philox4x32_10, philox_uniform, philox_words
 from sjframe.neurons import LIF, AdLIF, CuLIF, PCuLIF
-from sjframe.surrogate import get_surrogate
+from sjframe.spike import GradientSpec, make_spike_fn
+from sjframe.spike import localzo as lz
+from sjframe.spike.philox import philox4x32_10, philox_uniform, philox_words
+from sjframe.spike.surrogate import get_surrogate
 
 DISTS = lz.LOCALZO_DISTRIBUTIONS
 

@@ -9,14 +9,14 @@ import torch
 
 from cupy_neurons import build
 from cupy_neurons.sparse import kernels as K
-from cupy_neurons.testing import SIXTEEN_BIT_RTOL, check_sparse_backward_16bit
-from sjframe.gradients import GradientSpec
-from sjframe.gradients import localzo as lz
-from sjframe.gradients.sparse_layer import (
+from sjframe.layers.sparse_linear_lif import (
     _OpConfig,
     _SparseLinearLIFFn,
 )
-from sjframe.surrogate import get_surrogate
+from sjframe.spike import GradientSpec
+from sjframe.spike import localzo as lz
+from sjframe.spike.surrogate import get_surrogate
+from tests.support.kernel_cases import SIXTEEN_BIT_RTOL, check_sparse_backward_16bit
 
 BAND_SURROGATES = {
     "fast_sigmoid": get_surrogate("fast_sigmoid", rho=100.0).with_band(0.4),

@@ -9,15 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cupy_neurons.testing import SIXTEEN_BIT_RTOL
 from sjframe.config import load_yaml, resolve_config
-from sjframe.gradients import GradientSpec, make_spike_fn, sparse_layer
-from sjframe.gradients.sparse_layer import ActiveSet, SparseLinearLIF, sparse_linear_lif
+from sjframe.layers import sparse_linear_lif as sparse_layer
+from sjframe.layers.sparse_linear_lif import ActiveSet, SparseLinearLIF, sparse_linear_lif
 from sjframe.models import build_model
 from sjframe.models.s3gd_net import S3GDNet, S3GDNetOptions
 from sjframe.neurons.functional import lif_multi_step
-from sjframe.surrogate import get_surrogate
+from sjframe.spike import GradientSpec, make_spike_fn
+from sjframe.spike.surrogate import get_surrogate
 from tests.conftest import requires_gpu
+from tests.support.kernel_cases import SIXTEEN_BIT_RTOL
 
 ROOT = Path(__file__).resolve().parents[1]
 SUR = get_surrogate("fast_sigmoid", rho=100.0)

@@ -19,9 +19,9 @@ import torch
 from cupy_neurons import build, kernels, launch, ops
 from cupy_neurons.neurons import culif as culif_module_entry
 from cupy_neurons.neurons import run_adlif, run_culif, run_lif
-from cupy_neurons.testing import VARIANTS, Case, assert_mutation_fails, case_specs, check_case, run_case
-from sjframe.gradients import GradientSpec
-from sjframe.surrogate import SURROGATE_TABLE, get_surrogate
+from sjframe.spike import GradientSpec
+from sjframe.spike.surrogate import SURROGATE_TABLE, get_surrogate
+from tests.support.kernel_cases import VARIANTS, Case, assert_mutation_fails, case_specs, check_case, run_case
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ for the host build")
 
@@ -201,7 +201,7 @@ def test_opcheck_custom_ops() -> None:
     torch.library.opcheck(ops.adlif_fwd, (x, z[0], z[1], z[2], z[3], *p, 1.0, expr, False, True))
     torch.library.opcheck(ops.lif_fwd, (x, z[0], z[1], p[0], 1.0, expr, True))
     # with the LocalZO inputs (keys [T], quantile table or None, law code, samples, delta)
-    from sjframe.gradients import localzo as lz
+    from sjframe.spike import localzo as lz
 
     keys = torch.tensor([11, 22, 33, 44], dtype=torch.int64)
     zo = (keys, lz.quantile_table("normal"), lz.DIST_CODES["normal"], 2, 0.4)
@@ -249,8 +249,8 @@ def test_run_case_returns_every_gradient() -> None:
 @pytest.mark.parametrize("which", ["spikes", "h_seq", "state"])
 def test_loss_on_one_output_only(which: str) -> None:
     """Absent output gradients reach the kernels as null pointers (= zero) and give the reference result."""
-    from sjframe.gradients import make_spike_fn
     from sjframe.neurons.functional import adlif_multi_step
+    from sjframe.spike import make_spike_fn
 
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(8, 3, 20, generator=g, dtype=torch.float64) * 2.5 + 1.0).requires_grad_()

@@ -17,7 +17,7 @@ from cupy_neurons import kernels as neuron_kernels
 from cupy_neurons.launch import cupy_args
 from cupy_neurons.neurons import run_adlif, run_culif, run_lif
 from cupy_neurons.sparse import kernels as sparse_kernels
-from sjframe.surrogate import get_surrogate
+from sjframe.spike.surrogate import get_surrogate
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 INCOMING = ("gs_seq", "gh_seq", "gv_last", "gi_last", "gw_last")  # the backward kernels' incoming gradients

@@ -2,7 +2,7 @@
 
 * kernel vs torch reference on CUDA: outputs, final states and every gradient under random-weighted
   losses on every output, odd shapes (T = 1, N = 1, N not a multiple of the block, > 2^24
-  elements), every dtype with its tolerance (cupy_neurons.testing.TOLERANCES);
+  elements), every dtype with its tolerance (tests.support.kernel_cases.TOLERANCES);
 * the device arithmetic equals the host build's (forward bit for bit; no FMA contraction);
 * 64-bit indexing: T x N > 2^31 elements;
 * non-contiguous inputs; the modules with backend='cupy' against backend='torch';
@@ -16,9 +16,9 @@ import torch
 
 from cupy_neurons import kernels, launch
 from cupy_neurons.neurons import run_adlif, run_culif, run_lif
-from cupy_neurons.testing import SIXTEEN_BIT_RTOL, VARIANTS, Case, check_case, run_case
-from sjframe.surrogate import SURROGATE_TABLE, get_surrogate
+from sjframe.spike.surrogate import SURROGATE_TABLE, get_surrogate
 from tests.conftest import requires_gpu
+from tests.support.kernel_cases import SIXTEEN_BIT_RTOL, VARIANTS, Case, check_case, run_case
 
 pytestmark = requires_gpu
 

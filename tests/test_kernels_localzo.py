@@ -19,10 +19,10 @@ import torch
 
 from cupy_neurons import launch, ops
 from cupy_neurons.neurons import run_adlif, run_culif, run_lif
-from cupy_neurons.testing import VARIANTS, Case, assert_mutation_fails, case_specs, check_case
-from sjframe.gradients import GradientSpec
-from sjframe.gradients import localzo as lz
-from sjframe.surrogate import get_surrogate
+from sjframe.spike import GradientSpec
+from sjframe.spike import localzo as lz
+from sjframe.spike.surrogate import get_surrogate
+from tests.support.kernel_cases import VARIANTS, Case, assert_mutation_fails, case_specs, check_case
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ for the host build")
 

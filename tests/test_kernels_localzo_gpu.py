@@ -22,11 +22,11 @@ import torch
 from cupy_neurons import launch
 from cupy_neurons.neurons import run_culif
 from cupy_neurons.sparse import kernels as K
-from cupy_neurons.testing import SIXTEEN_BIT_RTOL, VARIANTS, Case, check_case, check_sparse_backward_16bit, run_case
-from sjframe.gradients import GradientSpec
-from sjframe.gradients import localzo as lz
-from sjframe.surrogate import get_surrogate
+from sjframe.spike import GradientSpec
+from sjframe.spike import localzo as lz
+from sjframe.spike.surrogate import get_surrogate
 from tests.conftest import requires_gpu
+from tests.support.kernel_cases import SIXTEEN_BIT_RTOL, VARIANTS, Case, check_case, check_sparse_backward_16bit, run_case
 
 pytestmark = requires_gpu
 
@@ -162,7 +162,7 @@ def test_cuda_sparse_backward_kernels_16bit(dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("dtype", list(SIXTEEN_BIT_RTOL), ids=str)
 def test_cuda_sparse_layers_16bit_cupy_equal_torch(dtype: torch.dtype) -> None:
-    from sjframe.gradients.sparse_layer import sparse_linear_lif
+    from sjframe.layers.sparse_linear_lif import sparse_linear_lif
 
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(40, 8, 30, generator=gen) < 0.3).to(DEVICE, dtype)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from cupy_neurons import build, kernels
-from sjframe.surrogate import SURROGATE_TABLE, get_surrogate
+from sjframe.spike.surrogate import SURROGATE_TABLE, get_surrogate
 
 NEURONS = ("culif", "adlif", "lif")
 requires_nvcc = pytest.mark.skipif(build.nvcc_path() is None, reason="nvcc not found")

@@ -9,9 +9,9 @@ import torch
 from spikingjelly.activation_based import functional
 
 from sjframe.configtools import ConfigError
+from sjframe.layers.common import TimeFixedDropout
 from sjframe.models import MODELS, ModelOutput, build_model
 from sjframe.models.fcnet import FCNet
-from sjframe.models.layers import TimeFixedDropout
 from sjframe.neurons import LIF, AdLIF, CuLIF, PCuLIF
 
 NEURON_CLASSES = {"culif": CuLIF, "pculif": PCuLIF, "pculif_neuron": PCuLIF, "adlif": AdLIF, "lif": LIF}

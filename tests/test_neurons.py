@@ -8,7 +8,6 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, layer, monitor
 
-from sjframe.gradients import make_spike_fn
 from sjframe.neurons import LIF, AdLIF, CuLIF, PCuLIF, build_neuron
 from sjframe.neurons.functional import (
     AdLIFState,
@@ -19,7 +18,8 @@ from sjframe.neurons.functional import (
     lif_multi_step,
 )
 from sjframe.neurons.params import inverse_sigmoid_decay, tau_steps
-from sjframe.surrogate import get_surrogate
+from sjframe.spike import make_spike_fn
+from sjframe.spike.surrogate import get_surrogate
 
 HARD = make_spike_fn("fast_sigmoid")
 SMOOTH = make_spike_fn(get_surrogate("sigmoid", alpha=3.0), smooth=True)

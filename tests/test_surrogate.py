@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from sjframe.surrogate import SURROGATE_TABLE, Surrogate, get_surrogate, spike, surrogate_from_config
+from sjframe.spike.surrogate import SURROGATE_TABLE, Surrogate, get_surrogate, spike, surrogate_from_config
 
 NORMALISED = ["sigmoid", "arctan", "gaussian", "triangle", "laplace", "uniform"]
 

@@ -18,7 +18,7 @@ accumulators of ``dW`` and ``dL/dx`` are float32 (float64 for float64), and the 
 rounded to the storage dtype once at the end. The LocalZO arithmetic is float32 for every dtype
 (as in the torch reference); ``g`` is rounded to the storage dtype.
 
-High-level entry points (the torch reference is ``sjframe/gradients/sparse_layer.py``):
+High-level entry points (the torch reference is ``sjframe/layers/sparse_linear_lif.py``):
 
 * :func:`localzo_estimate_kernel` — the LocalZO estimate with Philox noise;
 * :func:`s3gd_backward_kernels` — ``e`` at the active entries, ``dW``, and ``dL/dx`` at the
@@ -202,8 +202,8 @@ def localzo_estimate_kernel(
     u: torch.Tensor, distribution: str, delta: float, samples: int, k: float, key: int
 ) -> torch.Tensor:
     """LocalZO estimate of ``u`` (any shape) with Philox noise under ``key``; equals
-    :func:`sjframe.gradients.localzo.localzo_estimate_with` with ``rng='philox'`` and the same key."""
-    from sjframe.gradients import localzo as lz
+    :func:`sjframe.spike.localzo.localzo_estimate_with` with ``rng='philox'`` and the same key."""
+    from sjframe.spike import localzo as lz
 
     if distribution not in lz.DIST_CODES:
         raise ValueError(f"unknown LocalZO distribution {distribution!r}; valid: {list(lz.DIST_CODES)}")
@@ -260,7 +260,7 @@ def s3gd_backward_kernels(
     grad_x = None
     if need_input:
         if in_index is None:
-            from sjframe.gradients.sparse_layer import _input_grad
+            from sjframe.layers.sparse_linear_lif import _input_grad
 
             grad_x = _input_grad(e, index, weight.to(acc), beta, shape_in, None).to(dtype)
         else:

@@ -1,7 +1,7 @@
 // LocalZO estimate of one element (host and device), shared by the S3GD kernels (s3gd.cu) and the
 // fused neuron backward kernels (culif.cu, adlif.cu, lif.cu with SJ_LOCALZO = 1).
 //
-// The torch twin is sjframe/gradients/localzo.py (localzo_estimate_with, rng='philox'): for an
+// The torch twin is sjframe/spike/localzo.py (localzo_estimate_with, rng='philox'): for an
 // element with distance to threshold u, counter n (its flat index) and a 64-bit key,
 //     g = scale * sum_{k < samples} |z_k| 1{|u| < delta |z_k|},   scale = 1 / (2 delta samples),
 //     |z_k| = Q(p_k),  p_k = philox_uniform(n, stream k, key)

@@ -1,6 +1,6 @@
 // Philox4x32-10 counter-based generator (Salmon et al., SC 2011), host and device.
 //
-// The torch twin is sjframe/gradients/philox.py (same rounds, same counter layout): element n of a
+// The torch twin is sjframe/spike/philox.py (same rounds, same counter layout): element n of a
 // flat tensor, noise stream s, key (k0, k1) takes word n & 3 of
 //     philox(counter = (n >> 2 (low 32 bits), n >> 34, s, 0), key)
 // and its uniform in (0, 1) is ((word >> 9) + 0.5) * 2^-23 (exact in float).

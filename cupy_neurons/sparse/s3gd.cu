@@ -4,8 +4,8 @@
 // Rendered by cupy_neurons/sparse/kernels.py with cupy_neurons/build.py's specialisation macros:
 // SJ_SCALAR (storage: float, double, sj_half, sj_bf16), SJ_ACC (accumulation: float; double for
 // double storage: e, dW, dL/dx and beta^n are SJ_ACC buffers), SJ_SURROGATE(u) (the band-truncated
-// surrogate of sjframe.surrogate.Surrogate.cuda_expr), SJ_NS, SJ_NAME. The torch reference is
-// sjframe/gradients/sparse_layer.py and sjframe/gradients/localzo.py.
+// surrogate of sjframe.spike.surrogate.Surrogate.cuda_expr), SJ_NS, SJ_NAME. The torch reference is
+// sjframe/layers/sparse_linear_lif.py and sjframe/spike/localzo.py.
 //
 // Notation: a layer maps input spikes x [T, B, Nin] through W [N, Nin] to a LIF with decay beta;
 // the active set A = {(t, b, j)} holds the entries with a nonzero spike derivative; e = dL/ds * g

@@ -24,9 +24,7 @@ import torch
 from torch import nn
 
 from sjframe.configtools import dataclass_from_dict
-from sjframe.models.base import ModelOutput
-from sjframe.models.fcnet import check_input
-from sjframe.models.layers import (
+from sjframe.layers.common import (
     RecurrentSpikingLinear,
     SpikingOptions,
     TimeFixedDropout,
@@ -34,6 +32,8 @@ from sjframe.models.layers import (
     seq_apply,
     xavier_init,
 )
+from sjframe.models.base import ModelOutput
+from sjframe.models.fcnet import check_input
 
 __all__ = [
     "ConvNetOptions",

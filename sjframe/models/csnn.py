@@ -13,7 +13,7 @@ sjframe's ``LIF`` (:class:`sjframe.neurons.LIF`): ``h_t = beta h_{t-1} + x_{t-1}
 gives beta = 0.5, reset by subtraction, surrogate ``fast_sigmoid`` with ``rho = 25``
 (``1/(25|u| + 1)^2``, snnTorch's). Unlike snnTorch's Leaky it lags its input by one step.
 Any sjframe neuron can be chosen instead (``neuron_type``, ``output_neuron_type``, ``neuron1``,
-``neuron2``: the shared :class:`sjframe.models.layers.SpikingOptions`).
+``neuron2``: the shared :class:`sjframe.layers.common.SpikingOptions`).
 
 Convolutions and the FC have biases by default (as the seed's ``nn.Conv2d`` / ``nn.Linear``), with
 PyTorch's default initialisation. ``ModelOutput``: ``spikes`` / ``h`` of the output layer,
@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from sjframe.configtools import dataclass_from_dict
+from sjframe.layers.common import NeuronConfig, SpikingOptions, make_layer_neuron, seq_apply
 from sjframe.models.base import ModelOutput
 from sjframe.models.fcnet import check_input
-from sjframe.models.layers import NeuronConfig, SpikingOptions, make_layer_neuron, seq_apply
 
 __all__ = ["CSNN", "CSNNOptions", "build_csnn"]
 

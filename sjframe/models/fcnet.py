@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from sjframe.configtools import dataclass_from_dict
-from sjframe.models.base import ModelOutput
-from sjframe.models.layers import (
+from sjframe.layers.common import (
     RecurrentSpikingLinear,
     SpikingOptions,
     TimeFixedDropout,
@@ -37,6 +36,7 @@ from sjframe.models.layers import (
     seq_apply,
     xavier_init,
 )
+from sjframe.models.base import ModelOutput
 from sjframe.neurons import AdLIF, PCuLIF
 
 __all__ = [

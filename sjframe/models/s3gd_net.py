@@ -8,7 +8,7 @@ Input ``x [T, B, *input_shape]`` (features flattened to ``N_in``)::
     logits = max_t out_t  (FMNIST, N-MNIST)  or  sum_t out_t  (SHD)
 
 LIF: ``beta = exp(-1 / tau_m_steps)``, threshold ``theta`` (1), subtractive reset (detached), one
-step lag (:class:`sjframe.gradients.sparse_layer.SparseLinearLIF`). In ``sparse`` / ``localzo`` mode
+step lag (:class:`sjframe.layers.sparse_linear_lif.SparseLinearLIF`). In ``sparse`` / ``localzo`` mode
 each layer hands its active set to the next, so the input gradient of layer ``l`` is computed only
 where layer ``l-1`` needs it (spec/sparse-and-zeroth-order.md section 2). Train with
 ``loss.mode: logits_nll`` (log-softmax + NLL); the engine adds ``regularizer(output)``.
@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sjframe.configtools import dataclass_from_dict
-from sjframe.gradients import GradientSpec
-from sjframe.gradients.sparse_layer import ActiveSet, SparseLinearLIF
+from sjframe.layers.sparse_linear_lif import ActiveSet, SparseLinearLIF
 from sjframe.models.base import ModelOutput
 from sjframe.neurons.params import check_tau, decay
-from sjframe.surrogate import surrogate_from_config
+from sjframe.spike import GradientSpec
+from sjframe.spike.surrogate import surrogate_from_config
 
 __all__ = ["S3GDNet", "S3GDNetOptions", "build_s3gd_net"]
 

@@ -2,7 +2,7 @@
 
 The autograd loops of :mod:`sjframe.neurons.functional` are the reference (checked by
 ``gradcheck``). This module computes exactly the same forward and the same gradients (reset
-detached, surrogate from the layer's :class:`~sjframe.surrogate.Surrogate`) with the recurrences
+detached, surrogate from the layer's :class:`~sjframe.spike.surrogate.Surrogate`) with the recurrences
 of spec/first-spike-coding.md section 1, the way the CUDA kernels do: the forward saves the
 pre-reset potentials ``h_seq`` (spikes are recomputed from them), the backward runs in reverse
 time carrying the adjoints. Surrogate values are evaluated for all steps at once, so the time
@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from sjframe.neurons.functional import AdLIFState, CuLIFState, LIFState, NeuronOutput, _check_input, _check_state
-from sjframe.surrogate import Surrogate
+from sjframe.spike.surrogate import Surrogate
 
 __all__ = ["fused_adlif", "fused_culif", "fused_lif"]
 

@@ -20,7 +20,6 @@ import torch
 from spikingjelly.activation_based import base
 from torch import nn
 
-from sjframe.gradients import GradientSpec, make_spike_fn
 from sjframe.neurons import backends
 from sjframe.neurons.functional import (
     AdLIFState,
@@ -33,7 +32,8 @@ from sjframe.neurons.functional import (
 )
 from sjframe.neurons.fused import fused_adlif, fused_culif, fused_lif
 from sjframe.neurons.params import check_tau, decay, inverse_sigmoid_decay
-from sjframe.surrogate import Surrogate, surrogate_from_config
+from sjframe.spike import GradientSpec, make_spike_fn
+from sjframe.spike.surrogate import Surrogate, surrogate_from_config
 
 __all__ = ["LIF", "AdLIF", "CuLIF", "PCuLIF", "SJNeuron"]
 

@@ -46,12 +46,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sjframe.gradients import GradientSpec, make_spike_fn
-from sjframe.gradients.localzo import draw_key, localzo_estimate, localzo_estimate_with
 from sjframe.neurons.functional import lif_multi_step
 from sjframe.neurons.modules import LIF
 from sjframe.neurons.params import check_tau, decay
-from sjframe.surrogate import Surrogate, get_surrogate, surrogate_from_config
+from sjframe.spike import GradientSpec, make_spike_fn
+from sjframe.spike.localzo import draw_key, localzo_estimate, localzo_estimate_with
+from sjframe.spike.surrogate import Surrogate, get_surrogate, surrogate_from_config
 
 __all__ = ["ActiveSet", "SparseLinearLIF", "SparseLIFOutput", "sparse_linear_lif"]
 

@@ -51,8 +51,8 @@ import math
 import numpy as np
 import torch
 
-from sjframe.gradients.philox import philox_uniform
-from sjframe.surrogate import Surrogate, get_surrogate
+from sjframe.spike.philox import philox_uniform
+from sjframe.spike.surrogate import Surrogate, get_surrogate
 
 __all__ = [
     "DIST_CODES",
@@ -264,7 +264,7 @@ def localzo_estimate_with(
 
 # ----------------------------------------------------------------------------------- expectations
 def expected_surrogate(distribution: str, delta: float, k: float = 100.0) -> Surrogate:
-    """The surrogate (``sjframe.surrogate``) that the estimate's mean equals (the spec's table)."""
+    """The surrogate (``sjframe.spike.surrogate``) that the estimate's mean equals (the spec's table)."""
     if distribution == "normal":
         return get_surrogate("gaussian", sigma=delta)
     if distribution == "laplace":

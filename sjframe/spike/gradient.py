@@ -2,7 +2,7 @@
 
 ``GradientSpec`` is the per-layer (or per-model) config value
 ``gradient: {mode: dense|sparse|localzo, b_th, delta, samples, distribution, k, rng}``; the
-surrogate is the separate value ``surrogate: {name, params}`` (:func:`sjframe.surrogate.surrogate_from_config`).
+surrogate is the separate value ``surrogate: {name, params}`` (:func:`sjframe.spike.surrogate.surrogate_from_config`).
 Both are parsed here and only here.
 
 :func:`make_spike_fn` turns them into the torch reference spike function ``u -> H(u)`` used by
@@ -13,10 +13,10 @@ every neuron's functional core (LIF, CuLIF, PCuLIF, AdLIF), with ``u = h - theta
   paper: ``fast_sigmoid`` with ``rho = 100``, ``b_th = 0.2``). In the neuron cores this is
   **masked-dense**: the backward still runs over every ``[T, B, N]`` entry, with zeros outside the
   band. The truly sparse backward (work and memory scaling with the active entries) is the fused
-  ``Linear + LIF`` op of :mod:`sjframe.gradients.sparse_layer`.
+  ``Linear + LIF`` op of :mod:`sjframe.layers.sparse_linear_lif`.
 * ``localzo``: the two-point zeroth-order estimate, fresh noise each forward pass,
   ``g = (1/m) sum_k |z_k| 1{|u| < delta |z_k|} / (2 delta)`` with ``z_k`` from ``distribution``
-  (:mod:`sjframe.gradients.localzo`: laws, derivation, expected surrogates). In the neuron cores
+  (:mod:`sjframe.spike.localzo`: laws, derivation, expected surrogates). In the neuron cores
   it is masked-dense as well; the fused op uses the nonzero estimates as its active set.
 
 Random numbers (LocalZO): ``rng: torch`` (default) draws with ``torch.rand`` from a
@@ -36,8 +36,8 @@ from typing import Any
 
 import torch
 
-from sjframe.gradients.localzo import LOCALZO_DISTRIBUTIONS, expected_surrogate, localzo_estimate, mean_abs_z
-from sjframe.surrogate import Surrogate, spike, surrogate_from_config
+from sjframe.spike.localzo import LOCALZO_DISTRIBUTIONS, expected_surrogate, localzo_estimate, mean_abs_z
+from sjframe.spike.surrogate import Surrogate, spike, surrogate_from_config
 
 __all__ = ["GRADIENT_MODES", "LOCALZO_DISTRIBUTIONS", "LOCALZO_RNGS", "GradientSpec", "make_spike_fn"]
 

@@ -36,9 +36,9 @@ import torch
 from torch import Tensor
 
 from cupy_neurons import build, kernels, neurons
-from sjframe.gradients import GradientSpec, make_spike_fn
 from sjframe.neurons.functional import adlif_multi_step, culif_multi_step, lif_multi_step
-from sjframe.surrogate import Surrogate, get_surrogate
+from sjframe.spike import GradientSpec, make_spike_fn
+from sjframe.spike.surrogate import Surrogate, get_surrogate
 
 __all__ = [
     "LOCALZO_TOLERANCES", "TOLERANCES", "VARIANTS", "Case", "case_specs", "check_case", "copy_kernel_sources", "run_case",
@@ -305,8 +305,8 @@ def check_sparse_backward_16bit(dtype: torch.dtype, device: str | torch.device, 
     without an input active set. ``sizes`` = ``(T, B, n_in, n)``; at least ``min_active`` entries must be
     active so the check is informative. On CPU tensors the kernels run through the host build."""
     from cupy_neurons.sparse import kernels as sparse_kernels
-    from sjframe.gradients.sparse_layer import _forward_loop, _input_grad, _input_trace, _OpConfig, _weight_grad
-    from sjframe.surrogate import get_surrogate
+    from sjframe.layers.sparse_linear_lif import _forward_loop, _input_grad, _input_trace, _OpConfig, _weight_grad
+    from sjframe.spike.surrogate import get_surrogate
 
     T, B, n_in, n = sizes
     gen = torch.Generator().manual_seed(0)

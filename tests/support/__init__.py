@@ -1,0 +1,1 @@
+"""Test support: the kernel-vs-reference case machinery (:mod:`tests.support.kernel_cases`)."""
