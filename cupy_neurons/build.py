@@ -28,8 +28,11 @@ Three builds of the same text:
   under :func:`cache_dir` keyed by a hash of the text, the flags and the compiler version, and
   loaded with :mod:`ctypes`.
 
-Kernel signatures are declared once in Python as :class:`KernelSig` (parameter kinds below); the
-host wrappers, the ``ctypes`` argument types and the CuPy argument conversion all derive from it.
+A kernel's argument list is written once, in its source: :func:`kernel_sigs` parses the
+``extern "C" __global__ void SJ_NAME(name)(...)`` declarations of a source (argument macros such as
+``SJ_ZO_PARAMS`` expanded) into :class:`KernelSig` values (parameter kinds below); the host
+wrappers, the ``ctypes`` argument types, the CuPy argument conversion and the generated custom ops
+of :mod:`cupy_neurons.ops` all derive from them.
 
 Parameter kinds: ``scalar_ptr`` / ``const_scalar_ptr`` (``SJ_SCALAR*``), ``acc_ptr`` /
 ``const_acc_ptr`` (``SJ_ACC*``), ``float_ptr``, ``int_ptr``, ``index_ptr`` (and ``const_``
@@ -65,6 +68,7 @@ __all__ = [
     "cupy_module",
     "double_precision_expr",
     "host_library",
+    "kernel_sigs",
     "nvcc_path",
     "read_source",
     "render_device",
@@ -189,6 +193,55 @@ def read_source(name: str, _seen: frozenset[str] = frozenset()) -> str:
         return f"// ---- begin {target}\n{read_source(target, _seen | {name})}\n// ---- end {target}"
 
     return _INCLUDE.sub(inline, text)
+
+
+_KERNEL_DECL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+SJ_NAME\((\w+)\)\s*\(([^)]*)\)\s*\{')
+_DEFINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(\w+)[ \t]+((?:[^\n]*\\\n)*[^\n]*)$", re.MULTILINE)
+# C declaration (``__restrict__`` dropped, spaces normalised) -> parameter kind
+_KIND_OF_C = {
+    "const scalar_t*": "const_scalar_ptr", "scalar_t*": "scalar_ptr", "const SJ_SCALAR*": "const_scalar_ptr",
+    "SJ_SCALAR*": "scalar_ptr", "const acc_t*": "const_acc_ptr", "acc_t*": "acc_ptr", "const SJ_ACC*": "const_acc_ptr",
+    "SJ_ACC*": "acc_ptr", "const float*": "const_float_ptr", "float*": "float_ptr", "const int*": "const_int_ptr",
+    "int*": "int_ptr", "const long long*": "const_index_ptr", "long long*": "index_ptr",
+    "const sj_index*": "const_index_ptr", "sj_index*": "index_ptr", "const acc_t": "acc", "const SJ_ACC": "acc",
+    "const float": "float", "const int": "int", "const sj_index": "index", "const long long": "index",
+    "const unsigned long long": "u64",
+}
+
+
+@functools.cache
+def kernel_sigs(source: str) -> tuple[KernelSig, ...]:
+    """The signatures of the ``extern "C" __global__`` kernels of a source, parsed from its text.
+
+    A kernel is declared as ``extern "C" __global__ void SJ_NAME(name)(<params>) {``; a parameter
+    that is a macro name (e.g. ``SJ_ZO_PARAMS``) is replaced by the macro's ``#define`` text. Each
+    parameter must be one of the C declarations of :data:`PARAM_KINDS` (``const scalar_t*
+    __restrict__ x_seq``, ``const acc_t theta``, ``const sj_index N``, ...): the source is the one
+    place a kernel's argument list is written.
+    """
+    text = read_source(source)
+    macros = {name: body.replace("\\\n", " ") for name, body in _DEFINE.findall(text)}
+    sigs = []
+    for name, raw in _KERNEL_DECL.findall(text):
+        params = []
+        for item in (p.strip() for p in raw.split(",")):
+            if item in macros:
+                items = [q.strip() for q in macros[item].split(",")]
+            else:
+                items = [item]
+            for decl in items:
+                words = decl.replace("__restrict__", " ").replace("*", "* ").split()
+                if len(words) < 2:
+                    raise ValueError(f"{source}: kernel {name}: cannot read parameter {decl!r}")
+                ctype = " ".join(words[:-1]).replace(" *", "*")
+                if ctype not in _KIND_OF_C:
+                    raise ValueError(f"{source}: kernel {name}: parameter {words[-1]!r} has C type {ctype!r}; "
+                                     f"valid: {sorted(_KIND_OF_C)}")
+                params.append((_KIND_OF_C[ctype], words[-1]))
+        sigs.append(KernelSig(name, tuple(params)))
+    if not sigs:
+        raise ValueError(f"{source}: no extern \"C\" __global__ void SJ_NAME(name)(...) kernel found")
+    return tuple(sigs)
 
 
 _FLOAT_FN = re.compile(r"\b(fabsf|expf|sqrtf|logf|tanhf)\s*\(")

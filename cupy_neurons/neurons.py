@@ -1,31 +1,14 @@
-"""Neuron entry points of the kernel backend: validate, flatten, call the custom ops, reshape back.
+"""Entry point of the kernel backend: validate, flatten, call a neuron's generated ops, reshape back.
 
-``run_culif / run_adlif / run_lif`` take the same arguments as the torch functional cores
-(:mod:`sjframe.neurons.functional`) except the spike function, which is replaced by the
-surrogate (a :class:`sjframe.spike.surrogate.Surrogate`) and the gradient mode (a
-:class:`sjframe.spike.GradientSpec`, default dense), and return the same
-:class:`NeuronOutput` ``(spikes [T, B, *F], state, h_seq [T, B, *F])``. They run on CUDA tensors
-(CuPy kernels) and on CPU tensors (the host build of the same kernel text: the CPU check of the
-arithmetic). ``culif / adlif / lif(module, ...)`` are what ``sjframe.neurons.backends`` calls for
-``backend='cupy'``: they read the module's threshold, surrogate, gradient mode and reset flag,
-and require CUDA tensors.
-
-Gradient modes, all through the fused kernels (every neuron, every dtype):
-
-* ``dense``: the surrogate ``g(u)``, ``u = h - theta``;
-* ``sparse`` (S3GD): the surrogate truncated to ``|u| < b_th`` (masked-dense, as the torch
-  reference cores; the truly sparse backward is ``sjframe.layers.sparse_linear_lif``);
-* ``localzo``: the LocalZO estimate, its noise from Philox inside the backward kernel. One 64-bit
-  key per time step is drawn in the forward from ``generator`` (None: torch's global RNG) exactly
-  as the torch reference draws them with ``rng: philox`` (:func:`sjframe.spike.localzo.draw_key`,
-  once per step, in step order), and element ``n`` of step ``t`` uses counter ``n`` and key ``t``:
-  given the same seed the kernels and ``backend='torch'`` with ``rng: philox`` produce the same
-  noise bit for bit. The kernels always use Philox: ``rng: torch`` (``torch.rand``) has no kernel
-  twin, so on this backend it is read as ``philox`` (same law, another random stream). The noise
-  is not stored: the backward kernel regenerates it from the ``T`` keys.
-
-Shapes: ``x_seq [T, B, *F]`` (any strides: made contiguous), states ``[B, *F]``, parameters a
-float, or a tensor of one element (per layer), or broadcastable to ``F`` (per neuron).
+:func:`run_neuron` takes plain tensors and numbers (no sjframe type): the time-major input
+``x_seq [T, B, *F]``, the initial states (``[B, *F]`` each, in the kernel's order, or None for
+zeros), the parameters by name (a float, a one-element tensor (per layer) or a tensor broadcastable
+to ``F`` (per neuron)), the threshold, the surrogate derivative as a C expression in ``u``
+(``Surrogate.cuda_expr`` on the sjframe side) and the LocalZO keyword arguments of the ops (empty:
+the surrogate). It returns ``(spikes [T, B, *F], final states [B, *F] (tuple, the kernel's
+``<state>_last`` outputs), h_seq [T, B, *F])``; the caller (the neuron's folder in
+``sjframe/neurons``) wraps them in its state type. CUDA tensors run the CuPy kernels, CPU tensors
+the host build of the same kernel text (the CPU check of the arithmetic).
 """
 
 from __future__ import annotations
@@ -37,12 +20,9 @@ import torch
 from torch import Tensor
 
 from cupy_neurons import ops
-from sjframe.neurons.functional import AdLIFState, CuLIFState, LIFState, NeuronOutput
-from sjframe.spike import GradientSpec
-from sjframe.spike import localzo as lz
-from sjframe.spike.surrogate import Surrogate
+from cupy_neurons.kernels import neuron_ops
 
-__all__ = ["adlif", "culif", "lif", "run_adlif", "run_culif", "run_lif"]
+__all__ = ["run_neuron"]
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -124,37 +104,6 @@ def _theta(theta: Any, who: str) -> float:
     return float(theta)
 
 
-def _surrogate_expr(surrogate: Any, who: str) -> str:
-    if not isinstance(surrogate, Surrogate):
-        raise ValueError(f"{who}: surrogate must be a sjframe.spike.surrogate.Surrogate, got {type(surrogate).__name__}")
-    return surrogate.cuda_expr("u")
-
-
-def _gradient_args(surrogate: Any, gradient: Any, generator: Any, x_seq: Tensor, who: str) -> tuple[str, dict[str, Any]]:
-    """The surrogate C expression and the ops' LocalZO keyword arguments for a gradient mode.
-
-    ``localzo`` draws the ``T`` Philox keys here (one per step, as the torch reference does).
-    """
-    if gradient is None:
-        gradient = GradientSpec()
-    if not isinstance(gradient, GradientSpec):
-        raise ValueError(f"{who}: gradient must be a sjframe.spike.GradientSpec or None, got "
-                         f"{type(gradient).__name__}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"{who}: generator must be a torch.Generator or None, got {type(generator).__name__}")
-    if gradient.mode != "localzo":
-        if not isinstance(surrogate, Surrogate):
-            raise ValueError(f"{who}: surrogate must be a sjframe.spike.surrogate.Surrogate, got {type(surrogate).__name__}")
-        return _surrogate_expr(gradient.surrogate_for(surrogate), who), {}
-    keys = torch.tensor([lz.draw_key(generator) for _ in range(x_seq.shape[0])], dtype=torch.int64)
-    table = None
-    if gradient.distribution in lz.TABULATED:
-        table = lz.quantile_table(gradient.distribution, gradient.delta, gradient.k).to(x_seq.device)
-    zo = {"zo_keys": keys.to(x_seq.device), "zo_table": table, "zo_dist": lz.DIST_CODES[gradient.distribution],
-          "zo_samples": int(gradient.samples), "zo_delta": float(gradient.delta)}
-    return "0.0f", zo
-
-
 def _flat(x_seq: Tensor) -> Tensor:
     return x_seq.reshape(x_seq.shape[0], -1).contiguous()
 
@@ -163,92 +112,34 @@ def _needs_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-# ----------------------------------------------------------------------------------- neurons
-def run_culif(x_seq: Tensor, state: CuLIFState | None, lam: Any, gam: Any, theta: float, surrogate: Surrogate | None,
-              detach_reset: bool = True, gradient: GradientSpec | None = None,
-              generator: torch.Generator | None = None) -> NeuronOutput:
-    """CuLIF / PCuLIF through the kernels (see ``culif.cu`` for the equations).
 
-    ``gradient``: dense (None), sparse or localzo (see the module docstring; ``surrogate`` may be
-    None for localzo). ``generator``: source of the LocalZO keys (None: torch's global RNG).
-    Returns ``NeuronOutput(spikes [T, B, *F], CuLIFState(v, I) [B, *F], h_seq [T, B, *F])``.
+# ----------------------------------------------------------------------------------- entry point
+def run_neuron(neuron: str, x_seq: Tensor, state: Any, params: dict[str, Any], theta: float, surrogate_expr: str,
+               detach_reset: bool = True, zo: dict[str, Any] | None = None) -> tuple[Tensor, tuple[Tensor, ...], Tensor]:
+    """Run neuron kernel ``neuron`` (``culif`` | ``adlif`` | ``lif``) forward (backward through autograd).
+
+    Args:
+        x_seq: ``[T, B, *F]`` (any strides: made contiguous); float32 / float64 / float16 / bfloat16.
+        state: initial states ``[B, *F]`` in the kernel's order (``NeuronOps.kernel.states``), or None (zeros).
+        params: the kernel's parameters by name (``lam, gam`` / ``alpha, beta, a, b`` / ``beta``).
+        theta: threshold; surrogate_expr: ``g(u)`` as a float C expression (unused with LocalZO).
+        zo: the ops' LocalZO arguments ``zo_keys, zo_table, zo_dist, zo_samples, zo_delta`` (None: surrogate).
+
+    Returns ``(spikes [T, B, *F], final states (the kernel's <state>_last outputs, [B, *F]), h_seq [T, B, *F])``.
     """
-    who = "culif kernel"
+    nops = neuron_ops(neuron)
+    k = nops.kernel
+    who = f"{neuron} kernel"
     _check_x(x_seq, who)
-    v0, i0 = _state(state, x_seq, ("v", "I"), who)
-    lam_t, gam_t = _params({"lam": lam, "gam": gam}, x_seq, who)
-    theta_f = _theta(theta, who)
-    expr, zo = _gradient_args(surrogate, gradient, generator, x_seq, who)
-    save = _needs_grad(lam_t, gam_t)
-    s, h, v, i, _ = ops.culif_fwd(_flat(x_seq), v0, i0, lam_t, gam_t, theta_f, expr, bool(detach_reset), save, **zo)
+    states = _state(state, x_seq, tuple(s.removesuffix("0") for s in k.states), who)
+    if set(params) != set(k.params):
+        raise ValueError(f"{who}: parameters must be {list(k.params)}, got {sorted(params)}")
+    param_t = _params({name: params[name] for name in k.params}, x_seq, who)
+    if not isinstance(surrogate_expr, str):
+        raise ValueError(f"{who}: surrogate_expr must be a C expression (str), got {type(surrogate_expr).__name__}")
+    extra = (_needs_grad(*param_t),) if k.extra is not None else ()
+    out = nops.fwd(_flat(x_seq), *states, *param_t, _theta(theta, who), surrogate_expr, bool(detach_reset), *extra,
+                   **(zo or {}))
     shape, feat = x_seq.shape, x_seq.shape[1:]
-    return NeuronOutput(s.view(shape), CuLIFState(v.view(feat), i.view(feat)), h.view(shape))
-
-
-def run_adlif(x_seq: Tensor, state: AdLIFState | None, alpha: Any, beta: Any, a: Any, b: Any, theta: float,
-              surrogate: Surrogate | None, detach_reset: bool = True, gradient: GradientSpec | None = None,
-              generator: torch.Generator | None = None) -> NeuronOutput:
-    """AdLIF through the kernels (see ``adlif.cu``); ``gradient``, ``generator`` as in :func:`run_culif`.
-
-    Returns ``NeuronOutput(spikes, AdLIFState(v, w, h, s) [B, *F], h_seq)``; the state's ``h``
-    and ``s`` are copies of the last step of ``h_seq`` and ``spikes``.
-    """
-    who = "adlif kernel"
-    _check_x(x_seq, who)
-    v0, w0, h0, s0 = _state(state, x_seq, ("v", "w", "h", "s"), who)
-    params = _params({"alpha": alpha, "beta": beta, "a": a, "b": b}, x_seq, who)
-    theta_f = _theta(theta, who)
-    expr, zo = _gradient_args(surrogate, gradient, generator, x_seq, who)
-    save = _needs_grad(*params)
-    s, h, v, w, _ = ops.adlif_fwd(_flat(x_seq), v0, w0, h0, s0, *params, theta_f, expr, bool(detach_reset), save,
-                                  **zo)
-    shape, feat = x_seq.shape, x_seq.shape[1:]
-    spikes, h_seq = s.view(shape), h.view(shape)
-    return NeuronOutput(spikes, AdLIFState(v.view(feat), w.view(feat), h_seq[-1].clone(), spikes[-1].clone()), h_seq)
-
-
-def run_lif(x_seq: Tensor, state: LIFState | None, beta: Any, theta: float, surrogate: Surrogate | None,
-            detach_reset: bool = True, gradient: GradientSpec | None = None,
-            generator: torch.Generator | None = None) -> NeuronOutput:
-    """LIF of S3GD / LocalZO through the kernels (see ``lif.cu``); ``gradient``, ``generator`` as in
-    :func:`run_culif`.
-
-    Returns ``NeuronOutput(spikes, LIFState(h, x) [B, *F], h_seq)``; the state is a copy of the
-    last step of ``h_seq`` and of ``x_seq``.
-    """
-    who = "lif kernel"
-    _check_x(x_seq, who)
-    h0, x0 = _state(state, x_seq, ("h", "x"), who)
-    (beta_t,) = _params({"beta": beta}, x_seq, who)
-    theta_f = _theta(theta, who)
-    expr, zo = _gradient_args(surrogate, gradient, generator, x_seq, who)
-    s, h = ops.lif_fwd(_flat(x_seq), h0, x0, beta_t, theta_f, expr, bool(detach_reset), **zo)
-    shape = x_seq.shape
-    h_seq = h.view(shape)
-    return NeuronOutput(s.view(shape), LIFState(h_seq[-1].clone(), x_seq[-1].clone()), h_seq)
-
-
-# ----------------------------------------------------------------------------------- modules
-def _require_cuda(module: Any, x_seq: Any) -> None:
-    if isinstance(x_seq, Tensor) and x_seq.device.type != "cuda":
-        raise ValueError(f"{type(module).__name__}(backend='cupy'): x_seq must be a CUDA tensor, got device "
-                         f"{x_seq.device}; move the model and data to the GPU or use backend='torch'")
-
-
-def culif(module: Any, x_seq: Tensor, state: CuLIFState, lam: Any, gam: Any) -> NeuronOutput:
-    """``backend='cupy'`` forward of a CuLIF / PCuLIF module (any gradient mode)."""
-    _require_cuda(module, x_seq)
-    return run_culif(x_seq, state, lam, gam, module.theta, module.surrogate, module.detach_reset, module.gradient)
-
-
-def adlif(module: Any, x_seq: Tensor, state: AdLIFState, alpha: Any, beta: Any, a: Any, b: Any) -> NeuronOutput:
-    """``backend='cupy'`` forward of an AdLIF module (any gradient mode)."""
-    _require_cuda(module, x_seq)
-    return run_adlif(x_seq, state, alpha, beta, a, b, module.theta, module.surrogate, module.detach_reset,
-                     module.gradient)
-
-
-def lif(module: Any, x_seq: Tensor, state: LIFState, beta: Any) -> NeuronOutput:
-    """``backend='cupy'`` forward of a LIF module (any gradient mode)."""
-    _require_cuda(module, x_seq)
-    return run_lif(x_seq, state, beta, module.theta, module.surrogate, module.detach_reset, module.gradient)
+    finals = tuple(t.view(feat) for t in out[2:2 + len(k.finals)])
+    return out[0].view(shape), finals, out[1].view(shape)

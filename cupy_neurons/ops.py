@@ -1,51 +1,70 @@
-"""torch.library custom ops around the neuron kernels (forward, backward, fake tensors, autograd).
+"""torch.library custom ops of the neuron kernels, generated from the kernels' declared signatures.
 
-The ops work on flattened, contiguous time-major tensors: ``x [T, N]`` (``N`` = batch x
-features), states ``[N]``, parameters ``[P]`` in the accumulation dtype (float32; float64 for
-float64 storage) with ``P = 1`` (one per layer) or ``P = F`` (one per feature; neuron ``n`` uses
-entry ``n % P``). Storage dtypes: float32, float64, float16, bfloat16.
+A neuron kernel source ``<name>.cu`` declares two kernels, ``<name>_forward`` and
+``<name>_backward``; their argument lists are written once, in the source, and read by
+:func:`cupy_neurons.build.kernel_sigs`. :class:`NeuronKernel` gives each argument its role from its
+name and kind (the conventions below), and :func:`register_neuron_ops` generates from it the forward
+and backward custom ops, their fake (meta) functions, the launchers and the autograd formula. So a
+new neuron kernel needs its ``.cu`` file and one :func:`register_neuron_ops` call (in
+:mod:`cupy_neurons.kernels`), nothing else here.
 
-=========================== ================================================================
-op                          returns
-=========================== ================================================================
-``sjframe::culif_fwd``      ``s [T,N], h [T,N], v_last [N], i_last [N], iprev [T,N] or [0]``
-``sjframe::culif_bwd``      ``dx, dv0, di0, dlam_part [N] or [0], dgam_part``
-``sjframe::adlif_fwd``      ``s, h, v_last, w_last, wprev [T,N] or [0]``
-``sjframe::adlif_bwd``      ``dx, dv0, dw0, dh0, ds0, dalpha/dbeta/da/db partials [N] or [0]``
-``sjframe::lif_fwd``        ``s, h``
-``sjframe::lif_bwd``        ``dx, dh0, dx0, dbeta_part [N] or [0]``
-=========================== ================================================================
+Naming conventions of a neuron kernel's arguments (in this order):
 
-LocalZO: every forward op takes the optional ``zo_keys`` (int64 ``[T]``, one Philox key per time
-step; None = the surrogate gradient), ``zo_table`` (the float32 quantile table of the noise law,
-:func:`sjframe.spike.localzo.quantile_table`; None for laplace / uniform), ``zo_dist`` (the
-law's code, ``localzo.DIST_CODES``), ``zo_samples`` and ``zo_delta``. The forward kernels ignore
-them; they are saved for the backward kernels, which then use the LocalZO estimate of
-``u = h - theta`` with the noise of (counter n, key ``zo_keys[t]``) as the spike derivative
-(``SJ_LOCALZO`` specialisation), so no noise tensor is stored.
+================ ==============================================================================
+forward          ``x_seq`` (``const scalar*``); the initial states ``<s>0`` (``const scalar*``);
+                 the parameters (``const acc*``, ``[P]``); ``theta, T, N, P``; outputs
+                 ``s_seq, h_seq`` then the final states ``<s>_last`` (``scalar*``, ``[N]``) and at
+                 most one extra sequence ``<...>prev_seq`` (``[T, N]``, saved for the parameter
+                 gradients, may be null)
+backward         the incoming gradients ``gs_seq, gh_seq, g<final>`` (``const scalar*``, may be null),
+                 the saved tensors (``const scalar*``: forward inputs or outputs by name; ``x_seq``
+                 and ``<...>prev_seq`` are read only for parameter gradients and passed null
+                 otherwise), the parameters, ``theta, T, N, P``, ``SJ_ZO_PARAMS``; outputs
+                 ``dx_seq``, ``d<state>`` for each initial state, ``d<param>_part`` (``acc*``,
+                 ``[N]``, null: no parameter gradient)
+================ ==============================================================================
 
-Forward ops save for backward only what the backward kernels read: ``h`` (spikes are
-recomputed from it) and, when parameter gradients are needed, the extra sequences
-(``iprev = I_{t-1}`` for PCuLIF, ``wprev = w_{t-1}`` and ``x`` for AdLIF). The per-neuron
-parameter partials are summed over the batch here (``[N] -> [N/P, P] -> [P]``), so no kernel
-needs atomics. The same ops run CUDA tensors through CuPy and CPU tensors through the host build
-of the same kernel text (see :mod:`cupy_neurons.launch`).
+Generated ops (``N`` = batch x features, contiguous time-major tensors):
+
+* ``sjframe::<name>_fwd(x_seq, *states, *params, theta, surrogate, detach_reset[, save_extra],
+  zo_keys=None, zo_table=None, zo_dist=0, zo_samples=1, zo_delta=0.05)`` ->
+  ``(s [T,N], h [T,N], *finals [N][, extra [T,N] or [0]])``. With an extra sequence the
+  ``save_extra`` flag (the caller's "parameter gradients needed") decides whether it is written
+  and whether the backward computes parameter gradients; without one the backward decides from
+  ``needs_input_grad``.
+* ``sjframe::<name>_bwd(*grads, *saved, *params, theta, surrogate, detach_reset, param_grads,
+  zo...)`` -> the backward kernel's outputs (partials ``[N]``, or ``[0]`` without
+  ``param_grads``).
+
+Parameters are ``[P]`` tensors in the accumulation dtype (float32; float64 for float64 storage),
+``P = 1`` (one per layer) or ``P = F`` (neuron ``n`` uses entry ``n % P``); the per-neuron partials
+are summed over the batch in the autograd formula (``[N] -> [N/P, P] -> [P]``), so no kernel needs
+atomics. LocalZO: ``zo_keys`` (int64 ``[T]``, one Philox key per step; None = the surrogate),
+``zo_table`` (float32 quantile table, None for laplace / uniform), ``zo_dist``
+(:data:`cupy_neurons.zo.DIST_CODES`), ``zo_samples``, ``zo_delta``: ignored by the forward kernel,
+saved for the backward kernel (``SJ_LOCALZO`` specialisation), so no noise tensor is stored.
 """
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from cupy_neurons import kernels
+from cupy_neurons import build, zo
+from cupy_neurons.build import KernelSig, Specialisation
 from cupy_neurons.launch import launch
-from sjframe.spike import localzo as lz
 
-__all__ = ["DTYPE_NAMES", "acc_dtype", "adlif_fwd", "culif_fwd", "lif_fwd"]
+__all__ = ["DTYPE_NAMES", "NeuronKernel", "NeuronOps", "acc_dtype", "neuron_specialisation", "register_neuron_ops"]
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+SIZES = ("theta", "T", "N", "P")
+_P = inspect.Parameter
+_ZO_OPTIONS = (("zo_keys", Tensor | None, None), ("zo_table", Tensor | None, None), ("zo_dist", int, 0),
+               ("zo_samples", int, 1), ("zo_delta", float, 0.05))
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -53,285 +72,221 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _spec(neuron: str, x: Tensor, surrogate: str, detach_reset: bool, zo_keys: Tensor | None = None) -> Any:
-    return kernels.specialisation(neuron, DTYPE_NAMES[x.dtype], surrogate, detach_reset, zo_keys is not None)
+@dataclass(frozen=True)
+class NeuronKernel:
+    """The roles of a neuron kernel's arguments, read from its two signatures (see the module docstring)."""
+
+    name: str
+    source: str
+    forward: KernelSig
+    backward: KernelSig
+    states: tuple[str, ...]
+    params: tuple[str, ...]
+    finals: tuple[str, ...]
+    extra: str | None
+    grads: tuple[str, ...]
+    saved: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @classmethod
+    def from_source(cls, name: str, source: str) -> NeuronKernel:
+        sigs = {sig.name: sig for sig in build.kernel_sigs(source)}
+        fwd, bwd = sigs.get(f"{name}_forward"), sigs.get(f"{name}_backward")
+        if fwd is None or bwd is None:
+            raise ValueError(f"{source} must declare kernels {name}_forward and {name}_backward, found {sorted(sigs)}")
+
+        def bad(sig: KernelSig, why: str) -> ValueError:
+            return ValueError(f"{source}: kernel {sig.name} does not follow the neuron conventions of "
+                              f"cupy_neurons/ops.py: {why}; parameters {[n for _, n in sig.params]}")
+
+        kinds = dict((n, k) for k, n in fwd.params)
+        names = [n for _, n in fwd.params]
+        if names[0] != "x_seq" or kinds["x_seq"] != "const_scalar_ptr":
+            raise bad(fwd, "the first parameter must be const scalar_t* x_seq")
+        states = tuple(n for k, n in fwd.params[1:] if k == "const_scalar_ptr")
+        params = tuple(n for k, n in fwd.params if k == "const_acc_ptr")
+        outs = [n for k, n in fwd.params if k == "scalar_ptr"]
+        if names[1 + len(states) + len(params):][:4] != list(SIZES) or outs[:2] != ["s_seq", "h_seq"]:
+            raise bad(fwd, "expected x_seq, states, parameters, theta, T, N, P, s_seq, h_seq, ...")
+        finals = tuple(n for n in outs[2:] if n.endswith("_last"))
+        extras = [n for n in outs[2:] if n.endswith("prev_seq")]
+        if len(finals) + len(extras) != len(outs) - 2 or len(extras) > 1 or not all(s.endswith("0") for s in states):
+            raise bad(fwd, "outputs after h_seq must be <state>_last then at most one <...>prev_seq; states end in 0")
+        bkinds = dict((n, k) for k, n in bwd.params)
+        reads = [n for k, n in bwd.params if k == "const_scalar_ptr"]
+        grads = tuple(["gs_seq", "gh_seq", *(f"g{f}" for f in finals)])
+        if tuple(reads[:len(grads)]) != grads:
+            raise bad(bwd, f"the first parameters must be the incoming gradients {list(grads)}")
+        saved = tuple(reads[len(grads):])
+        known = {"x_seq", "h_seq", *states, *extras}
+        if not set(saved) <= known:
+            raise bad(bwd, f"saved tensors {sorted(set(saved) - known)} are not forward inputs or outputs")
+        if tuple(n for k, n in bwd.params if k == "const_acc_ptr") != params:
+            raise bad(bwd, f"the parameters must be {list(params)} as in the forward")
+        outputs = tuple(n for k, n in bwd.params if k in ("scalar_ptr", "acc_ptr"))
+        want = ("dx_seq", *(f"d{s}" for s in states), *(f"d{p}_part" for p in params))
+        if outputs != want or any(bkinds[f"d{p}_part"] != "acc_ptr" for p in params):
+            raise bad(bwd, f"the outputs must be {list(want)} (partials acc_t*)")
+        return cls(name, source, fwd, bwd, states, params, finals, extras[0] if extras else None, grads, saved, outputs)
 
 
-def _check_zo(t_steps: int, like: Tensor, zo_keys: Tensor | None, zo_table: Tensor | None, zo_dist: int,
-              zo_samples: int, zo_delta: float) -> None:
-    """Validate the LocalZO arguments of an op (a clear error instead of a kernel reading out of bounds)."""
-    if zo_keys is None:
-        return
-    if zo_keys.dtype != torch.int64 or zo_keys.shape != (t_steps,) or zo_keys.device != like.device:
-        raise ValueError(f"zo_keys must be an int64 tensor [T] = [{t_steps}] on {like.device}, got "
-                         f"{zo_keys.dtype} {tuple(zo_keys.shape)} on {zo_keys.device}")
-    if zo_dist not in lz.DIST_CODES.values():
-        raise ValueError(f"zo_dist must be one of {sorted(lz.DIST_CODES.values())} (localzo.DIST_CODES), got {zo_dist}")
-    tabulated = zo_dist in (lz.DIST_CODES[name] for name in lz.TABULATED)
-    if tabulated and (zo_table is None or zo_table.dtype != torch.float32 or zo_table.shape != (lz.TABLE_INTERVALS + 1,)
-                      or zo_table.device != like.device):
-        raise ValueError(f"zo_table must be the float32 quantile table [{lz.TABLE_INTERVALS + 1}] on {like.device} "
-                         f"for LocalZO law code {zo_dist}")
-    if not (isinstance(zo_samples, int) and zo_samples >= 1):
-        raise ValueError(f"zo_samples must be an int >= 1, got {zo_samples!r}")
-    if not zo_delta > 0:
-        raise ValueError(f"zo_delta must be > 0, got {zo_delta!r}")
+def neuron_specialisation(source: str, dtype: str, surrogate_expr: str, detach_reset: bool,
+                          localzo: bool = False) -> Specialisation:
+    """The compiled variant of a neuron source for (storage dtype name, surrogate C expression, detach_reset, localzo).
+
+    With ``localzo=True`` the surrogate is not used: its expression is normalised to ``0.0f`` so
+    that every surrogate shares one compiled LocalZO variant.
+    """
+    for name, flag in (("detach_reset", detach_reset), ("localzo", localzo)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be a bool, got {flag!r}")
+    expr = "0.0f" if localzo else surrogate_expr
+    defines = (("SJ_DETACH_RESET", int(detach_reset)), ("SJ_LOCALZO", int(localzo)))
+    return Specialisation(source, dtype, expr, defines)
 
 
-def _zo_args(zo_keys: Tensor | None, zo_table: Tensor | None, zo_dist: int, zo_samples: int,
-             zo_delta: float) -> list[Any]:
-    """The kernel arguments ``kernels.ZO_PARAMS`` (null pointers and zeros without LocalZO)."""
-    if zo_keys is None:
-        return [None, None, 0, 0.0, 0.0, 0, 0, 0.0, 0.0]
-    table = zo_table.contiguous() if zo_table is not None else None
-    return [zo_keys.contiguous(), table, lz.TABLE_INTERVALS, lz.W_MAX, lz.TABLE_INTERVALS / lz.W_MAX, zo_samples,
-            zo_dist, zo_delta, 1.0 / (2.0 * zo_delta * zo_samples)]
-
-
-def _run(neuron: str, which: int, spec: Any, n: int, args: list[Any]) -> None:
-    sigs = kernels.kernel_sigs(neuron)
-    launch(spec, sigs[which], n, args, sigs)
-
-
-def _opt(t: Tensor | None) -> Tensor | None:
-    """Incoming gradient as a contiguous tensor, or None (= zero) when absent."""
-    return None if t is None else t.contiguous()
-
-
-def _reduce_partial(part: Tensor, p: int, like: Tensor) -> Tensor:
-    """Per-neuron partials ``[N]`` -> parameter gradient ``[P]`` (sum over the batch)."""
-    return part.view(-1, p).sum(0).to(like.dtype)
+def _signature(args: list[tuple[str, Any, Any]], returns: int) -> inspect.Signature:
+    params = [_P(n, _P.POSITIONAL_OR_KEYWORD, annotation=tp, default=default) for n, tp, default in args]
+    return inspect.Signature(params, return_annotation=tuple[(Tensor,) * returns])
 
 
 def _empty_if(flag: bool, like: Tensor, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> Tensor:
     return like.new_empty(shape if flag else (0,), dtype=dtype or like.dtype)
 
 
-# =============================================================================== CuLIF / PCuLIF
-@torch.library.custom_op("sjframe::culif_fwd", mutates_args=())
-def culif_fwd(
-    x: Tensor, v0: Tensor, i0: Tensor, lam: Tensor, gam: Tensor,
-    theta: float, surrogate: str, detach_reset: bool, save_current: bool,
-    zo_keys: Tensor | None = None, zo_table: Tensor | None = None, zo_dist: int = 0, zo_samples: int = 1,
-    zo_delta: float = 0.05,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    t_steps, n = x.shape
-    _check_zo(t_steps, x, zo_keys, zo_table, zo_dist, zo_samples, zo_delta)
-    s, h = torch.empty_like(x), torch.empty_like(x)
-    v_last, i_last = torch.empty_like(v0), torch.empty_like(i0)
-    iprev = _empty_if(save_current, x, (t_steps, n))
-    _run("culif", 0, _spec("culif", x, surrogate, detach_reset, zo_keys), n,
-         [x, v0, i0, lam, gam, theta, t_steps, n, lam.numel(), s, h, v_last, i_last, iprev if save_current else None])
-    return s, h, v_last, i_last, iprev
+_REQ = inspect.Parameter.empty
 
 
-@culif_fwd.register_fake
-def _(x, v0, i0, lam, gam, theta, surrogate, detach_reset, save_current,  # noqa: ANN001, ANN202
-      zo_keys=None, zo_table=None, zo_dist=0, zo_samples=1, zo_delta=0.05):  # noqa: ANN001
-    return (torch.empty_like(x), torch.empty_like(x), torch.empty_like(v0), torch.empty_like(i0),
-            _empty_if(save_current, x, tuple(x.shape)))
+class NeuronOps:
+    """The generated custom ops ``fwd`` / ``bwd`` of one :class:`NeuronKernel` (registered on creation)."""
+
+    def __init__(self, kernel: NeuronKernel, namespace: str = "sjframe") -> None:
+        self.kernel = k = kernel
+        opts = [("theta", float, _REQ), ("surrogate", str, _REQ), ("detach_reset", bool, _REQ)]
+        fwd_args = [(n, Tensor, _REQ) for n in ("x_seq", *k.states, *k.params)] + opts
+        if k.extra is not None:
+            fwd_args.append(("save_extra", bool, _REQ))
+        self.fwd_sig = _signature(fwd_args + list(_ZO_OPTIONS), 2 + len(k.finals) + (k.extra is not None))
+        bwd_args = ([(n, Tensor | None, _REQ) for n in k.grads] + [(n, Tensor, _REQ) for n in (*k.saved, *k.params)]
+                    + opts + [("param_grads", bool, _REQ)] + list(_ZO_OPTIONS))
+        self.bwd_sig = _signature(bwd_args, len(k.outputs))
+        self.fwd = self._op(f"{namespace}::{k.name}_fwd", self._fwd_impl, self._fwd_fake, self.fwd_sig)
+        self.bwd = self._op(f"{namespace}::{k.name}_bwd", self._bwd_impl, self._bwd_fake, self.bwd_sig)
+        torch.library.register_autograd(f"{namespace}::{k.name}_fwd", self._backward, setup_context=self._setup)
+
+    @staticmethod
+    def _op(name: str, impl: Any, fake: Any, sig: inspect.Signature) -> Any:
+        def op_impl(*args: Any, **kwargs: Any) -> Any:
+            return impl(*args, **kwargs)
+
+        op_impl.__signature__ = sig  # type: ignore[attr-defined]  # the schema torch.library infers
+        op_impl.__name__ = name.split("::")[1]
+        op = torch.library.custom_op(name, op_impl, mutates_args=())
+        op.register_fake(fake)
+        return op
+
+    def _bind(self, sig: inspect.Signature, args: tuple, kwargs: dict | None = None) -> dict[str, Any]:
+        bound = sig.bind(*args, **(kwargs or {}))
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def specialisation(self, a: dict[str, Any], like: Tensor) -> Specialisation:
+        return neuron_specialisation(self.kernel.source, DTYPE_NAMES[like.dtype], a["surrogate"], a["detach_reset"],
+                                     a["zo_keys"] is not None)
+
+    def _run(self, sig: KernelSig, a: dict[str, Any], like: Tensor, values: dict[str, Any]) -> None:
+        t_steps, n = like.shape
+        zo.check_zo(t_steps, like, a["zo_keys"], a["zo_table"], a["zo_dist"], a["zo_samples"], a["zo_delta"])
+        values = {**values, "theta": a["theta"], "T": t_steps, "N": n, "P": a[self.kernel.params[0]].numel()}
+        zo_names = [name for _, name in sig.params if name.startswith("zo_")]
+        if zo_names:  # the backward kernels' SJ_ZO_PARAMS (the forward kernels take none)
+            zo_values = zo.zo_kernel_args(a["zo_keys"], a["zo_table"], a["zo_dist"], a["zo_samples"], a["zo_delta"])
+            values.update(zip(zo_names, zo_values, strict=True))
+        spec = self.specialisation(a, like)
+        launch(spec, sig, n, [values[name] for _, name in sig.params], (self.kernel.forward, self.kernel.backward))
+
+    # ------------------------------------------------------------------------------ forward
+    def _fwd_outputs(self, a: dict[str, Any]) -> dict[str, Tensor]:
+        x = a["x_seq"]
+        out = {"s_seq": torch.empty_like(x), "h_seq": torch.empty_like(x)}
+        out.update({f: torch.empty_like(x[0]) for f in self.kernel.finals})
+        if self.kernel.extra is not None:
+            out[self.kernel.extra] = _empty_if(a["save_extra"], x, tuple(x.shape))
+        return out
+
+    def _fwd_impl(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
+        a = self._bind(self.fwd_sig, args, kwargs)
+        out = self._fwd_outputs(a)
+        values = {**{n: a[n] for n in ("x_seq", *self.kernel.states, *self.kernel.params)}, **out}
+        if self.kernel.extra is not None and not a["save_extra"]:
+            values[self.kernel.extra] = None
+        self._run(self.kernel.forward, a, a["x_seq"], values)
+        return tuple(out.values())
+
+    def _fwd_fake(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
+        return tuple(self._fwd_outputs(self._bind(self.fwd_sig, args, kwargs)).values())
+
+    # ------------------------------------------------------------------------------ backward
+    def _bwd_outputs(self, a: dict[str, Any]) -> dict[str, Tensor]:
+        h = a["h_seq"]
+        k = self.kernel
+        out = {"dx_seq": torch.empty_like(h)}
+        out.update({f"d{s}": h.new_empty(h.shape[1:]) for s in k.states})
+        out.update({f"d{p}_part": _empty_if(a["param_grads"], h, (h.shape[1],), a[p].dtype) for p in k.params})
+        return out
+
+    def _bwd_impl(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
+        a = self._bind(self.bwd_sig, args, kwargs)
+        k = self.kernel
+        out = self._bwd_outputs(a)
+        values: dict[str, Any] = {g: None if a[g] is None else a[g].contiguous() for g in k.grads}
+        for name in (*k.saved, *k.params):
+            param_only = name == "x_seq" or name.endswith("prev_seq")
+            values[name] = None if param_only and not a["param_grads"] else a[name]
+        values.update(out)
+        if not a["param_grads"]:
+            values.update({f"d{p}_part": None for p in k.params})
+        self._run(k.backward, a, a["h_seq"], values)
+        return tuple(out.values())
+
+    def _bwd_fake(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
+        return tuple(self._bwd_outputs(self._bind(self.bwd_sig, args, kwargs)).values())
+
+    # ------------------------------------------------------------------------------ autograd
+    def _setup(self, ctx: Any, inputs: tuple, output: tuple) -> None:
+        k = self.kernel
+        a = self._bind(self.fwd_sig, inputs)
+        produced = dict(zip(("s_seq", "h_seq", *k.finals, *((k.extra,) if k.extra else ())), output, strict=True))
+        save = k.extra is None or a["save_extra"]
+        tensors = []
+        for name in k.saved:
+            value = produced[name] if name in produced else a[name]
+            param_only = name == "x_seq" or name.endswith("prev_seq")
+            tensors.append(value if save or not param_only else value.new_empty(0))
+        ctx.set_materialize_grads(False)  # unused outputs: None (a null pointer, read as 0), not zero tensors
+        ctx.save_for_backward(*tensors, *(a[p] for p in k.params), a["zo_keys"], a["zo_table"])
+        ctx.options = {n: a[n] for n in ("theta", "surrogate", "detach_reset", "zo_dist", "zo_samples", "zo_delta")}
+        ctx.save_extra = None if k.extra is None else a["save_extra"]
+
+    def _backward(self, ctx: Any, *grads: Tensor | None) -> tuple:
+        k = self.kernel
+        saved = ctx.saved_tensors
+        n_saved = len(k.saved)
+        params = saved[n_saved:n_saved + len(k.params)]
+        zo_keys, zo_table = saved[-2:]
+        first_param = 1 + len(k.states)
+        want = ctx.save_extra if k.extra is not None else any(ctx.needs_input_grad[first_param:first_param + len(params)])
+        want = bool(want)
+        res = self.bwd(*grads[:len(k.grads)], *saved[:n_saved], *params, ctx.options["theta"], ctx.options["surrogate"],
+                       ctx.options["detach_reset"], want, zo_keys, zo_table, ctx.options["zo_dist"],
+                       ctx.options["zo_samples"], ctx.options["zo_delta"])
+        n_in = 1 + len(k.states)
+        param_grads = [part.view(-1, p.numel()).sum(0).to(p.dtype) if want else None
+                       for part, p in zip(res[n_in:], params, strict=True)]
+        n_options = len(self.fwd_sig.parameters) - n_in - len(params)
+        return (*res[:n_in], *param_grads, *(None,) * n_options)
 
 
-@torch.library.custom_op("sjframe::culif_bwd", mutates_args=())
-def culif_bwd(
-    gs: Tensor | None, gh: Tensor | None, gv: Tensor | None, gi: Tensor | None,
-    h: Tensor, v0: Tensor, iprev: Tensor, lam: Tensor, gam: Tensor,
-    theta: float, surrogate: str, detach_reset: bool, param_grads: bool,
-    zo_keys: Tensor | None = None, zo_table: Tensor | None = None, zo_dist: int = 0, zo_samples: int = 1,
-    zo_delta: float = 0.05,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    t_steps, n = h.shape
-    _check_zo(t_steps, h, zo_keys, zo_table, zo_dist, zo_samples, zo_delta)
-    dx, dv0, di0 = torch.empty_like(h), torch.empty_like(v0), torch.empty_like(v0)
-    dlam = _empty_if(param_grads, h, (n,), lam.dtype)
-    dgam = _empty_if(param_grads, h, (n,), lam.dtype)
-    _run("culif", 1, _spec("culif", h, surrogate, detach_reset, zo_keys), n,
-         [_opt(gs), _opt(gh), _opt(gv), _opt(gi), h, v0, iprev if param_grads else None, lam, gam,
-          theta, t_steps, n, lam.numel(), *_zo_args(zo_keys, zo_table, zo_dist, zo_samples, zo_delta),
-          dx, dv0, di0, dlam if param_grads else None, dgam if param_grads else None])
-    return dx, dv0, di0, dlam, dgam
-
-
-@culif_bwd.register_fake
-def _(gs, gh, gv, gi, h, v0, iprev, lam, gam, theta, surrogate, detach_reset, param_grads,  # noqa: ANN001, ANN202
-      zo_keys=None, zo_table=None, zo_dist=0, zo_samples=1, zo_delta=0.05):  # noqa: ANN001
-    n = h.shape[1]
-    return (torch.empty_like(h), torch.empty_like(v0), torch.empty_like(v0),
-            _empty_if(param_grads, h, (n,), lam.dtype), _empty_if(param_grads, h, (n,), lam.dtype))
-
-
-def _culif_setup(ctx: Any, inputs: tuple, output: tuple) -> None:
-    _x, v0, _i0, lam, gam, theta, surrogate, detach_reset, save_current, *zo = inputs
-    _s, h, _v, _i, iprev = output
-    zo_keys, zo_table, *zo_law = _zo_inputs(zo)
-    ctx.set_materialize_grads(False)  # unused outputs: None (a null pointer, read as 0), not a zero [T, N] tensor
-    ctx.save_for_backward(h, v0, iprev, lam, gam, zo_keys, zo_table)
-    ctx.options = (theta, surrogate, detach_reset, save_current, *zo_law)
-
-
-def _culif_backward(ctx: Any, gs: Tensor, gh: Tensor, gv: Tensor, gi: Tensor, _giprev: Tensor) -> tuple:
-    h, v0, iprev, lam, gam, zo_keys, zo_table = ctx.saved_tensors
-    theta, surrogate, detach_reset, params, *zo_law = ctx.options
-    dx, dv0, di0, dlam, dgam = culif_bwd(gs, gh, gv, gi, h, v0, iprev, lam, gam, theta, surrogate, detach_reset, params,
-                                         zo_keys, zo_table, *zo_law)
-    p = lam.numel()
-    return (dx, dv0, di0,
-            _reduce_partial(dlam, p, lam) if params else None,
-            _reduce_partial(dgam, p, gam) if params else None,
-            None, None, None, None, None, None, None, None, None)
-
-
-torch.library.register_autograd("sjframe::culif_fwd", _culif_backward, setup_context=_culif_setup)
-
-
-def _zo_inputs(zo: list[Any]) -> tuple[Any, ...]:
-    """The forward op's trailing LocalZO inputs with their defaults filled in (keys, table, dist, samples, delta)."""
-    defaults = [None, None, 0, 1, 0.05]
-    return tuple(zo) + tuple(defaults[len(zo):])
-
-
-# =============================================================================== AdLIF
-@torch.library.custom_op("sjframe::adlif_fwd", mutates_args=())
-def adlif_fwd(
-    x: Tensor, v0: Tensor, w0: Tensor, h0: Tensor, s0: Tensor,
-    alpha: Tensor, beta: Tensor, a: Tensor, b: Tensor,
-    theta: float, surrogate: str, detach_reset: bool, save_w: bool,
-    zo_keys: Tensor | None = None, zo_table: Tensor | None = None, zo_dist: int = 0, zo_samples: int = 1,
-    zo_delta: float = 0.05,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    t_steps, n = x.shape
-    _check_zo(t_steps, x, zo_keys, zo_table, zo_dist, zo_samples, zo_delta)
-    s, h = torch.empty_like(x), torch.empty_like(x)
-    v_last, w_last = torch.empty_like(v0), torch.empty_like(w0)
-    wprev = _empty_if(save_w, x, (t_steps, n))
-    _run("adlif", 0, _spec("adlif", x, surrogate, detach_reset, zo_keys), n,
-         [x, v0, w0, h0, s0, alpha, beta, a, b, theta, t_steps, n, alpha.numel(),
-          s, h, v_last, w_last, wprev if save_w else None])
-    return s, h, v_last, w_last, wprev
-
-
-@adlif_fwd.register_fake
-def _(x, v0, w0, h0, s0, alpha, beta, a, b, theta, surrogate, detach_reset, save_w,  # noqa: ANN001, ANN202
-      zo_keys=None, zo_table=None, zo_dist=0, zo_samples=1, zo_delta=0.05):  # noqa: ANN001
-    return (torch.empty_like(x), torch.empty_like(x), torch.empty_like(v0), torch.empty_like(w0),
-            _empty_if(save_w, x, tuple(x.shape)))
-
-
-@torch.library.custom_op("sjframe::adlif_bwd", mutates_args=())
-def adlif_bwd(
-    gs: Tensor | None, gh: Tensor | None, gv: Tensor | None, gw: Tensor | None,
-    h: Tensor, x: Tensor, wprev: Tensor, v0: Tensor, h0: Tensor, s0: Tensor,
-    alpha: Tensor, beta: Tensor, a: Tensor, b: Tensor,
-    theta: float, surrogate: str, detach_reset: bool, param_grads: bool,
-    zo_keys: Tensor | None = None, zo_table: Tensor | None = None, zo_dist: int = 0, zo_samples: int = 1,
-    zo_delta: float = 0.05,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    t_steps, n = h.shape
-    _check_zo(t_steps, h, zo_keys, zo_table, zo_dist, zo_samples, zo_delta)
-    dx = torch.empty_like(h)
-    dv0, dw0, dh0, ds0 = (torch.empty_like(v0) for _ in range(4))
-    parts = [_empty_if(param_grads, h, (n,), alpha.dtype) for _ in range(4)]
-    _run("adlif", 1, _spec("adlif", h, surrogate, detach_reset, zo_keys), n,
-         [_opt(gs), _opt(gh), _opt(gv), _opt(gw), h,
-          x if param_grads else None, wprev if param_grads else None, v0, h0, s0,
-          alpha, beta, a, b, theta, t_steps, n, alpha.numel(),
-          *_zo_args(zo_keys, zo_table, zo_dist, zo_samples, zo_delta),
-          dx, dv0, dw0, dh0, ds0, *(p if param_grads else None for p in parts)])
-    return (dx, dv0, dw0, dh0, ds0, *parts)
-
-
-@adlif_bwd.register_fake
-def _(gs, gh, gv, gw, h, x, wprev, v0, h0, s0, alpha, beta, a, b, theta, surrogate, detach_reset,  # noqa: ANN001, ANN202
-      param_grads, zo_keys=None, zo_table=None, zo_dist=0, zo_samples=1, zo_delta=0.05):  # noqa: ANN001
-    n = h.shape[1]
-    return (torch.empty_like(h), *(torch.empty_like(v0) for _ in range(4)),
-            *(_empty_if(param_grads, h, (n,), alpha.dtype) for _ in range(4)))
-
-
-def _adlif_setup(ctx: Any, inputs: tuple, output: tuple) -> None:
-    x, v0, _w0, h0, s0, alpha, beta, a, b, theta, surrogate, detach_reset, save_w, *zo = inputs
-    _s, h, _v, _w, wprev = output
-    zo_keys, zo_table, *zo_law = _zo_inputs(zo)
-    ctx.set_materialize_grads(False)  # unused outputs: None (a null pointer, read as 0)
-    ctx.save_for_backward(h, x if save_w else x.new_empty(0), wprev, v0, h0, s0, alpha, beta, a, b, zo_keys, zo_table)
-    ctx.options = (theta, surrogate, detach_reset, save_w, *zo_law)
-
-
-def _adlif_backward(ctx: Any, gs: Tensor, gh: Tensor, gv: Tensor, gw: Tensor, _gwprev: Tensor) -> tuple:
-    h, x, wprev, v0, h0, s0, alpha, beta, a, b, zo_keys, zo_table = ctx.saved_tensors
-    theta, surrogate, detach_reset, params, *zo_law = ctx.options
-    dx, dv0, dw0, dh0, ds0, *parts = adlif_bwd(gs, gh, gv, gw, h, x, wprev, v0, h0, s0, alpha, beta, a, b,
-                                               theta, surrogate, detach_reset, params, zo_keys, zo_table, *zo_law)
-    p = alpha.numel()
-    grads = [_reduce_partial(part, p, like) if params else None for part, like in zip(parts, (alpha, beta, a, b))]
-    return (dx, dv0, dw0, dh0, ds0, *grads, None, None, None, None, None, None, None, None, None)
-
-
-torch.library.register_autograd("sjframe::adlif_fwd", _adlif_backward, setup_context=_adlif_setup)
-
-
-# =============================================================================== LIF
-@torch.library.custom_op("sjframe::lif_fwd", mutates_args=())
-def lif_fwd(
-    x: Tensor, h0: Tensor, x0: Tensor, beta: Tensor, theta: float, surrogate: str, detach_reset: bool,
-    zo_keys: Tensor | None = None, zo_table: Tensor | None = None, zo_dist: int = 0, zo_samples: int = 1,
-    zo_delta: float = 0.05,
-) -> tuple[Tensor, Tensor]:
-    t_steps, n = x.shape
-    _check_zo(t_steps, x, zo_keys, zo_table, zo_dist, zo_samples, zo_delta)
-    s, h = torch.empty_like(x), torch.empty_like(x)
-    _run("lif", 0, _spec("lif", x, surrogate, detach_reset, zo_keys), n,
-         [x, h0, x0, beta, theta, t_steps, n, beta.numel(), s, h])
-    return s, h
-
-
-@lif_fwd.register_fake
-def _(x, h0, x0, beta, theta, surrogate, detach_reset,  # noqa: ANN001, ANN202
-      zo_keys=None, zo_table=None, zo_dist=0, zo_samples=1, zo_delta=0.05):  # noqa: ANN001
-    return torch.empty_like(x), torch.empty_like(x)
-
-
-@torch.library.custom_op("sjframe::lif_bwd", mutates_args=())
-def lif_bwd(
-    gs: Tensor | None, gh: Tensor | None, h: Tensor, h0: Tensor, beta: Tensor,
-    theta: float, surrogate: str, detach_reset: bool, param_grads: bool,
-    zo_keys: Tensor | None = None, zo_table: Tensor | None = None, zo_dist: int = 0, zo_samples: int = 1,
-    zo_delta: float = 0.05,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    t_steps, n = h.shape
-    _check_zo(t_steps, h, zo_keys, zo_table, zo_dist, zo_samples, zo_delta)
-    dx, dh0, dx0 = torch.empty_like(h), torch.empty_like(h0), torch.empty_like(h0)
-    dbeta = _empty_if(param_grads, h, (n,), beta.dtype)
-    _run("lif", 1, _spec("lif", h, surrogate, detach_reset, zo_keys), n,
-         [_opt(gs), _opt(gh), h, h0, beta, theta, t_steps, n, beta.numel(),
-          *_zo_args(zo_keys, zo_table, zo_dist, zo_samples, zo_delta), dx, dh0, dx0,
-          dbeta if param_grads else None])
-    return dx, dh0, dx0, dbeta
-
-
-@lif_bwd.register_fake
-def _(gs, gh, h, h0, beta, theta, surrogate, detach_reset, param_grads,  # noqa: ANN001, ANN202
-      zo_keys=None, zo_table=None, zo_dist=0, zo_samples=1, zo_delta=0.05):  # noqa: ANN001
-    return (torch.empty_like(h), torch.empty_like(h0), torch.empty_like(h0),
-            _empty_if(param_grads, h, (h.shape[1],), beta.dtype))
-
-
-def _lif_setup(ctx: Any, inputs: tuple, output: tuple) -> None:
-    _x, h0, _x0, beta, theta, surrogate, detach_reset, *zo = inputs
-    zo_keys, zo_table, *zo_law = _zo_inputs(zo)
-    ctx.set_materialize_grads(False)  # unused outputs: None (a null pointer, read as 0)
-    ctx.save_for_backward(output[1], h0, beta, zo_keys, zo_table)
-    ctx.options = (theta, surrogate, detach_reset, *zo_law)
-
-
-def _lif_backward(ctx: Any, gs: Tensor, gh: Tensor) -> tuple:
-    h, h0, beta, zo_keys, zo_table = ctx.saved_tensors
-    theta, surrogate, detach_reset, *zo_law = ctx.options
-    params = bool(ctx.needs_input_grad[3])
-    dx, dh0, dx0, dbeta = lif_bwd(gs, gh, h, h0, beta, theta, surrogate, detach_reset, params, zo_keys, zo_table,
-                                  *zo_law)
-    return (dx, dh0, dx0, _reduce_partial(dbeta, beta.numel(), beta) if params else None,
-            None, None, None, None, None, None, None, None)
-
-
-torch.library.register_autograd("sjframe::lif_fwd", _lif_backward, setup_context=_lif_setup)
+def register_neuron_ops(name: str, source: str | None = None, namespace: str = "sjframe") -> NeuronOps:
+    """Read ``<name>.cu`` (or ``source``), check its conventions and register its custom ops."""
+    return NeuronOps(NeuronKernel.from_source(name, source or f"{name}.cu"), namespace)

@@ -21,7 +21,6 @@ import torch
 
 from cupy_neurons import launch
 from cupy_neurons.neurons import run_culif
-from cupy_neurons.sparse import kernels as K
 from sjframe.spike import GradientSpec
 from sjframe.spike import localzo as lz
 from sjframe.spike.surrogate import get_surrogate
@@ -149,7 +148,7 @@ def test_modules_cupy_backend_match_torch_and_ran_kernels(neuron_type: str, mode
 @pytest.mark.parametrize("dist", lz.LOCALZO_DISTRIBUTIONS)
 def test_cuda_localzo_estimate_kernel_16bit(dist: str, dtype: torch.dtype) -> None:
     u = (torch.randn(5, 7, 311, generator=torch.Generator().manual_seed(0)) * 0.08).to(DEVICE, dtype)
-    g_kernel = K.localzo_estimate_kernel(u, dist, 0.05, 3, 100.0, 0x1234_5678_9ABC)
+    g_kernel = lz.localzo_estimate_kernel(u, dist, 0.05, 3, 100.0, 0x1234_5678_9ABC)
     g_torch = lz.localzo_estimate_with(u, dist, 0.05, 3, 100.0, "philox", None, 0x1234_5678_9ABC)
     assert g_kernel.dtype == dtype and int((g_torch != 0).sum()) > 100
     assert float((g_kernel == g_torch).double().mean()) >= 0.995

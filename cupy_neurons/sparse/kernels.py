@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cupy_neurons import build
+from cupy_neurons import build, zo
 from cupy_neurons.build import Specialisation
 from cupy_neurons.launch import launch_cupy
 
@@ -199,20 +199,22 @@ def launch(spec: Specialisation, name: str, n_threads: int, args: Sequence[objec
 
 # ---------------------------------------------------------------------------------- high level
 def localzo_estimate_kernel(
-    u: torch.Tensor, distribution: str, delta: float, samples: int, k: float, key: int
+    u: torch.Tensor, dist_code: int, delta: float, samples: int, key: int, table: torch.Tensor | None
 ) -> torch.Tensor:
-    """LocalZO estimate of ``u`` (any shape) with Philox noise under ``key``; equals
-    :func:`sjframe.spike.localzo.localzo_estimate_with` with ``rng='philox'`` and the same key."""
-    from sjframe.spike import localzo as lz
+    """LocalZO estimate of ``u`` (any shape) with Philox noise under ``key``.
 
-    if distribution not in lz.DIST_CODES:
-        raise ValueError(f"unknown LocalZO distribution {distribution!r}; valid: {list(lz.DIST_CODES)}")
+    ``dist_code``: the law's code (:data:`cupy_neurons.zo.DIST_CODES`); ``table``: its float32
+    quantile table (``zo.TABLE_INTERVALS + 1`` entries; None for the laws that are not tabulated).
+    :func:`sjframe.spike.localzo.localzo_estimate_kernel` computes both from a law's name and equals
+    :func:`sjframe.spike.localzo.localzo_estimate_with` with ``rng='philox'`` and the same key.
+    """
+    if dist_code not in zo.DIST_CODES.values():
+        raise ValueError(f"unknown LocalZO distribution code {dist_code!r}; valid: {zo.DIST_CODES}")
     u = u.detach().contiguous()
     g = torch.empty_like(u)
-    table = lz.quantile_table(distribution, delta, k) if distribution in lz.TABULATED else torch.zeros(2)
-    table = table.to(u.device).contiguous()
+    table = (torch.zeros(2) if table is None else table).to(u.device, torch.float32).contiguous()
     args = (u, g, u.numel(), key if key < 2**63 else key - 2**64, samples, delta, 1.0 / (2.0 * delta * samples),
-            lz.DIST_CODES[distribution], table, lz.TABLE_INTERVALS, lz.W_MAX, lz.TABLE_INTERVALS / lz.W_MAX)
+            dist_code, table, zo.TABLE_INTERVALS, zo.W_MAX, zo.TABLE_INTERVALS / zo.W_MAX)
     launch(specialisation(u.dtype), "localzo_estimate", u.numel(), args)
     return g
 
@@ -229,8 +231,8 @@ def s3gd_backward_kernels(
     surrogate_expr: str | None,
     need_weight: bool = True,
     need_input: bool = True,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Sparse backward of the fused Linear + LIF layer with the kernels: ``(dL/dx, dW)``.
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """Sparse backward of the fused Linear + LIF layer with the kernels: ``(dL/dx, dW, e)``.
 
     Args:
         grad_spikes: ``dL/ds`` ``[T, B, N]``.
@@ -239,7 +241,10 @@ def s3gd_backward_kernels(
             the LocalZO ``g`` (``surrogate_expr=None``).
         weight: ``[N, Nin]``; tr: input trace ``[T, B, Nin]`` (needed for ``dW``).
         in_index: the previous layer's active flat indices into ``[T, B, Nin]`` (ascending); the
-            input gradient is computed only there. None: the full input gradient (torch ops).
+            input gradient is computed only there. None: no input gradient from the kernels (``dL/dx``
+            is None): the caller computes the full one from ``e`` with torch ops.
+
+    ``e`` (``[a]``, accumulation dtype) is ``dL/ds * g`` at the active entries.
     """
     T, B, n_in = shape_in
     N = weight.shape[0]
@@ -258,33 +263,28 @@ def s3gd_backward_kernels(
         launch(spec, "s3gd_weight_grad", a * n_in, (tr.contiguous(), index, e, a, N, n_in, grad_w))
         grad_w = grad_w.to(dtype)
     grad_x = None
-    if need_input:
-        if in_index is None:
-            from sjframe.layers.sparse_linear_lif import _input_grad
-
-            grad_x = _input_grad(e, index, weight.to(acc), beta, shape_in, None).to(dtype)
-        else:
-            grad_x = torch.zeros(T * B * n_in, dtype=acc, device=device)
-            if a and in_index.numel():
-                t_ev = index // (B * N)
-                bj = index % (B * N)
-                order = torch.argsort(bj * T + t_ev)
-                ev_t, ev_e, bj_sorted = t_ev[order].contiguous(), e[order].contiguous(), bj[order]
-                grp_bj, counts = torch.unique_consecutive(bj_sorted, return_counts=True)
-                grp_start = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-                k_in = in_index // (B * n_in)
-                b_in = (in_index // n_in) % B
-                i_in = in_index % n_in
-                order_in = torch.argsort((b_in * T + k_in) * n_in + i_in)
-                bk = (b_in * T + k_in)[order_in]
-                pair_bk, pair_counts = torch.unique_consecutive(bk, return_counts=True)
-                pair_start = torch.cat([pair_counts.new_zeros(1), pair_counts.cumsum(0)])
-                b_pair_start = torch.searchsorted(pair_bk // T, torch.arange(B + 1, device=device))
-                beta_pow = torch.tensor([beta**n for n in range(T + 1)], dtype=torch.float64).to(acc).to(device)
-                launch(spec, "s3gd_input_grad", grp_bj.numel(), (
-                    ev_t, ev_e, grp_bj.contiguous(), grp_start.contiguous(), grp_bj.numel(), (pair_bk % T).contiguous(),
-                    pair_start.contiguous(), b_pair_start.contiguous(), i_in[order_in].contiguous(),
-                    weight.contiguous(), beta_pow.contiguous(), T, B, N, n_in, grad_x,
-                ))
-            grad_x = grad_x.reshape(T, B, n_in).to(dtype)
-    return grad_x, grad_w
+    if need_input and in_index is not None:
+        grad_x = torch.zeros(T * B * n_in, dtype=acc, device=device)
+        if a and in_index.numel():
+            t_ev = index // (B * N)
+            bj = index % (B * N)
+            order = torch.argsort(bj * T + t_ev)
+            ev_t, ev_e, bj_sorted = t_ev[order].contiguous(), e[order].contiguous(), bj[order]
+            grp_bj, counts = torch.unique_consecutive(bj_sorted, return_counts=True)
+            grp_start = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+            k_in = in_index // (B * n_in)
+            b_in = (in_index // n_in) % B
+            i_in = in_index % n_in
+            order_in = torch.argsort((b_in * T + k_in) * n_in + i_in)
+            bk = (b_in * T + k_in)[order_in]
+            pair_bk, pair_counts = torch.unique_consecutive(bk, return_counts=True)
+            pair_start = torch.cat([pair_counts.new_zeros(1), pair_counts.cumsum(0)])
+            b_pair_start = torch.searchsorted(pair_bk // T, torch.arange(B + 1, device=device))
+            beta_pow = torch.tensor([beta**n for n in range(T + 1)], dtype=torch.float64).to(acc).to(device)
+            launch(spec, "s3gd_input_grad", grp_bj.numel(), (
+                ev_t, ev_e, grp_bj.contiguous(), grp_start.contiguous(), grp_bj.numel(), (pair_bk % T).contiguous(),
+                pair_start.contiguous(), b_pair_start.contiguous(), i_in[order_in].contiguous(),
+                weight.contiguous(), beta_pow.contiguous(), T, B, N, n_in, grad_x,
+            ))
+        grad_x = grad_x.reshape(T, B, n_in).to(dtype)
+    return grad_x, grad_w, e

@@ -50,7 +50,7 @@ from sjframe.neurons.functional import lif_multi_step
 from sjframe.neurons.modules import LIF
 from sjframe.neurons.params import check_tau, decay
 from sjframe.spike import GradientSpec, make_spike_fn
-from sjframe.spike.localzo import draw_key, localzo_estimate, localzo_estimate_with
+from sjframe.spike.localzo import draw_key, localzo_estimate, localzo_estimate_kernel, localzo_estimate_with
 from sjframe.spike.surrogate import Surrogate, get_surrogate, surrogate_from_config
 
 __all__ = ["ActiveSet", "SparseLinearLIF", "SparseLIFOutput", "sparse_linear_lif"]
@@ -154,8 +154,6 @@ def _forward_loop(
     if spec.mode == "localzo" and not per_step_noise:
         key = draw_key(generator)
         if cfg.backend == "cupy":
-            from cupy_neurons.sparse import localzo_estimate_kernel
-
             keep = localzo_estimate_kernel(keep, spec.distribution, spec.delta, spec.samples, spec.k, key)
         else:
             keep = localzo_estimate_with(keep, spec.distribution, spec.delta, spec.samples, spec.k, "philox", None, key)
@@ -263,10 +261,12 @@ class _SparseLinearLIFFn(torch.autograd.Function):
             from cupy_neurons.sparse import s3gd_backward_kernels
 
             expr = None if cfg.gradient.mode == "localzo" else cfg.surrogate.cuda_expr("u")
-            grad_x, grad_w = s3gd_backward_kernels(
+            grad_x, grad_w, e = s3gd_backward_kernels(
                 grad_spikes, index, data, weight, tr, in_index if ctx.has_in_index else None, ctx.shape_in, cfg.beta,
                 expr, need_weight=ctx.needs_input_grad[1], need_input=ctx.needs_input_grad[0],
             )
+            if ctx.needs_input_grad[0] and not ctx.has_in_index:  # the full input gradient: torch ops on e
+                grad_x = _input_grad(e, index, weight.to(e.dtype), cfg.beta, ctx.shape_in, None).to(weight.dtype)
             return grad_x, grad_w, None, None, None
         g = data if cfg.gradient.mode == "localzo" else cfg.surrogate.derivative(data)
         e = grad_spikes.reshape(-1)[index] * g

@@ -51,6 +51,7 @@ import math
 import numpy as np
 import torch
 
+from cupy_neurons.zo import DIST_CODES, TABLE_INTERVALS, TABULATED, W_MAX
 from sjframe.spike.philox import philox_uniform
 from sjframe.spike.surrogate import Surrogate, get_surrogate
 
@@ -65,20 +66,16 @@ __all__ = [
     "expected_surrogate",
     "fast_sigmoid_core",
     "localzo_estimate",
+    "localzo_estimate_kernel",
     "mean_abs_z",
     "quantile_table",
     "sigmoid_c",
 ]
 
 LOCALZO_DISTRIBUTIONS = ("normal", "laplace", "uniform", "sigmoid", "fast_sigmoid")
-# Integer codes shared with the CUDA kernel (cupy_neurons/sparse/s3gd.cu: SJ_DIST_*).
-DIST_CODES = {"normal": 0, "laplace": 1, "uniform": 2, "sigmoid": 3, "fast_sigmoid": 4}
-TABULATED = ("normal", "sigmoid", "fast_sigmoid")
-
-TABLE_INTERVALS = 4096
-# p >= 2^-24 for both generators (torch.rand: 1 - U with U on a 2^-24 grid; philox: ((x>>9)+0.5) 2^-23),
-# so w = -ln p <= 24 ln 2 = 16.64.
-W_MAX = 16.75
+# DIST_CODES (the laws' integer codes in the kernels), TABULATED, TABLE_INTERVALS and W_MAX (the table's
+# layout, p >= 2^-24 for both generators so w = -ln p <= 24 ln 2 = 16.64) are the kernels' argument
+# conventions: defined once in cupy_neurons/zo.py, imported here.
 
 
 # ----------------------------------------------------------------------------------- laws
@@ -260,6 +257,19 @@ def localzo_estimate_with(
         z = abs_z_from_uniform(p, distribution, table)
         acc = acc + torch.where(ua < delta * z, z, torch.zeros_like(z))
     return (acc * (1.0 / (2.0 * delta * samples))).to(u.dtype)
+
+
+def localzo_estimate_kernel(
+    u: torch.Tensor, distribution: str, delta: float, samples: int, k: float, key: int
+) -> torch.Tensor:
+    """:func:`localzo_estimate_with` (``rng='philox'``, the same ``key``) computed by the CUDA kernel
+    (``cupy_neurons/sparse/s3gd.cu``; the host build of the same text on CPU tensors)."""
+    from cupy_neurons.sparse.kernels import localzo_estimate_kernel as kernel
+
+    if distribution not in DIST_CODES:
+        raise ValueError(f"unknown LocalZO distribution {distribution!r}; valid: {list(DIST_CODES)}")
+    table = quantile_table(distribution, delta, k) if distribution in TABULATED else None
+    return kernel(u, DIST_CODES[distribution], delta, samples, key, table)
 
 
 # ----------------------------------------------------------------------------------- expectations

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sjframe.neurons.functional import adlif_multi_step, culif_multi_step, lif_multi_step
 from torch import Tensor
 
 from cupy_neurons import build, kernels, neurons
-from sjframe.neurons.functional import adlif_multi_step, culif_multi_step, lif_multi_step
 from sjframe.spike import GradientSpec, make_spike_fn
 from sjframe.spike.surrogate import Surrogate, get_surrogate
 
@@ -119,7 +119,7 @@ def case_specs(cases: list[Case]) -> list[tuple[Any, tuple[Any, ...]]]:
         sur = c.surrogate if c.gradient is None else c.gradient.surrogate_for(c.surrogate)
         spec = kernels.specialisation(c.neuron, str(c.dtype).removeprefix("torch."), sur.cuda_expr("u"),
                                       c.detach_reset, c.localzo)
-        seen[spec] = kernels.kernel_sigs(c.neuron)
+        seen[spec] = kernels.NEURON_KERNELS[c.neuron]
     return list(seen.items())
 
 
@@ -322,8 +322,10 @@ def check_sparse_backward_16bit(dtype: torch.dtype, device: str | torch.device, 
     e = grad_s.double().reshape(-1)[index] * sur.derivative(data.double())
     ref_w = _weight_grad(e, index, tr.double(), n)
     for needed in (in_index, None):
-        grad_x, grad_w = sparse_kernels.s3gd_backward_kernels(grad_s, index, data, w, tr, needed, (T, B, n_in), 0.85,
-                                                              sur.cuda_expr("u"))
+        grad_x, grad_w, e_k = sparse_kernels.s3gd_backward_kernels(grad_s, index, data, w, tr, needed, (T, B, n_in),
+                                                                   0.85, sur.cuda_expr("u"))
+        if needed is None:  # the full input gradient: the layer computes it from the kernels' e with torch ops
+            grad_x = _input_grad(e_k, index, w.to(e_k.dtype), 0.85, (T, B, n_in), None).to(dtype)
         ref_x = _input_grad(e, index, w.double(), 0.85, (T, B, n_in), needed)
         for got, ref in ((grad_w, ref_w), (grad_x, ref_x)):
             assert got.dtype == dtype and got.device == x.device and float(ref.abs().max()) > 0
