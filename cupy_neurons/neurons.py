@@ -18,7 +18,8 @@ Gradient modes, all through the fused kernels (every neuron, every dtype):
 * ``localzo``: the LocalZO estimate, its noise from Philox inside the backward kernel. One 64-bit
   key per time step is drawn in the forward from ``generator`` (None: torch's global RNG) exactly
   as the torch reference draws them with ``rng: philox`` (:func:`sjframe.gradients.localzo.draw_key`,
-  once per step, in step order), and element ``n`` of step ``t`` uses counter ``n`` and key ``t``:
+  once per step, in step order; here all ``T`` at once by :func:`~sjframe.gradients.localzo.draw_keys`,
+  the same keys without a device synchronisation), and element ``n`` of step ``t`` uses counter ``n`` and key ``t``:
   given the same seed the kernels and ``backend='torch'`` with ``rng: philox`` produce the same
   noise bit for bit. The kernels always use Philox: ``rng: torch`` (``torch.rand``) has no kernel
   twin, so on this backend it is read as ``philox`` (same law, another random stream). The noise
@@ -146,11 +147,11 @@ def _gradient_args(surrogate: Any, gradient: Any, generator: Any, x_seq: Tensor,
         if not isinstance(surrogate, Surrogate):
             raise ValueError(f"{who}: surrogate must be a sjframe.surrogate.Surrogate, got {type(surrogate).__name__}")
         return _surrogate_expr(gradient.surrogate_for(surrogate), who), {}
-    keys = torch.tensor([lz.draw_key(generator) for _ in range(x_seq.shape[0])], dtype=torch.int64)
-    table = None
-    if gradient.distribution in lz.TABULATED:
-        table = lz.quantile_table(gradient.distribution, gradient.delta, gradient.k).to(x_seq.device)
-    zo = {"zo_keys": keys.to(x_seq.device), "zo_table": table, "zo_dist": lz.DIST_CODES[gradient.distribution],
+    # the T keys in one draw, no device synchronisation (draw_keys: bit for bit T draw_key calls); the table cached
+    # on the device (no copy per call)
+    keys = lz.draw_keys(generator, x_seq.shape[0], x_seq.device)
+    table = lz.device_table(gradient.distribution, gradient.delta, gradient.k, x_seq.device)
+    zo = {"zo_keys": keys, "zo_table": table, "zo_dist": lz.DIST_CODES[gradient.distribution],
           "zo_samples": int(gradient.samples), "zo_delta": float(gradient.delta)}
     return "0.0f", zo
 
