@@ -4,7 +4,8 @@ LocalZO in the kernels: the backward kernel regenerates the noise with Philox fr
 step, drawn in the forward exactly as the torch reference draws them with ``rng: philox``. So with
 generators seeded alike, the kernel path and the torch reference cores must give the same
 gradients (every variant, every noise law, both resets, four dtypes, odd shapes), and the
-estimate the kernel uses must be bit for bit the torch estimate. Also: seeds, fresh noise per
+estimate the kernel uses must be the torch estimate up to their log (an ulp bound derived in
+cupy_neurons/testing.py; bit for bit for the law without a log). Also: seeds, fresh noise per
 forward, the modules' ``backend='cupy'`` dispatch against ``backend='torch'``, argument
 validation, and mutation tests showing that a one-token change in the LocalZO path fails.
 """
@@ -17,9 +18,18 @@ import shutil
 import pytest
 import torch
 
+import sjframe.gradients
 from cupy_neurons import launch, ops
 from cupy_neurons.neurons import run_adlif, run_culif, run_lif
-from cupy_neurons.testing import VARIANTS, Case, assert_mutation_fails, case_specs, check_case
+from cupy_neurons.testing import (
+    VARIANTS,
+    Case,
+    assert_mutation_fails,
+    case_specs,
+    check_case,
+    check_localzo_estimate,
+    kernel_localzo_estimate,
+)
 from sjframe.gradients import GradientSpec
 from sjframe.gradients import localzo as lz
 from sjframe.surrogate import get_surrogate
@@ -76,9 +86,12 @@ def test_sparse_mode_through_the_kernels(case: Case) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("dist", lz.LOCALZO_DISTRIBUTIONS)
-def test_kernel_estimate_is_the_torch_estimate_bit_for_bit(dist: str, dtype: torch.dtype) -> None:
+def test_kernel_estimate_is_the_torch_estimate(dist: str, dtype: torch.dtype) -> None:
     """T = 1 CuLIF with lam = 1/2 and loss = sum(spikes): dL/dv0 = g / 2 exactly, so the kernel's g is
-    read back and compared with localzo_estimate_with(u, key) for the key drawn from the same seed."""
+    read back and compared with localzo_estimate_with(u, key) for the key drawn from the same seed:
+    elementwise within the derived ulp bound of their log (check_localzo_estimate: the Philox uniforms
+    are the same exactly; a sample at the indicator's discontinuity may be counted by either; 16-bit
+    storage adds its rounding); bit for bit for the uniform law (no log: the same float32 operations)."""
     gen = torch.Generator().manual_seed(11)
     feat = (500,)
     v0 = (torch.randn(3, *feat, generator=gen) * 0.3 + 1.0).to(dtype).requires_grad_()
@@ -90,15 +103,11 @@ def test_kernel_estimate_is_the_torch_estimate_bit_for_bit(dist: str, dtype: tor
     g_kernel = (2 * dv0.float())
     key = lz.draw_key(torch.Generator().manual_seed(7))
     u = (out.h_seq[0].float() - 1.0) if dtype in (torch.float16, torch.bfloat16) else out.h_seq[0] - 1.0
-    g_torch = lz.localzo_estimate_with(u, dist, 0.2, 3, 50.0, "philox", None, key).float()
-    assert int((g_torch != 0).sum()) > 20
-    same = float((g_kernel == g_torch.to(dtype).float()).double().mean())
-    if dist == "uniform":  # no logarithm: the same float32 operations
-        assert same == 1.0
-    else:  # the C library's logf and torch's log may differ by an ulp
-        assert same >= 0.99
-        torch.testing.assert_close(g_kernel, g_torch.to(dtype).float(), rtol=1e-5 if dtype in (torch.float32, torch.float64)
-                                   else 1e-2, atol=0.0)
+    counts = check_localzo_estimate(g_kernel, u, dist, 0.2, 3, 50.0, key, f"{dist} {dtype}", storage=dtype)
+    assert counts["nonzero"] > 20
+    if dist == "uniform":
+        g_torch = lz.localzo_estimate_with(u, dist, 0.2, 3, 50.0, "philox", None, key).to(dtype).float()
+        assert torch.equal(g_kernel, g_torch)
 
 
 # ------------------------------------------------------------------------------------ seeds and noise
@@ -131,6 +140,12 @@ def test_keys_come_from_torchs_global_rng_without_a_generator() -> None:
 
 
 # ------------------------------------------------------------------------------------ modules
+def _estimate_of_the_kernels(u, distribution, delta, samples, k, rng, generator):  # noqa: ANN001, ANN202
+    """sjframe.gradients.localzo_estimate (rng='philox') with the kernels' estimate of the same key."""
+    assert rng == "philox"
+    return kernel_localzo_estimate(u, distribution, delta, samples, k, lz.draw_key(generator))
+
+
 @pytest.mark.parametrize("neuron_type", ["culif", "pculif", "pculif_neuron", "adlif", "lif"])
 @pytest.mark.parametrize("mode", ["localzo", "sparse"])
 def test_modules_cupy_dispatch_equals_torch(neuron_type: str, mode: str, monkeypatch) -> None:  # noqa: ANN001
@@ -142,6 +157,9 @@ def test_modules_cupy_dispatch_equals_torch(neuron_type: str, mode: str, monkeyp
     from sjframe.neurons import build_neuron
 
     monkeypatch.setattr(kernel_neurons, "_require_cuda", lambda module, x: None)  # let CPU tensors through
+    # the torch backend's LocalZO estimate: the kernels' one, checked elementwise against torch's (within
+    # the derived ulp bound of their log), so the two backends differ only in float64 arithmetic
+    monkeypatch.setattr(sjframe.gradients, "localzo_estimate", _estimate_of_the_kernels)
     gradient = zo("sigmoid", 0.3, 2) if mode == "localzo" else GradientSpec(mode="sparse", b_th=0.4)
     results, counts = {}, []
     for backend in ("torch", "cupy"):
@@ -156,9 +174,8 @@ def test_modules_cupy_dispatch_equals_torch(neuron_type: str, mode: str, monkeyp
         results[backend] = (s1, s2, layer.h_seq, *torch.autograd.grad(loss, [x, *layer.parameters()]))
     counts.append(launch.launch_counts())
     assert float(results["torch"][3].abs().max()) > 0
-    tol = {"rtol": 1e-7, "atol": 1e-9} if mode == "localzo" else {"rtol": 1e-10, "atol": 1e-12}
     for a, b in zip(results["cupy"], results["torch"]):
-        torch.testing.assert_close(a, b, **tol)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     kind = "culif" if "culif" in neuron_type else neuron_type
     key = ("cpu", f"{kind}_backward")
     assert counts[2].get(key, 0) == counts[1].get(key, 0) + 2 and counts[1].get(key, 0) == counts[0].get(key, 0)
