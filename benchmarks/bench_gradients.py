@@ -21,6 +21,10 @@ Usage::
     python benchmarks/bench_gradients.py                         # the papers' sizes (B = 256), slow on a CPU
     python benchmarks/bench_gradients.py --batch 32 --T 100 300 --N 200 1000 --repeats 1
     python benchmarks/bench_gradients.py --device cuda --backend cupy   # GPU: kernels
+    python3 benchmarks/bench_gradients.py --quick --device cuda --backend cupy   # the device check (gpu_checks.sh)
+
+``--quick``: T in {100, 500} (the smallest and the largest of the papers' sizes), N in {200, 1000}, B = 256,
+median of 3.
 """
 
 from __future__ import annotations
@@ -115,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--delta", type=float, default=0.05)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU runs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="the device check's size: T 100 and 500, median of 3")
     args = p.parse_args(argv)
+    if args.quick:
+        args.T, args.repeats = [100, 500], 3
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_gradients: --device cuda asked for but CUDA is not available")

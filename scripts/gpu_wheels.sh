@@ -34,10 +34,8 @@ for spec in "${WHEELS[@]}"; do
         --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$DEST" "$spec"
 done
 # the checked commit (a dirty tree says so): gpu_checks.sh writes it into every results file
-{
-    echo "commit: $(git rev-parse HEAD) ($(git describe --always --dirty --abbrev=10))"
-    echo "prepared: $(date -u '+%Y-%m-%d %H:%M UTC')"
-} > "$DEST/COMMIT"
+echo "$(git rev-parse HEAD) ($(git describe --always --dirty --abbrev=10); wheels prepared $(date -u '+%Y-%m-%d %H:%M UTC'))" \
+    > "$DEST/COMMIT"
 size=$(du -sk "$DEST" | cut -f1)
 if (( size > LIMIT_MB * 1024 )); then
     echo "gpu_wheels: $DEST holds ${size} KiB, over the ${LIMIT_MB} MiB cap: remove stale wheels" >&2
