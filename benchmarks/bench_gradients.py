@@ -5,7 +5,7 @@ Setup (the papers' measurement: the second hidden layer's backward): Bernoulli i
 layer 2 (``N_in = N`` inputs, ``N`` LIF neurons, ``beta = exp(-1/10)``, threshold 1, the FMNIST
 normal init with ``wm = 20``). Layer 2's input is a leaf that needs a gradient, so every mode
 computes ``dW`` and the input gradient: dense everywhere (autograd through
-:func:`sjframe.neurons.functional.lif_multi_step`, or the cupy LIF kernel + cuBLAS on a GPU), sparse
+:func:`sjframe.neurons.lif.lif_multi_step`, or the cupy LIF kernel + cuBLAS on a GPU), sparse
 and LocalZO only at layer 1's active entries (:func:`sjframe.layers.sparse_linear_lif.sparse_linear_lif`).
 
 Printed per (T, N): the measured active fraction of layer 2 (sparse: ``|u| < b_th``; LocalZO:
@@ -21,6 +21,10 @@ Usage::
     python benchmarks/bench_gradients.py                         # the papers' sizes (B = 256), slow on a CPU
     python benchmarks/bench_gradients.py --batch 32 --T 100 300 --N 200 1000 --repeats 1
     python benchmarks/bench_gradients.py --device cuda --backend cupy   # GPU: kernels
+    python3 benchmarks/bench_gradients.py --quick --device cuda --backend cupy   # the device check (gpu_checks.sh)
+
+``--quick``: T in {100, 500} (the smallest and the largest of the papers' sizes), N in {200, 1000}, B = 256,
+median of 3.
 """
 
 from __future__ import annotations
@@ -115,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--delta", type=float, default=0.05)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU runs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="the device check's size: T 100 and 500, median of 3")
     args = p.parse_args(argv)
+    if args.quick:
+        args.T, args.repeats = [100, 500], 3
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_gradients: --device cuda asked for but CUDA is not available")

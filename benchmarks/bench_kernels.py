@@ -25,9 +25,13 @@ AdLIF       3                                fwd 4 (+ w_{t-1} saved) + bwd 5 (al
 SJ LIFNode  x in; s out: 2                   fwd 3 (v saved) + bwd 3 = 6
 =========== ================================ ===========================================
 
+``--quick`` (the device check, ``scripts/gpu_checks.sh bench``): T in {32, 128}, median of 5, and a
+block-size sweep: a LIF layer of N = 4096 / 16384 / 65536 neurons (B = 1, T = 128) with the block that
+:func:`cupy_neurons.launch.block_size` picks from the SM count against a fixed 256.
+
 Run on a machine with a GPU (exits with a message otherwise)::
 
-    .venv/bin/python benchmarks/bench_kernels.py [--dtype float32] [--repeats 20] [--T 8 32 128]
+    python3 benchmarks/bench_kernels.py [--dtype float32] [--repeats 20] [--T 8 32 128] [--quick]
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sjframe.neurons import build_neuron  # noqa: E402
-from sjframe.neurons.backends import cupy_unavailable_reason  # noqa: E402
+from sjframe.neurons.base import cupy_unavailable_reason  # noqa: E402
 
 N_NEURONS = 2**20
 BATCH = 32
@@ -107,7 +111,7 @@ def bench_sjframe(kind: str, backend: str, t_steps: int, dtype: torch.dtype, rep
     from spikingjelly.activation_based import functional
 
     feat = N_NEURONS // BATCH
-    layer = build_neuron(kind, feat, 4.0, 3.0, 1.0, backend=backend).cuda()
+    layer = build_neuron(kind, feat, {"tau_m_steps": 4.0, "tau_s_steps": 3.0, "theta": 1.0}, backend=backend).cuda()
     x = (torch.randn(t_steps, BATCH, feat, device="cuda") * 1.5 + 0.5).to(dtype).requires_grad_()
     return _fwd_and_train(layer, x, functional.reset_net, repeats)
 
@@ -137,6 +141,30 @@ def bench_spikingjelly(impl: str, t_steps: int, dtype_name: str, repeats: int) -
     return json.loads(lines[-1])
 
 
+def bench_block_sweep(repeats: int, t_steps: int = 128, sizes: tuple[int, ...] = (4096, 16384, 65536)) -> None:
+    """LIF (cupy) fwd and fwd+bwd at small N: the block from ``block_size`` vs a fixed 256 (same layer, same x)."""
+    from spikingjelly.activation_based import functional
+
+    from cupy_neurons import launch
+
+    chosen = launch.block_size
+    sms = launch.sm_count(torch.cuda.current_device())
+    print(f"block-size sweep: LIF (cupy), B = 1, T = {t_steps}, float32, {sms} SMs; median of {repeats}")
+    print(f"{'N':>7} {'block':>6} {'fwd ms (256)':>13} {'fwd ms':>8} {'f+b ms (256)':>13} {'f+b ms':>8}")
+    for n in sizes:
+        layer = build_neuron("lif", n, {"tau_m_steps": 4.0, "tau_s_steps": 3.0, "theta": 1.0}, backend="cupy").cuda()
+        x = (torch.randn(t_steps, 1, n, device="cuda") * 1.5 + 0.5).requires_grad_()
+        times = {}
+        for label, pick in (("256", lambda n_threads, sms_: launch.BLOCK), ("chosen", chosen)):
+            launch.block_size = pick  # this process only: the launcher looks the function up at each launch
+            try:
+                times[label] = _fwd_and_train(layer, x, functional.reset_net, repeats)
+            finally:
+                launch.block_size = chosen
+        (f256, t256), (fc, tc) = times["256"], times["chosen"]
+        print(f"{n:>7} {chosen(n, sms):>6} {f256:>13.3f} {fc:>8.3f} {t256:>13.3f} {tc:>8.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--T", type=int, nargs="+", default=[8, 32, 128])
@@ -144,8 +172,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--neurons", nargs="+", choices=sorted(NEURONS), default=list(NEURONS))
     parser.add_argument("--no-sj", action="store_true", help="skip the SpikingJelly rows")
+    parser.add_argument("--quick", action="store_true",
+                        help="the device check's size: T 32 and 128, median of 5, plus the block-size sweep")
     parser.add_argument("--sj-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick and not args.sj_child:
+        args.T, args.repeats = [32, 128], 5
 
     reason = cupy_unavailable_reason()
     if reason is not None:
@@ -193,6 +225,9 @@ def main() -> None:
         sp = f"{speedup:8.1f}" if speedup is not None else f"{'':>8}"
         print(f"{label:<26} {t_steps:>4} {fwd:>9.3f} {train:>11.3f} {gb_f / 1e9:>9.0f} {100 * gb_f / bw:>8.0f}% "
               f"{gb_t / 1e9:>9.0f} {100 * gb_t / bw:>8.0f}% {sp}")
+    if args.quick and args.dtype == "float32":
+        print()
+        bench_block_sweep(args.repeats)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Launch a kernel of a specialisation on torch tensors: CuPy on CUDA tensors, the host build on CPU.
 
 ``launch(spec, sig, n_threads, args)`` runs kernel ``sig`` of ``spec`` with one thread per
-neuron (``n_threads`` = N, 1-D grid of :data:`BLOCK` threads). ``args`` follow ``sig.params``:
-a tensor (or ``None`` = null) for each pointer, a Python number for ``acc`` / ``int`` / ``index``.
+neuron (``n_threads`` = N, a 1-D grid; :func:`block_size` threads a block on a GPU, :data:`BLOCK`
+on the host). ``args`` follow ``sig.params``: a tensor (or ``None`` = null) for each pointer, a
+Python number for ``acc`` / ``int`` / ``index``.
 
 * CUDA tensors: the NVRTC module of ``render_device(spec)`` (``cupy.RawModule``, compiled once per
-  text and device, cached) launched on torch's current stream of the tensors' device.
+  text and device, cached) launched on torch's current stream of the tensors' device
+  (:func:`cupy_stream`: ``cupy.cuda.Stream.from_external``, not the deprecated ``ExternalStream``).
 * CPU tensors: the ``g++`` host build of the same text (``host_shim.h``), loaded with ctypes; a
   bundle of many specialisations can be built at once with :func:`preload_host` (one compiler run).
 
@@ -26,9 +28,12 @@ import torch
 from cupy_neurons import build
 from cupy_neurons.build import HostLibrary, KernelSig, Specialisation
 
-__all__ = ["BLOCK", "cupy_args", "launch", "launch_counts", "launch_cupy", "preload_host"]
+__all__ = ["BLOCK", "MIN_BLOCK", "block_size", "cupy_args", "cupy_stream", "launch", "launch_counts", "launch_cupy",
+           "preload_host", "sm_count"]
 
-BLOCK = 256
+BLOCK = 256  # the largest block, and the host build's (there it only numbers the threads)
+MIN_BLOCK = 32  # one warp
+BLOCKS_PER_SM = 2  # the grid a smaller block aims for: every SM given (at least) this many blocks
 
 _TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -114,10 +119,11 @@ def launch(
         raise ValueError(f"n_threads must be >= 0, got {n_threads}")
     if n_threads == 0:
         return
-    grid = (n_threads + BLOCK - 1) // BLOCK
     if device.type == "cuda":
-        launch_cupy(spec, sig.name, sig.params, grid, BLOCK, args, device)
+        block = block_size(n_threads, sm_count(_cuda_index(device)))
+        launch_cupy(spec, sig.name, sig.params, (n_threads + block - 1) // block, block, args, device)
     elif device.type == "cpu":
+        grid = (n_threads + BLOCK - 1) // BLOCK
         fn = _host_lib(spec, sig, all_sigs).function(spec, sig)
         cargs = [value.data_ptr() if isinstance(value, torch.Tensor) else value for value in args]
         fn(grid, BLOCK, *cargs)
@@ -125,6 +131,37 @@ def launch(
         raise ValueError(f"kernel {sig.name}: tensors on {device} are not supported (cuda or cpu)")
     with _REGISTRY.lock:
         _REGISTRY.counts[(device.type, sig.name)] += 1
+
+
+def block_size(n_threads: int, sms: int, max_block: int = BLOCK, min_block: int = MIN_BLOCK) -> int:
+    """Threads per block of a 1-D launch of ``n_threads`` threads on a GPU of ``sms`` multiprocessors.
+
+    The kernels run one thread per neuron with the time loop inside, so a layer of N neurons is N
+    threads: with blocks of 256, a layer of 4096-16384 neurons is 16-64 blocks, and 68-116 of an H200's
+    132 SMs stay idle. The largest power of two in ``[min_block, max_block]`` whose grid still gives
+    every SM :data:`BLOCKS_PER_SM` blocks (``ceil(n / block) >= BLOCKS_PER_SM * sms``), else ``min_block``:
+    a large layer keeps ``max_block``; a small one is spread over more SMs in smaller blocks. Only the
+    launch shape changes: each thread's arithmetic does not depend on the block (no shared memory, no
+    barriers in these kernels), so the neuron kernels' results are the same bit for bit (the sparse
+    kernels' atomic sums have no fixed order with any block).
+    """
+    if n_threads < 0 or sms < 1 or not (1 <= min_block <= max_block):
+        raise ValueError(f"block_size: need n_threads >= 0, sms >= 1, 1 <= min_block <= max_block; got "
+                         f"{n_threads}, {sms}, {min_block}, {max_block}")
+    block = max_block
+    while block > min_block and -(-n_threads // block) < BLOCKS_PER_SM * sms:
+        block //= 2
+    return max(block, min_block)
+
+
+@functools.lru_cache(maxsize=64)
+def sm_count(device_index: int) -> int:
+    """Multiprocessor count of CUDA device ``device_index`` (read once per device)."""
+    return int(torch.cuda.get_device_properties(device_index).multi_processor_count)
+
+
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 @functools.lru_cache(maxsize=512)
@@ -167,9 +204,42 @@ def launch_cupy(spec: Specialisation, name: str, params: Sequence[tuple[str, str
     (see :func:`cupy_args`). Shared by the neuron and the sparse launchers."""
     import cupy
 
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index = _cuda_index(device)
     converted = cupy_args(spec.dtype, params, args)
     fn = _cupy_function(spec, name, index)
     with cupy.cuda.Device(index):
-        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
-        fn((grid,), (block,), converted, stream=stream)
+        fn((grid,), (block,), converted, stream=cupy_stream(index))
+
+
+def cupy_stream(device_index: int) -> Any:
+    """torch's current stream on CUDA device ``device_index`` as a CuPy stream, for a launch on that device.
+
+    ``cupy.cuda.Stream.from_external`` (CuPy >= 14: any object with the CUDA stream protocol's
+    ``__cuda_stream__``) replaces ``cupy.cuda.ExternalStream``, which CuPy 14 deprecates (a DeprecationWarning at every
+    construction, an error under ``-W error``). ``from_external`` cannot be told the device (the protocol
+    carries none: CuPy 14.2 leaves ``device_id`` at -1, "unknown"; later versions read the current device),
+    so the stream's documented ``device_id`` attribute is set to ``device_index``: CuPy then refuses to
+    make it current on another device instead of trusting the caller. Call it inside
+    ``cupy.cuda.Device(device_index)``.
+    """
+    import cupy
+
+    stream = cupy.cuda.Stream.from_external(_StreamProtocol(torch.cuda.current_stream(device_index)))
+    stream.device_id = device_index
+    return stream
+
+
+class _StreamProtocol:
+    """A torch CUDA stream seen through the CUDA stream protocol (``__cuda_stream__`` -> ``(0, handle)``).
+
+    torch's own ``Stream.__cuda_stream__`` is recent; this adapter works with any torch version. CuPy
+    keeps a reference to it (and so to the torch stream) for the CuPy stream's lifetime.
+    """
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, int(self.stream.cuda_stream))

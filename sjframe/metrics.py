@@ -1,27 +1,50 @@
-"""Evaluation metrics: FS / FR accuracy, spike counts N_s, accuracy-versus-time curves, td50 / td90.
+"""Evaluation metrics: FS / FR accuracy, silent outputs, spike counts N_s, accuracy-versus-time
+curves, td50 / td90, confusion matrices.
 
 Definitions (spec first-spike-coding.md section 4); ``T`` is the evaluation window ``T + T_empty``,
-tensors are time-major ``[T, B, ...]``, accuracies and curves are in percent of all samples.
+tensors are time-major ``[T, B, ...]``, accuracies and curves are in percent of all samples. The
+decoders and the one definition of a *silent* sample (no output spike at any step of the window)
+are those of :mod:`sjframe.coding.decode`.
 
 * **N_s** of a layer: ``sum_{t, b, i} S[t, b, i] / (B * n_neurons)``, the average number of spikes
   per neuron per sample over the whole window; the total ``N_s`` sums the hidden and output layers
   (the input is not a layer of ``ModelOutput.layer_spikes``).
-* **FS curve**: among the samples decoded correctly by the full-window ``argmin t_F`` *and* whose
-  predicted neuron really spiked (``t_F <= T``), the histogram of ``t_F - 1`` over the 0-based steps
-  ``k = 0 .. T - 1``, accumulated: ``curve_fs[k] = 100 * #{correct, t_F - 1 <= k} / #samples``.
+* **silent_fraction**: the share (a fraction in ``[0, 1]``, not a percentage) of the samples whose
+  output is silent.
+* **acc_fs** (the paper's rule, the headline kept for comparison with the paper): full-window
+  ``argmin_n t_F`` (:func:`~sjframe.coding.decode.fs_predict`). A silent output still decodes, by
+  the rank of its peak potentials as the FS encoder defines, so ``acc_fs`` includes analog readouts
+  that cost no spike.
+* **acc_fs_spike**: the decision by the first output spike only
+  (:func:`~sjframe.coding.decode.fs_spike_predict`): the neuron that spikes first; ties at the same
+  first-spike step go to the larger membrane potential ``output.h`` at that step (when the model
+  reports ``h``), then to the lowest neuron index; a silent sample is wrong. On a sample that
+  spikes the two FS decisions agree except for such ties (the paper's rule takes the lowest index
+  there), so ``acc_fs - acc_fs_spike`` is the share of silent samples the paper's rule decodes
+  correctly, up to the tie cases.
+* **acc_fr**: ``argmax_n`` of the spike counts (:func:`~sjframe.coding.decode.fr_predict`; ties to
+  the lowest index); a silent sample makes no rate decision (``fr_predict`` gives ``SILENT = -1``)
+  and counts as wrong.
+* **FS curve**: ``curve_fs[k] = 100 * #{samples whose first-spike decision is correct and made at
+  a step <= k} / #samples`` for the 0-based steps ``k = 0 .. T - 1`` (the decision of
+  ``acc_fs_spike``, made at the step of the first output spike: the paper's histogram of
+  ``t_F - 1``, cumulated). Its last point equals ``acc_fs_spike``.
 * **FR curve**: at every step ``k``, the prediction ``argmax_n sum_{t <= k} S[t, b, n]`` (ties to
   the lowest index) counts as correct when it is the target and its cumulative count is > 0:
-  ``curve_fr[k] = 100 * #{correct at k} / #samples``.
-* **FS / FR accuracy**: full-window ``argmin t_F`` (a silent output still decodes, by the rank of
-  its potentials, as the FS encoder defines) and ``argmax`` of the spike counts, where a sample
-  whose output is completely silent counts as wrong for FR (no spike, no rate decision; plain
-  ``argmax`` would give class 0) so that ``acc_fr`` equals the last point of the FR curve.
+  ``curve_fr[k] = 100 * #{correct at k} / #samples``. Its last point equals ``acc_fr``.
 * **td(p)**: the first 0-based step ``k`` where ``curve[k] >= p / 100 * max(curve)``; ``None`` if the
-  curve is all zero. In ms: ``k * dt``. ``td50``/``td90`` use the FS curve for FS-trained models
-  (``primary="fs"``) and the FR curve otherwise.
+  curve is all zero. **Time convention**: a decision at 0-based step ``k`` is reported as ``k``
+  steps and ``k * dt`` ms -- the start of the bin in which it was made, i.e. the paper's
+  ``t_F - 1`` (so the numbers compare with the published ones and with the 0-based step axis of
+  the curve plots); the decision has then seen the input up to ``(k + 1) * dt`` ms. ``td50`` /
+  ``td90`` use the FS curve for FS-trained models (``primary="fs"``) and the FR curve otherwise.
+* **Confusion matrices** ``confusion_fs`` (first-spike decision) and ``confusion_fr`` (count
+  decision): counts ``[C, C + 1]``, row = target class, column = predicted class, the last column
+  ``C`` counts the silent samples of each class (``C`` = the number of output neurons).
 * **Firing rates**: the spikes per step of the predicted neuron (prediction by the primary
-  decoder), and the mean spikes per step of the other output neurons, averaged over samples (in Hz
-  as well when ``dt_ms`` is given: ``rate * 1000 / dt_ms``).
+  decoder: ``argmin t_F`` for FS, ``argmax`` counts for FR), and the mean spikes per step of the
+  other output neurons, averaged over samples (in Hz as well when ``dt_ms`` is given:
+  ``rate * 1000 / dt_ms``).
 
 :class:`EvalAccumulator` keeps only sums and counts, in float64 tensors, so that a distributed
 evaluation can all-reduce them (sum) across processes before :meth:`EvalAccumulator.compute`.
@@ -35,11 +58,13 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from sjframe.coding.decode import SILENT, fr_predict, fs_spike_predict
 from sjframe.coding.fs import first_spike_times_nograd
 from sjframe.models.base import ModelOutput
 
 __all__ = [
     "EvalAccumulator",
+    "confusion_counts",
     "fr_accuracy_curve_counts",
     "fs_accuracy_curve_counts",
     "layer_spike_counts",
@@ -79,14 +104,25 @@ def spike_count(layer_spikes: Mapping[str, Tensor]) -> Tensor:
     return torch.stack([c.to(torch.float32) if not c.is_floating_point() else c for c in counts]).sum()
 
 
-def fs_accuracy_curve_counts(t_F: Tensor, target: Tensor, T: int) -> Tensor:
-    """Counts ``[T]`` (float64) of the FS curve of one batch: correct and spiking samples by ``t_F - 1``, cumulated."""
-    pred = torch.argmin(t_F, dim=1)
-    t_pred = t_F.gather(1, pred.unsqueeze(1)).squeeze(1)
-    ok = (pred == target) & (t_pred <= T)
-    steps = (t_pred[ok].round().long() - 1).clamp(0, T - 1)
-    hist = torch.bincount(steps, minlength=T).to(torch.float64)
+def fs_accuracy_curve_counts(pred: Tensor, step: Tensor, target: Tensor, T: int) -> Tensor:
+    """Counts ``[T]`` (float64) of the FS curve of one batch, cumulated over the 0-based steps.
+
+    ``pred`` / ``step`` ``[B]``: the first-spike decision and its 0-based step
+    (:func:`~sjframe.coding.decode.fs_spike_predict`; ``SILENT`` / ``T`` for a silent sample).
+    ``counts[k] = #{pred == target and step <= k}``, so ``counts[T - 1]`` is the number of samples
+    that ``acc_fs_spike`` counts correct.
+    """
+    ok = (pred == target) & (step < T)
+    hist = torch.bincount(step[ok].long(), minlength=T)[:T].to(torch.float64)
     return torch.cumsum(hist, dim=0)
+
+
+def confusion_counts(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """Counts ``[C, C + 1]`` (float64): row = target, column = prediction, column ``C`` = silent (``SILENT``)."""
+    col = torch.where(pred == SILENT, torch.full_like(pred, num_classes), pred)
+    flat = target.long() * (num_classes + 1) + col.long()
+    counts = torch.bincount(flat, minlength=num_classes * (num_classes + 1))
+    return counts.to(torch.float64).view(num_classes, num_classes + 1)
 
 
 def fr_accuracy_curve_counts(spikes: Tensor, target: Tensor) -> Tensor:
@@ -217,16 +253,23 @@ class EvalAccumulator:
         t_F = t_F.detach()
         if t_F.shape != (B, N):
             raise ValueError(f"t_F must be [B, N] = [{B}, {N}], got shape {tuple(t_F.shape)}")
+        if bool((target < 0).any()) or bool((target >= N).any()):
+            raise ValueError(f"target holds a class outside [0, {N}) (the output has {N} neurons)")
         pred_fs = torch.argmin(t_F, dim=1)
+        pred_spike, step = fs_spike_predict(spikes, None if output.h is None else output.h.detach())
+        pred_fr = fr_predict(spikes)
         counts = spikes.sum(dim=0, dtype=torch.float64)  # [B, N]
-        pred_fr = torch.argmax(counts, dim=1)
         self._add("correct_fs", (pred_fs == target).sum(), device)
-        fired = counts.amax(dim=1) > 0  # a silent output makes no FR prediction
-        self._add("correct_fr", ((pred_fr == target) & fired).sum(), device)
+        self._add("correct_fs_spike", (pred_spike == target).sum(), device)
+        self._add("correct_fr", (pred_fr == target).sum(), device)  # a silent output (SILENT) is wrong
+        self._add("silent_samples", (pred_fr == SILENT).sum(), device)
         self._add("spiking_samples", B, device)
-        self._add("curve_fs_counts", fs_accuracy_curve_counts(t_F, target, T), device)
+        self._add("curve_fs_counts", fs_accuracy_curve_counts(pred_spike, step, target, T), device)
         self._add("curve_fr_counts", fr_accuracy_curve_counts(spikes, target), device)
-        pred = pred_fs if self.primary == "fs" else pred_fr
+        self._add("confusion_fs_counts", confusion_counts(pred_spike, target, N), device)
+        self._add("confusion_fr_counts", confusion_counts(pred_fr, target, N), device)
+        # the rates: a silent sample's predicted neuron (argmax of zero counts) has rate 0 either way
+        pred = pred_fs if self.primary == "fs" else torch.argmax(counts, dim=1)
         c_pred = counts.gather(1, pred.unsqueeze(1)).squeeze(1)
         others = (counts.sum(dim=1) - c_pred) / (N - 1) if N > 1 else torch.zeros_like(c_pred)
         self._add("rate_pred_sum", (c_pred / T).sum(), device)
@@ -236,8 +279,11 @@ class EvalAccumulator:
     def compute(self) -> dict:
         """The metrics as plain Python values (percent for accuracies and curves; ``None`` where not defined).
 
-        Keys: ``n_samples``, ``loss``, ``acc`` (primary decoding, or the logits' argmax for a
-        non-spiking readout), ``acc_fs``, ``acc_fr``, ``acc_logits``, ``n_s``, ``n_s_per_layer``,
+        Keys: ``n_samples``, ``loss``, ``acc`` (primary decoding -- ``acc_fs`` or ``acc_fr`` -- or the
+        logits' argmax for a non-spiking readout), ``acc_fs`` (the paper's rule), ``acc_fs_spike``
+        (first output spike only, silent = wrong), ``acc_fr`` (silent = wrong), ``silent_fraction``
+        (fraction in ``[0, 1]``), ``confusion_fs`` / ``confusion_fr`` (``[C][C + 1]`` ints, last
+        column silent), ``acc_logits``, ``n_s``, ``n_s_per_layer``,
         ``curve_fs``, ``curve_fr``, ``td50_fs``, ``td90_fs``, ``td50_fr``, ``td90_fr``, ``td50``,
         ``td90`` (primary curve, steps), ``td50_ms``, ``td90_ms``, ``td_curve`` (``"fs"``/``"fr"``),
         ``rate_pred``, ``rate_others`` (spikes per step), ``rate_pred_hz``, ``rate_others_hz``.
@@ -252,7 +298,12 @@ class EvalAccumulator:
 
         n_spk = float(s.get("spiking_samples", torch.tensor(0.0)))
         out["acc_fs"] = pct("correct_fs", n_spk)
+        out["acc_fs_spike"] = pct("correct_fs_spike", n_spk)
         out["acc_fr"] = pct("correct_fr", n_spk)
+        out["silent_fraction"] = float(s["silent_samples"]) / n_spk if "silent_samples" in s and n_spk > 0 else None
+        for kind in PRIMARY:
+            key = f"confusion_{kind}_counts"
+            out[f"confusion_{kind}"] = s[key].round().long().tolist() if key in s else None
         out["acc_logits"] = pct("correct_logits", n)
         if out["acc_logits"] is not None:
             out["acc"] = out["acc_logits"]

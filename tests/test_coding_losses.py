@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sjframe.coding.decode import fr_predict, fs_predict
+from sjframe.coding.decode import SILENT, fr_predict, fs_predict
 from sjframe.coding.losses import fr_loss, fs_loss, logits_nll_loss, rate_ce_loss, spike_count_loss
 
 
@@ -123,6 +123,6 @@ def test_decoders() -> None:
     spikes[0:3, 0, 2] = 1.0
     spikes[0:4, 0, 1] = 1.0  # sample 0: neuron 1 has the most spikes
     spikes[1, 1, 0] = spikes[2, 1, 2] = 1.0  # sample 1: tie 1-1 -> neuron 0
-    assert fr_predict(spikes).tolist() == [1, 0, 0]  # sample 2 is silent: argmax of zeros -> 0
+    assert fr_predict(spikes).tolist() == [1, 0, SILENT]  # sample 2 is silent: no rate decision (-1)
     with pytest.raises(ValueError, match=r"\[T, B, N\]"):
         fr_predict(torch.zeros(3, 3))

@@ -16,7 +16,7 @@ from sjframe.data.writers import random_dataset_files
 from sjframe.engine import Trainer
 from sjframe.learning.animation import animate_spike_counts, spike_count_gifs
 from sjframe.models import build_model
-from sjframe.neurons import LIF
+from sjframe.neurons.lif import LIF
 
 ROOT = Path(__file__).resolve().parents[1]
 

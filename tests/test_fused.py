@@ -5,16 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sjframe.neurons import LIF, AdLIF, CuLIF, PCuLIF
-from sjframe.neurons.functional import (
-    AdLIFState,
-    CuLIFState,
-    LIFState,
-    adlif_multi_step,
-    culif_multi_step,
-    lif_multi_step,
-)
-from sjframe.neurons.fused import fused_adlif, fused_culif, fused_lif
+from sjframe.neurons.adlif import AdLIF, AdLIFState, adlif_multi_step
+from sjframe.neurons.adlif.fused import fused_adlif
+from sjframe.neurons.culif import CuLIF, CuLIFState, PCuLIF, culif_multi_step
+from sjframe.neurons.culif.fused import fused_culif
+from sjframe.neurons.lif import LIF, LIFState, lif_multi_step
+from sjframe.neurons.lif.fused import fused_lif
 from sjframe.spike import make_spike_fn
 from sjframe.spike.surrogate import get_surrogate
 

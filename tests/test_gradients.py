@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from sjframe.neurons import LIF, AdLIF, CuLIF, PCuLIF
+from sjframe.neurons.adlif import AdLIF
+from sjframe.neurons.culif import CuLIF, PCuLIF
+from sjframe.neurons.lif import LIF
 from sjframe.spike import GradientSpec, make_spike_fn
 from sjframe.spike import localzo as lz
 from sjframe.spike.philox import philox4x32_10, philox_uniform, philox_words

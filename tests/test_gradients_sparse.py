@@ -14,7 +14,7 @@ from sjframe.layers import sparse_linear_lif as sparse_layer
 from sjframe.layers.sparse_linear_lif import ActiveSet, SparseLinearLIF, sparse_linear_lif
 from sjframe.models import build_model
 from sjframe.models.s3gd_net import S3GDNet, S3GDNetOptions
-from sjframe.neurons.functional import lif_multi_step
+from sjframe.neurons.lif import lif_multi_step
 from sjframe.spike import GradientSpec, make_spike_fn
 from sjframe.spike.surrogate import get_surrogate
 from tests.conftest import requires_gpu

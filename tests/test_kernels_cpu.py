@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import shutil
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from cupy_neurons import build, kernels, launch, ops
-from cupy_neurons.neurons import culif as culif_module_entry
-from cupy_neurons.neurons import run_adlif, run_culif, run_lif
+from cupy_neurons import build, kernels, launch
+from sjframe.neurons.adlif import run_adlif
+from sjframe.neurons.culif import CuLIF, run_culif
+from sjframe.neurons.lif import run_lif
 from sjframe.spike import GradientSpec
 from sjframe.spike.surrogate import SURROGATE_TABLE, get_surrogate
 from tests.support.kernel_cases import VARIANTS, Case, assert_mutation_fails, case_specs, check_case, run_case
@@ -142,8 +142,9 @@ def test_no_grad_forward_skips_saved_sequences() -> None:
     with torch.no_grad():
         out = run_culif(x, None, torch.sigmoid(w), torch.sigmoid(w), 1.0, get_surrogate())
     assert out.spikes.shape == (4, 2, 3) and not out.spikes.requires_grad
-    _s, _h, _v, _i, iprev = ops.culif_fwd(x.reshape(4, 6), x.new_zeros(6), x.new_zeros(6), torch.full((1,), 0.5),
-                                          torch.full((1,), 0.5), 1.0, get_surrogate().cuda_expr("u"), True, False)
+    culif_fwd = kernels.neuron_ops("culif").fwd
+    _s, _h, _v, _i, iprev = culif_fwd(x.reshape(4, 6), x.new_zeros(6), x.new_zeros(6), torch.full((1,), 0.5),
+                                      torch.full((1,), 0.5), 1.0, get_surrogate().cuda_expr("u"), True, False)
     assert iprev.numel() == 0
 
 
@@ -171,16 +172,16 @@ def test_validation_errors() -> None:
 
 
 def test_module_entry_requires_cuda_in_every_gradient_mode() -> None:
-    module = SimpleNamespace(theta=1.0, surrogate=get_surrogate(), gradient=GradientSpec(), detach_reset=True)
     for mode in ("dense", "sparse", "localzo"):
-        module.gradient = GradientSpec(mode=mode)
+        module = CuLIF(gradient=GradientSpec(mode=mode))
+        module.backend = "cupy"  # set after construction: check_backend refuses 'cupy' without a GPU
         with pytest.raises(ValueError, match="must be a CUDA tensor"):
-            culif_module_entry(module, torch.randn(3, 2, 4), None, 0.9, 0.8)
+            module(torch.randn(3, 2, 4))
 
 
 def test_modules_refuse_cupy_backend_without_gpu() -> None:
-    from sjframe.neurons import CuLIF
-    from sjframe.neurons.backends import cupy_unavailable_reason
+    from sjframe.neurons.base import cupy_unavailable_reason
+    from sjframe.neurons.culif import CuLIF
 
     if cupy_unavailable_reason() is None:
         pytest.skip("CUDA and CuPy are available here")
@@ -197,18 +198,18 @@ def test_opcheck_custom_ops() -> None:
     z = [torch.zeros(N, dtype=torch.float64, requires_grad=True) for _ in range(4)]
     p = [torch.full((N,), 0.7, dtype=torch.float64, requires_grad=True) for _ in range(4)]
     expr = get_surrogate().cuda_expr("u")
-    torch.library.opcheck(ops.culif_fwd, (x, z[0], z[1], p[0], p[1], 1.0, expr, True, True))
-    torch.library.opcheck(ops.adlif_fwd, (x, z[0], z[1], z[2], z[3], *p, 1.0, expr, False, True))
-    torch.library.opcheck(ops.lif_fwd, (x, z[0], z[1], p[0], 1.0, expr, True))
+    torch.library.opcheck(kernels.neuron_ops("culif").fwd, (x, z[0], z[1], p[0], p[1], 1.0, expr, True, True))
+    torch.library.opcheck(kernels.neuron_ops("adlif").fwd, (x, z[0], z[1], z[2], z[3], *p, 1.0, expr, False, True))
+    torch.library.opcheck(kernels.neuron_ops("lif").fwd, (x, z[0], z[1], p[0], 1.0, expr, True))
     # with the LocalZO inputs (keys [T], quantile table or None, law code, samples, delta)
     from sjframe.spike import localzo as lz
 
     keys = torch.tensor([11, 22, 33, 44], dtype=torch.int64)
     zo = (keys, lz.quantile_table("normal"), lz.DIST_CODES["normal"], 2, 0.4)
-    torch.library.opcheck(ops.culif_fwd, (x, z[0], z[1], p[0], p[1], 1.0, expr, True, True, *zo))
-    torch.library.opcheck(ops.adlif_fwd, (x, z[0], z[1], z[2], z[3], *p, 1.0, expr, False, True, *zo))
-    torch.library.opcheck(ops.lif_fwd, (x, z[0], z[1], p[0], 1.0, expr, True, keys, None, lz.DIST_CODES["laplace"], 1,
-                                        0.4))
+    torch.library.opcheck(kernels.neuron_ops("culif").fwd, (x, z[0], z[1], p[0], p[1], 1.0, expr, True, True, *zo))
+    torch.library.opcheck(kernels.neuron_ops("adlif").fwd, (x, z[0], z[1], z[2], z[3], *p, 1.0, expr, False, True, *zo))
+    torch.library.opcheck(kernels.neuron_ops("lif").fwd, (x, z[0], z[1], p[0], 1.0, expr, True, keys, None,
+                                                          lz.DIST_CODES["laplace"], 1, 0.4))
 
 
 def test_torch_compile_matches_eager() -> None:
@@ -249,7 +250,7 @@ def test_run_case_returns_every_gradient() -> None:
 @pytest.mark.parametrize("which", ["spikes", "h_seq", "state"])
 def test_loss_on_one_output_only(which: str) -> None:
     """Absent output gradients reach the kernels as null pointers (= zero) and give the reference result."""
-    from sjframe.neurons.functional import adlif_multi_step
+    from sjframe.neurons.adlif import adlif_multi_step
     from sjframe.spike import make_spike_fn
 
     g = torch.Generator().manual_seed(0)
@@ -276,7 +277,7 @@ def test_benchmark_exits_clearly_without_gpu(monkeypatch) -> None:  # noqa: ANN0
     import sys
     from pathlib import Path
 
-    from sjframe.neurons.backends import cupy_unavailable_reason
+    from sjframe.neurons.base import cupy_unavailable_reason
 
     if cupy_unavailable_reason() is None:
         pytest.skip("a GPU is present: the benchmark would run")
@@ -292,11 +293,11 @@ def test_benchmark_exits_clearly_without_gpu(monkeypatch) -> None:  # noqa: ANN0
 
 @pytest.mark.parametrize("neuron_type", ["culif", "pculif", "pculif_neuron", "adlif", "lif"])
 def test_modules_through_the_kernel_entry_points(neuron_type: str, monkeypatch) -> None:  # noqa: ANN001
-    """The modules' cupy dispatch (sjframe.neurons.backends -> cupy_neurons) on CPU tensors (host build):
+    """The modules' cupy dispatch (sjframe.neurons.<neuron>.kernel -> cupy_neurons) on CPU tensors (host build):
     two calls with carried states, h_seq stored, parameter gradients, equal to backend='torch'."""
     from spikingjelly.activation_based import functional
 
-    import cupy_neurons.neurons as kernel_neurons
+    import sjframe.neurons.base as kernel_neurons
     from sjframe.neurons import build_neuron
 
     monkeypatch.setattr(kernel_neurons, "_require_cuda", lambda module, x: None)  # let CPU tensors through
@@ -304,7 +305,8 @@ def test_modules_through_the_kernel_entry_points(neuron_type: str, monkeypatch) 
     for backend in ("torch", "cupy"):
         counts.append(launch.launch_counts())
         torch.manual_seed(0)
-        layer = build_neuron(neuron_type, (4, 6), 4.0, 3.0, 1.0, store_h_seq=True).to(torch.float64)
+        layer = build_neuron(neuron_type, (4, 6), {"tau_m_steps": 4.0, "tau_s_steps": 3.0},
+                             store_h_seq=True).to(torch.float64)
         layer.backend = backend  # set after construction: check_backend refuses 'cupy' without a GPU
         x = (torch.randn(12, 5, 4, 6, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
         functional.reset_net(layer)

@@ -15,8 +15,10 @@ import torch
 from cupy_neurons import build, ops
 from cupy_neurons import kernels as neuron_kernels
 from cupy_neurons.launch import cupy_args
-from cupy_neurons.neurons import run_adlif, run_culif, run_lif
 from cupy_neurons.sparse import kernels as sparse_kernels
+from sjframe.neurons.adlif import run_adlif
+from sjframe.neurons.culif import run_culif
+from sjframe.neurons.lif import run_lif
 from sjframe.spike.surrogate import get_surrogate
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from cupy_neurons import kernels, launch
-from cupy_neurons.neurons import run_adlif, run_culif, run_lif
+from sjframe.neurons.adlif import run_adlif
+from sjframe.neurons.culif import run_culif
+from sjframe.neurons.lif import run_lif
 from sjframe.spike.surrogate import SURROGATE_TABLE, get_surrogate
 from tests.conftest import requires_gpu
 from tests.support.kernel_cases import SIXTEEN_BIT_RTOL, VARIANTS, Case, check_case, run_case
@@ -118,7 +120,7 @@ def test_modules_cupy_backend_match_torch_and_ran_kernels(neuron_type: str) -> N
     layers = {}
     for backend in ("torch", "cupy"):
         torch.manual_seed(0)
-        layers[backend] = build_neuron(neuron_type, (4, 6), 4.0, 3.0, 1.0, backend=backend,
+        layers[backend] = build_neuron(neuron_type, (4, 6), {"tau_m_steps": 4.0, "tau_s_steps": 3.0}, backend=backend,
                                        store_h_seq=True).to("cuda", torch.float64)
     # float64: no spike can flip between the two backends' rounding orders
     x = (torch.randn(12, 5, 4, 6, device="cuda", dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
@@ -144,7 +146,7 @@ def test_modules_cupy_backend_match_torch_and_ran_kernels(neuron_type: str) -> N
 
 
 def test_torch_compile_inductor_model() -> None:
-    from sjframe.neurons import PCuLIF
+    from sjframe.neurons.culif import PCuLIF
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(20, 16, bias=False).cuda()
@@ -167,7 +169,7 @@ def test_torch_compile_inductor_model() -> None:
 
 
 def test_cpu_tensor_with_cupy_module_is_refused() -> None:
-    from sjframe.neurons import LIF
+    from sjframe.neurons.lif import LIF
 
     layer = LIF(backend="cupy")
     with pytest.raises(ValueError, match="must be a CUDA tensor"):

@@ -4,7 +4,8 @@ LocalZO in the kernels: the backward kernel regenerates the noise with Philox fr
 step, drawn in the forward exactly as the torch reference draws them with ``rng: philox``. So with
 generators seeded alike, the kernel path and the torch reference cores must give the same
 gradients (every variant, every noise law, both resets, four dtypes, odd shapes), and the
-estimate the kernel uses must be bit for bit the torch estimate. Also: seeds, fresh noise per
+estimate the kernel uses must be the torch estimate up to their log (an ulp bound derived in
+tests/support/kernel_cases.py; bit for bit for the law without a log). Also: seeds, fresh noise per
 forward, the modules' ``backend='cupy'`` dispatch against ``backend='torch'``, argument
 validation, and mutation tests showing that a one-token change in the LocalZO path fails.
 """
@@ -17,12 +18,23 @@ import shutil
 import pytest
 import torch
 
-from cupy_neurons import launch, ops
-from cupy_neurons.neurons import run_adlif, run_culif, run_lif
+import sjframe.spike.gradient
+from cupy_neurons import kernels, launch
+from sjframe.neurons.adlif import run_adlif
+from sjframe.neurons.culif import run_culif
+from sjframe.neurons.lif import run_lif
 from sjframe.spike import GradientSpec
 from sjframe.spike import localzo as lz
 from sjframe.spike.surrogate import get_surrogate
-from tests.support.kernel_cases import VARIANTS, Case, assert_mutation_fails, case_specs, check_case
+from tests.support.kernel_cases import (
+    VARIANTS,
+    Case,
+    assert_mutation_fails,
+    case_specs,
+    check_case,
+    check_localzo_estimate,
+    kernel_localzo_estimate,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ for the host build")
 
@@ -76,9 +88,12 @@ def test_sparse_mode_through_the_kernels(case: Case) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("dist", lz.LOCALZO_DISTRIBUTIONS)
-def test_kernel_estimate_is_the_torch_estimate_bit_for_bit(dist: str, dtype: torch.dtype) -> None:
+def test_kernel_estimate_is_the_torch_estimate(dist: str, dtype: torch.dtype) -> None:
     """T = 1 CuLIF with lam = 1/2 and loss = sum(spikes): dL/dv0 = g / 2 exactly, so the kernel's g is
-    read back and compared with localzo_estimate_with(u, key) for the key drawn from the same seed."""
+    read back and compared with localzo_estimate_with(u, key) for the key drawn from the same seed:
+    elementwise within the derived ulp bound of their log (check_localzo_estimate: the Philox uniforms
+    are the same exactly; a sample at the indicator's discontinuity may be counted by either; 16-bit
+    storage adds its rounding); bit for bit for the uniform law (no log: the same float32 operations)."""
     gen = torch.Generator().manual_seed(11)
     feat = (500,)
     v0 = (torch.randn(3, *feat, generator=gen) * 0.3 + 1.0).to(dtype).requires_grad_()
@@ -90,15 +105,11 @@ def test_kernel_estimate_is_the_torch_estimate_bit_for_bit(dist: str, dtype: tor
     g_kernel = (2 * dv0.float())
     key = lz.draw_key(torch.Generator().manual_seed(7))
     u = (out.h_seq[0].float() - 1.0) if dtype in (torch.float16, torch.bfloat16) else out.h_seq[0] - 1.0
-    g_torch = lz.localzo_estimate_with(u, dist, 0.2, 3, 50.0, "philox", None, key).float()
-    assert int((g_torch != 0).sum()) > 20
-    same = float((g_kernel == g_torch.to(dtype).float()).double().mean())
-    if dist == "uniform":  # no logarithm: the same float32 operations
-        assert same == 1.0
-    else:  # the C library's logf and torch's log may differ by an ulp
-        assert same >= 0.99
-        torch.testing.assert_close(g_kernel, g_torch.to(dtype).float(), rtol=1e-5 if dtype in (torch.float32, torch.float64)
-                                   else 1e-2, atol=0.0)
+    counts = check_localzo_estimate(g_kernel, u, dist, 0.2, 3, 50.0, key, f"{dist} {dtype}", storage=dtype)
+    assert counts["nonzero"] > 20
+    if dist == "uniform":
+        g_torch = lz.localzo_estimate_with(u, dist, 0.2, 3, 50.0, "philox", None, key).to(dtype).float()
+        assert torch.equal(g_kernel, g_torch)
 
 
 # ------------------------------------------------------------------------------------ seeds and noise
@@ -131,6 +142,12 @@ def test_keys_come_from_torchs_global_rng_without_a_generator() -> None:
 
 
 # ------------------------------------------------------------------------------------ modules
+def _estimate_of_the_kernels(u, distribution, delta, samples, k, rng, generator):  # noqa: ANN001, ANN202
+    """sjframe.spike.localzo_estimate (rng='philox') with the kernels' estimate of the same key."""
+    assert rng == "philox"
+    return kernel_localzo_estimate(u, distribution, delta, samples, k, lz.draw_key(generator))
+
+
 @pytest.mark.parametrize("neuron_type", ["culif", "pculif", "pculif_neuron", "adlif", "lif"])
 @pytest.mark.parametrize("mode", ["localzo", "sparse"])
 def test_modules_cupy_dispatch_equals_torch(neuron_type: str, mode: str, monkeypatch) -> None:  # noqa: ANN001
@@ -138,16 +155,20 @@ def test_modules_cupy_dispatch_equals_torch(neuron_type: str, mode: str, monkeyp
     backend='torch' under the same global seed, over two calls with carried states; the kernels ran."""
     from spikingjelly.activation_based import functional
 
-    import cupy_neurons.neurons as kernel_neurons
+    import sjframe.neurons.base as kernel_neurons
     from sjframe.neurons import build_neuron
 
     monkeypatch.setattr(kernel_neurons, "_require_cuda", lambda module, x: None)  # let CPU tensors through
+    # the torch backend's LocalZO estimate: the kernels' one, checked elementwise against torch's (within
+    # the derived ulp bound of their log), so the two backends differ only in float64 arithmetic
+    monkeypatch.setattr(sjframe.spike.gradient, "localzo_estimate", _estimate_of_the_kernels)
     gradient = zo("sigmoid", 0.3, 2) if mode == "localzo" else GradientSpec(mode="sparse", b_th=0.4)
     results, counts = {}, []
     for backend in ("torch", "cupy"):
         counts.append(launch.launch_counts())
         torch.manual_seed(0)
-        layer = build_neuron(neuron_type, (4, 6), 4.0, 3.0, 1.0, gradient=gradient, store_h_seq=True).to(torch.float64)
+        layer = build_neuron(neuron_type, (4, 6), {"tau_m_steps": 4.0, "tau_s_steps": 3.0},
+                             gradient=gradient, store_h_seq=True).to(torch.float64)
         layer.backend = backend  # set after construction: check_backend refuses 'cupy' without a GPU
         x = (torch.randn(12, 5, 4, 6, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
         functional.reset_net(layer)
@@ -156,9 +177,8 @@ def test_modules_cupy_dispatch_equals_torch(neuron_type: str, mode: str, monkeyp
         results[backend] = (s1, s2, layer.h_seq, *torch.autograd.grad(loss, [x, *layer.parameters()]))
     counts.append(launch.launch_counts())
     assert float(results["torch"][3].abs().max()) > 0
-    tol = {"rtol": 1e-7, "atol": 1e-9} if mode == "localzo" else {"rtol": 1e-10, "atol": 1e-12}
     for a, b in zip(results["cupy"], results["torch"]):
-        torch.testing.assert_close(a, b, **tol)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     kind = "culif" if "culif" in neuron_type else neuron_type
     key = ("cpu", f"{kind}_backward")
     assert counts[2].get(key, 0) == counts[1].get(key, 0) + 2 and counts[1].get(key, 0) == counts[0].get(key, 0)
@@ -166,8 +186,8 @@ def test_modules_cupy_dispatch_equals_torch(neuron_type: str, mode: str, monkeyp
 
 def test_rng_torch_is_read_as_philox_on_the_kernels(monkeypatch) -> None:  # noqa: ANN001
     """The kernels always draw Philox noise: rng='torch' gives the rng='philox' result under the same seed."""
-    import cupy_neurons.neurons as kernel_neurons
-    from sjframe.neurons import LIF
+    import sjframe.neurons.base as kernel_neurons
+    from sjframe.neurons.lif import LIF
 
     monkeypatch.setattr(kernel_neurons, "_require_cuda", lambda module, x: None)
     grads = []
@@ -200,11 +220,11 @@ def test_validation_of_the_localzo_arguments() -> None:
     p = torch.full((1,), 0.8)
     table = lz.quantile_table("normal")
     with pytest.raises(ValueError, match="zo_keys must be an int64 tensor"):
-        ops.lif_fwd(x, z, z, p, 1.0, "0.0f", True, torch.zeros(3, dtype=torch.int64), table, 0, 1, 0.1)
+        kernels.neuron_ops("lif").fwd(x, z, z, p, 1.0, "0.0f", True, torch.zeros(3, dtype=torch.int64), table, 0, 1, 0.1)
     with pytest.raises(ValueError, match="zo_table"):
-        ops.lif_fwd(x, z, z, p, 1.0, "0.0f", True, torch.zeros(4, dtype=torch.int64), None, 0, 1, 0.1)
+        kernels.neuron_ops("lif").fwd(x, z, z, p, 1.0, "0.0f", True, torch.zeros(4, dtype=torch.int64), None, 0, 1, 0.1)
     with pytest.raises(ValueError, match="zo_dist"):
-        ops.lif_fwd(x, z, z, p, 1.0, "0.0f", True, torch.zeros(4, dtype=torch.int64), table, 9, 1, 0.1)
+        kernels.neuron_ops("lif").fwd(x, z, z, p, 1.0, "0.0f", True, torch.zeros(4, dtype=torch.int64), table, 9, 1, 0.1)
     with pytest.raises(ValueError, match="gradient must be"):
         run_lif(x.reshape(4, 2, 3), None, 0.9, 1.0, get_surrogate(), True, "localzo")
     with pytest.raises(ValueError, match="generator must be"):
@@ -276,8 +296,8 @@ def test_single_step_mode_draws_one_key_per_call(monkeypatch) -> None:  # noqa: 
     """step_mode='s' (T = 1 per call, e.g. recurrent layers): backend='cupy' equals backend='torch'."""
     from spikingjelly.activation_based import functional
 
-    import cupy_neurons.neurons as kernel_neurons
-    from sjframe.neurons import CuLIF
+    import sjframe.neurons.base as kernel_neurons
+    from sjframe.neurons.culif import CuLIF
 
     monkeypatch.setattr(kernel_neurons, "_require_cuda", lambda module, x: None)
     x = (torch.randn(7, 3, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.5 + 0.8)

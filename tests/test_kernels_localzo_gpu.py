@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from cupy_neurons import launch
-from cupy_neurons.neurons import run_culif
+from sjframe.neurons.culif import run_culif
 from sjframe.spike import GradientSpec
 from sjframe.spike import localzo as lz
 from sjframe.spike.surrogate import get_surrogate
@@ -123,7 +123,8 @@ def test_modules_cupy_backend_match_torch_and_ran_kernels(neuron_type: str, mode
     for backend in ("torch", "cupy"):
         counts.append(launch.launch_counts())
         torch.manual_seed(0)  # the same parameters and (LocalZO) the same keys from the global RNG
-        layer = build_neuron(neuron_type, (4, 6), 4.0, 3.0, 1.0, gradient=gradient, backend=backend,
+        layer = build_neuron(neuron_type, (4, 6), {"tau_m_steps": 4.0, "tau_s_steps": 3.0},
+                             gradient=gradient, backend=backend,
                              store_h_seq=True).to(DEVICE, torch.float64)
         x = (torch.randn(12, 5, 4, 6, dtype=torch.float64) * 1.5 + 0.8).to(DEVICE).requires_grad_()
         functional.reset_net(layer)

@@ -114,6 +114,8 @@ def _assert_same(a: dict, b: dict) -> None:
     for key in a:
         if isinstance(a[key], float):
             assert math.isclose(a[key], b[key], rel_tol=1e-9, abs_tol=1e-12), key
+        elif isinstance(a[key], list) and a[key] and isinstance(a[key][0], list):  # confusion counts
+            assert a[key] == b[key], key
         elif isinstance(a[key], list):
             assert all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a[key], b[key])), key
         elif isinstance(a[key], dict):

@@ -12,7 +12,9 @@ from sjframe.configtools import ConfigError
 from sjframe.layers.common import TimeFixedDropout
 from sjframe.models import MODELS, ModelOutput, build_model
 from sjframe.models.fcnet import FCNet
-from sjframe.neurons import LIF, AdLIF, CuLIF, PCuLIF
+from sjframe.neurons.adlif import AdLIF
+from sjframe.neurons.culif import CuLIF, PCuLIF
+from sjframe.neurons.lif import LIF
 
 NEURON_CLASSES = {"culif": CuLIF, "pculif": PCuLIF, "pculif_neuron": PCuLIF, "adlif": AdLIF, "lif": LIF}
 
@@ -165,7 +167,7 @@ def test_layer_overrides_set_surrogate_and_gradient_per_layer():
 
 
 def test_cupy_backend_without_gpu_is_a_clear_error():
-    from sjframe.neurons.backends import cupy_unavailable_reason
+    from sjframe.neurons.base import cupy_unavailable_reason
 
     if cupy_unavailable_reason() is None:
         pytest.skip("CUDA and CuPy are available here")

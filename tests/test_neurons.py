@@ -8,15 +8,10 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, layer, monitor
 
-from sjframe.neurons import LIF, AdLIF, CuLIF, PCuLIF, build_neuron
-from sjframe.neurons.functional import (
-    AdLIFState,
-    CuLIFState,
-    LIFState,
-    adlif_multi_step,
-    culif_multi_step,
-    lif_multi_step,
-)
+from sjframe.neurons import build_neuron
+from sjframe.neurons.adlif import AdLIF, AdLIFState, adlif_multi_step
+from sjframe.neurons.culif import CuLIF, CuLIFState, PCuLIF, culif_multi_step
+from sjframe.neurons.lif import LIF, LIFState, lif_multi_step
 from sjframe.neurons.params import inverse_sigmoid_decay, tau_steps
 from sjframe.spike import make_spike_fn
 from sjframe.spike.surrogate import get_surrogate
@@ -225,13 +220,13 @@ def test_detach_reset_changes_gradient_not_forward() -> None:
 
 
 def test_build_neuron_factory() -> None:
-    assert isinstance(build_neuron("culif", 8, 5.0, 5.0, 1.0), CuLIF)
-    assert build_neuron("pculif_neuron", 8, 5.0, 5.0, 1.0).w_m.shape == (8,)
-    assert build_neuron("pculif", 8, 5.0, 5.0, 1.0).w_m.shape == ()
-    assert isinstance(build_neuron("adlif", 8, 5.0, 5.0, 1.0, tau_w=50.0), AdLIF)
-    assert isinstance(build_neuron("lif", 8, 5.0, 5.0, 1.0), LIF)
+    assert isinstance(build_neuron("culif", 8, {"tau_m_steps": 5.0, "tau_s_steps": 5.0, "theta": 1.0}), CuLIF)
+    assert build_neuron("pculif_neuron", 8, {"tau_m_steps": 5.0, "tau_s_steps": 5.0, "theta": 1.0}).w_m.shape == (8,)
+    assert build_neuron("pculif", 8, {"tau_m_steps": 5.0, "tau_s_steps": 5.0, "theta": 1.0}).w_m.shape == ()
+    assert isinstance(build_neuron("adlif", 8, {"tau_m_steps": 5.0, "tau_w_steps": 50.0}), AdLIF)
+    assert isinstance(build_neuron("lif", 8, {"tau_m_steps": 5.0, "tau_s_steps": 5.0, "theta": 1.0}), LIF)
     with pytest.raises(ValueError, match="unknown neuron_type 'izh'"):
-        build_neuron("izh", 8, 5.0, 5.0, 1.0)
+        build_neuron("izh", 8, {"tau_m_steps": 5.0, "tau_s_steps": 5.0, "theta": 1.0})
 
 
 def test_bad_arguments_raise_clear_errors() -> None:

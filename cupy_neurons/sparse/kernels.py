@@ -36,7 +36,7 @@ import torch
 
 from cupy_neurons import build, zo
 from cupy_neurons.build import Specialisation
-from cupy_neurons.launch import launch_cupy
+from cupy_neurons.launch import BLOCK, block_size, launch_cupy, sm_count
 
 __all__ = [
     "BLOCK",
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 SOURCE = "sparse/s3gd.cu"
-BLOCK = 256
 
 # parameter kind -> (C declaration, ctypes type for the host wrapper)
 _KINDS: dict[str, tuple[str, object]] = {
@@ -181,23 +180,31 @@ def _check(spec: Specialisation, sig: _Sig, args: Sequence[object]) -> torch.dev
 
 
 def launch(spec: Specialisation, name: str, n_threads: int, args: Sequence[object]) -> None:
-    """Run kernel ``name`` with ``n_threads`` threads (1-D grid of :data:`BLOCK`) on the tensors' device."""
+    """Run kernel ``name`` with ``n_threads`` threads (1-D grid; blocks of :func:`cupy_neurons.launch.block_size`
+    on a GPU, :data:`BLOCK` on the host) on the tensors' device."""
     sig = KERNELS[name]
     device = _check(spec, sig, args)
     if n_threads <= 0:
         return
-    grid = (n_threads + BLOCK - 1) // BLOCK
     if device.type == "cpu":
         conv = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
-        _host_fn(spec, sig)(grid, BLOCK, *conv)
+        _host_fn(spec, sig)((n_threads + BLOCK - 1) // BLOCK, BLOCK, *conv)
         return
     # the neuron launcher's CuPy branch: pointers as data_ptr() (cupy.asarray refuses tensors that require grad,
     # e.g. the weight the sparse layer saves), scalars of the exact C types, the module cached per specialisation
-    # (no re-rendering of the source per launch), torch's current stream
-    launch_cupy(spec, name, sig.params, grid, BLOCK, args, device)
+    # (no re-rendering of the source per launch), torch's current stream, the block from the SM count
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    block = block_size(n_threads, sm_count(index))
+    launch_cupy(spec, name, sig.params, (n_threads + block - 1) // block, block, args, device)
 
 
 # ---------------------------------------------------------------------------------- high level
+@functools.lru_cache(maxsize=16)
+def _placeholder_table(device: torch.device) -> torch.Tensor:
+    """Two zeros on ``device``: the table argument of the laws that read none (laplace, uniform)."""
+    return torch.zeros(2, device=device)
+
+
 def localzo_estimate_kernel(
     u: torch.Tensor, dist_code: int, delta: float, samples: int, key: int, table: torch.Tensor | None
 ) -> torch.Tensor:
@@ -212,7 +219,12 @@ def localzo_estimate_kernel(
         raise ValueError(f"unknown LocalZO distribution code {dist_code!r}; valid: {zo.DIST_CODES}")
     u = u.detach().contiguous()
     g = torch.empty_like(u)
-    table = (torch.zeros(2) if table is None else table).to(u.device, torch.float32).contiguous()
+    # the table comes cached on the device from the caller (no host-to-device copy per call: one would also be
+    # illegal under CUDA-graph capture); laplace / uniform read no table, a cached placeholder stands in
+    if table is None:
+        table = _placeholder_table(u.device)
+    elif table.dtype != torch.float32 or table.device != u.device or not table.is_contiguous():
+        raise ValueError(f"table must be a contiguous float32 tensor on {u.device}, got {table.dtype} on {table.device}")
     args = (u, g, u.numel(), key if key < 2**63 else key - 2**64, samples, delta, 1.0 / (2.0 * delta * samples),
             dist_code, table, zo.TABLE_INTERVALS, zo.W_MAX, zo.TABLE_INTERVALS / zo.W_MAX)
     launch(specialisation(u.dtype), "localzo_estimate", u.numel(), args)

@@ -1,14 +1,42 @@
-"""Helpers shared by the data-set builders: option checking and the validation split."""
+"""Helpers shared by the data-set builders: option checking and the validation split.
+
+Validation split of the training file (:func:`resolve_val_split`, :func:`split_indices`):
+
+* ``val_split: {fraction: 0.1, by: speaker | random, seed: 0}`` -- ``fraction`` of the training
+  file's samples held out for validation; ``by: speaker`` holds out whole speakers
+  (:func:`speaker_split_indices`: no speaker in both ``train`` and ``val``), ``by: random`` a random
+  subset of samples (:func:`val_split_indices`). Without ``by``: ``speaker`` where the file carries
+  speaker ids (SHD, SSC and the spoken-digit files: ``/extra/speaker``), ``random`` where it does not.
+* The older ``val_fraction`` / ``val_seed`` options are the random form, exactly as before:
+  ``val_fraction: f, val_seed: s`` is ``val_split: {fraction: f, by: random, seed: s}`` (either
+  may be left out: 0.1 and 0). They cannot be combined with ``val_split``.
+* Nothing given: ``val_split: {fraction: 0.1, seed: 0}`` (by speaker where speakers exist).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_options", "require_bool", "require_int", "require_number", "val_split_indices"]
+__all__ = [
+    "VAL_SPLIT_BY",
+    "ValSplit",
+    "check_options",
+    "require_bool",
+    "require_int",
+    "require_number",
+    "resolve_val_split",
+    "speaker_split_indices",
+    "split_indices",
+    "val_split_indices",
+]
+
+VAL_SPLIT_BY = ("speaker", "random")
+VAL_SPLIT_KEYS = ("fraction", "by", "seed")
 
 
 def check_options(dataset: str, options: Mapping[str, Any], valid: Iterable[str]) -> None:
@@ -70,3 +98,90 @@ def val_split_indices(n: int, split: str, val_fraction: float, val_seed: int) ->
     perm = np.random.RandomState(val_seed).permutation(n)
     chosen = perm[:n_val] if split == "val" else perm[n_val:]
     return np.sort(chosen).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ValSplit:
+    """A resolved validation split: ``fraction`` in ``[0, 1)``, ``by`` (``speaker`` | ``random`` |
+    ``None`` = speaker where the file has speakers, else random) and ``seed``."""
+
+    fraction: float = 0.1
+    by: str | None = None
+    seed: int = 0
+
+
+def resolve_val_split(options: Mapping[str, Any]) -> ValSplit:
+    """The :class:`ValSplit` of a builder's ``options`` (``val_split``, or the older
+    ``val_fraction`` / ``val_seed`` as the random form; see the module docstring)."""
+    legacy = {k: options[k] for k in ("val_fraction", "val_seed") if options.get(k) is not None}
+    raw = options.get("val_split")
+    if raw is not None and legacy:
+        raise ValueError(f"give either val_split or {sorted(legacy)} (the older random form), not both")
+    if legacy:
+        fraction = require_number("val_fraction", legacy.get("val_fraction", 0.1))
+        seed = require_int("val_seed", legacy.get("val_seed", 0))
+        by: str | None = "random"
+    else:
+        raw = {} if raw is None else raw
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"val_split must be a mapping {{fraction, by, seed}}, got {raw!r}")
+        unknown = sorted(set(raw) - set(VAL_SPLIT_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in val_split; valid: {list(VAL_SPLIT_KEYS)}")
+        fraction = require_number("val_split.fraction", raw.get("fraction", 0.1))
+        seed = require_int("val_split.seed", raw.get("seed", 0))
+        by = raw.get("by")
+        if by is not None and by not in VAL_SPLIT_BY:
+            raise ValueError(f"val_split.by must be one of {VAL_SPLIT_BY}, got {by!r}")
+    if not 0.0 <= fraction < 1.0:
+        name = "val_fraction" if legacy else "val_split.fraction"
+        raise ValueError(f"{name} must be in [0, 1), got {fraction}")
+    return ValSplit(fraction, by, seed)
+
+
+def speaker_split_indices(speakers: np.ndarray, split: str, fraction: float, seed: int) -> np.ndarray:
+    """Indices (sorted) of the samples of ``split`` (``train`` | ``val``) when whole speakers are held out.
+
+    Rule: the distinct speaker ids (sorted) are shuffled with ``numpy.random.RandomState(seed)``;
+    the validation split takes the first ``k`` speakers of that order, with ``k`` (from 1 to the
+    number of speakers - 1, so that training keeps at least one speaker) the one whose sample count
+    comes closest to ``fraction * n`` (on a tie, the smaller ``k``). Every sample of a speaker goes
+    to the same split. ``fraction = 0`` keeps every sample in ``train`` and makes ``val`` an error;
+    fewer than two speakers cannot be split (``ValueError``).
+    """
+    speakers = np.asarray(speakers).reshape(-1)
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val' here, got {split!r}")
+    n = len(speakers)
+    ids, inverse, counts = np.unique(speakers, return_inverse=True, return_counts=True)
+    if fraction == 0.0:
+        if split == "val":
+            raise ValueError(f"the validation split is empty (fraction 0, {n} training samples)")
+        return np.arange(n, dtype=np.int64)
+    if len(ids) < 2:
+        raise ValueError(f"a speaker-disjoint validation split needs at least 2 speakers, the file has {len(ids)}")
+    order = np.random.RandomState(seed).permutation(len(ids))
+    cumulative = np.cumsum(counts[order])[:-1]  # k = 1 .. S - 1 speakers held out
+    k = int(np.argmin(np.abs(cumulative - fraction * n))) + 1  # argmin: the first (smaller k) on a tie
+    in_val = np.zeros(len(ids), dtype=bool)
+    in_val[order[:k]] = True
+    chosen = np.flatnonzero(in_val[inverse] if split == "val" else ~in_val[inverse])
+    return chosen.astype(np.int64)
+
+
+def split_indices(split: str, n: int, val: ValSplit, speakers: np.ndarray | None, source: str = "") -> np.ndarray:
+    """Indices of the training file's samples in ``split`` (``train`` | ``val``) under ``val``.
+
+    ``speakers``: the file's per-sample speaker ids, ``None`` when it has none. ``by: speaker``
+    without speakers is a ``ValueError``; ``by`` unset means speaker where ``speakers`` is given.
+    """
+    by = val.by if val.by is not None else ("speaker" if speakers is not None else "random")
+    where = f"{source}: " if source else ""
+    if by == "speaker":
+        if speakers is None:
+            raise ValueError(f"{where}val_split.by is 'speaker' but the file carries no speaker ids "
+                             "(/extra/speaker); use val_split: {by: random}")
+        if len(speakers) != n:
+            raise ValueError(f"{where}{len(speakers)} speaker ids for {n} samples")
+        return speaker_split_indices(speakers, split, val.fraction, val.seed)
+    return val_split_indices(n, split, val.fraction, val.seed)

@@ -3,7 +3,8 @@
 Every event data set is built the same way: the reader turns its file into
 :class:`~sjframe.data.binning.SparseFrames` (binned counts, ``T`` steps of ``dt`` ms) and labels,
 optionally through the cache; the training file is split into ``train`` / ``val``
-(:func:`~sjframe.data.common.val_split_indices`); :class:`FrameDataset` serves
+(``val_split``, or the older ``val_fraction`` / ``val_seed``: :func:`~sjframe.data.common.split_indices`,
+by whole speakers where the reader gives speaker ids); :class:`FrameDataset` serves
 ``x`` float32 ``[T + T_empty, *input_shape]`` and ``y`` int.
 
 Cache (``cache: true``): the binned counts of a whole file are saved as ``.npz`` in ``cache_dir``
@@ -28,12 +29,19 @@ import torch
 from torch.utils.data import Dataset
 
 from sjframe.data.binning import SparseFrames
-from sjframe.data.common import check_options, require_bool, require_int, require_number, val_split_indices
+from sjframe.data.common import (
+    check_options,
+    require_bool,
+    require_int,
+    require_number,
+    resolve_val_split,
+    split_indices,
+)
 
 __all__ = ["COMMON_OPTIONS", "FrameDataset", "build_event_dataset", "cached_frames", "require_file"]
 
 # options every event data set accepts (defaults are per data set)
-COMMON_OPTIONS = ("root", "T", "T_empty", "dt", "clamp", "val_fraction", "val_seed", "cache", "cache_dir")
+COMMON_OPTIONS = ("root", "T", "T_empty", "dt", "clamp", "val_split", "val_fraction", "val_seed", "cache", "cache_dir")
 
 _CACHE_VERSION = 1
 
@@ -154,6 +162,7 @@ def build_event_dataset(
     file_for: Callable[[str, Path, dict[str, Any]], Path],
     input_shape: Callable[[dict[str, Any]], tuple[int, ...]],
     num_classes: Callable[[dict[str, Any], np.ndarray], int],
+    speakers: Callable[[Path], np.ndarray | None] | None = None,
 ) -> FrameDataset:
     """Common assembly of an event data set.
 
@@ -168,19 +177,21 @@ def build_event_dataset(
         file_for: ``file_for(file_split, root, extra) -> path``.
         input_shape: ``input_shape(extra) -> shape`` of one step.
         num_classes: ``num_classes(extra, labels) -> int``.
+        speakers: ``speakers(path) -> ids [n] | None``, the per-sample speaker ids of a file
+            (``None``: the file has none); ``None`` for a data set without speakers. The
+            validation split (``val_split``) holds out whole speakers where there are ids.
     """
     check_options(name, options, list(COMMON_OPTIONS) + list(extra_options))
     opts = {
         "root": "datasets",
         "T_empty": 0,
         "clamp": False,
-        "val_fraction": 0.1,
-        "val_seed": 0,
         "cache": False,
         "cache_dir": None,
         **defaults,
     }
     opts.update({k: v for k, v in options.items() if k in COMMON_OPTIONS})
+    val = resolve_val_split(opts)  # checked for every split, so a bad value never passes silently
     extra = dict(extra_options)
     extra.update({k: v for k, v in options.items() if k in extra_options})
     T = require_int("T", opts["T"], minimum=1)
@@ -206,9 +217,7 @@ def build_event_dataset(
         bad = int(np.flatnonzero((labels < 0) | (labels >= n_classes))[0])
         raise ValueError(f"{path}: sample {bad}: label {int(labels[bad])} out of range [0, {n_classes})")
     if split != "test":
-        keep = val_split_indices(len(labels), split, opts["val_fraction"], opts["val_seed"])
+        ids = speakers(path) if speakers is not None and val.by != "random" else None
+        keep = split_indices(split, len(labels), val, ids, str(path))
         frames, labels = frames.select(keep), labels[keep]
-    else:
-        # checked for every split, so a bad value never passes silently
-        val_split_indices(len(labels), "train", opts["val_fraction"], opts["val_seed"])
     return FrameDataset(frames, labels, input_shape(extra), n_classes, dt, T_empty, clamp, name=f"{name}/{split}")

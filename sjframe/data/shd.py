@@ -6,6 +6,11 @@ Binning (first-spike-coding spec, section 5): ``bin = floor(t * 1000 / dt)``, ev
 ``bin < T`` counted into frames ``[T, num_units]`` (+ ``T_empty`` zero steps); times are not
 shifted. Defaults: ``dt = 10`` ms, ``T = 100`` (1 s, the paper's test window; its training window
 is ``T = 80, T_empty = 20``; the S3GD setup uses ``dt = 2, T = 500``).
+
+Speakers: SHD (and SSC) files and the spoken-digit files hold the speaker of each sample in
+``extra/speaker`` (``[n]`` ints). Where it is present the validation split holds out whole
+speakers by default (``val_split: {fraction: 0.1, by: speaker}``; see :mod:`sjframe.data.common`);
+a file without it is split at random.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from sjframe.data.binning import SparseFrames, bin_events_chunked
@@ -20,7 +26,7 @@ from sjframe.data.common import require_int
 from sjframe.data.frames import FrameDataset, build_event_dataset
 from sjframe.data.h5io import h5_get, open_h5, ragged_to_flat
 
-__all__ = ["build_shd", "build_spoken_digits", "read_shd_events", "read_shd_frames"]
+__all__ = ["build_shd", "build_spoken_digits", "read_shd_events", "read_shd_frames", "read_shd_speakers"]
 
 SHD_UNITS = 700
 SHD_CLASSES = 20
@@ -59,6 +65,24 @@ def read_shd_events(path: Path, num_units: int | None = None) -> tuple[np.ndarra
     return times.astype(np.float64), units.astype(np.int64), t_offsets, labels.astype(np.int64)
 
 
+def read_shd_speakers(path: Path) -> np.ndarray | None:
+    """The per-sample speaker ids ``[n]`` (int64) of an SHD-layout file's ``extra/speaker``; ``None`` if absent.
+
+    Checks that there is one integer id per label.
+    """
+    path = Path(path)
+    with open_h5(path) as f:
+        if not isinstance(f.get("extra"), h5py.Group) or "speaker" not in f["extra"]:
+            return None
+        speakers = np.asarray(f["extra/speaker"][()])
+        n = len(h5_get(f, "labels", path))
+    if speakers.ndim != 1 or len(speakers) != n:
+        raise ValueError(f"{path}: extra/speaker must hold one id per sample ({n}), got shape {speakers.shape}")
+    if not np.issubdtype(speakers.dtype, np.integer):
+        raise ValueError(f"{path}: extra/speaker must hold integer ids, got dtype {speakers.dtype}")
+    return speakers.astype(np.int64)
+
+
 def read_shd_frames(path: Path, T: int, dt: float, num_units: int = SHD_UNITS) -> tuple[SparseFrames, np.ndarray]:
     """Read and bin an SHD-layout file (``time_unit = s``, no shift)."""
     times, units, offsets, labels = read_shd_events(path)
@@ -76,7 +100,9 @@ def build_shd(split: str, **options: Any) -> FrameDataset:
     """Registry builder of ``shd``: files ``<root>/shd_{train,test}.h5``; frames ``[T + T_empty, 700]``, 20 classes.
 
     Options: the common ones (``root``, ``T`` = 100, ``T_empty`` = 0, ``dt`` = 10 ms, ``clamp``,
-    ``val_fraction`` = 0.1, ``val_seed`` = 0, ``cache``, ``cache_dir``).
+    ``val_split`` = ``{fraction: 0.1, by: speaker, seed: 0}`` (``by: random`` for a file without
+    ``extra/speaker``) or the older random form ``val_fraction`` / ``val_seed``, ``cache``,
+    ``cache_dir``).
     """
     return build_event_dataset(
         "shd",
@@ -88,6 +114,7 @@ def build_shd(split: str, **options: Any) -> FrameDataset:
         file_for=lambda file_split, root, extra: root / f"shd_{file_split}.h5",
         input_shape=lambda extra: (SHD_UNITS,),
         num_classes=lambda extra, labels: SHD_CLASSES,
+        speakers=read_shd_speakers,
     )
 
 
@@ -103,7 +130,9 @@ def build_spoken_digits(split: str, **options: Any) -> FrameDataset:
     Files ``<root>/spoken_digits_{train,test}.h5`` (``variant: full``, default) or
     ``<root>/spoken_digits_small_{train,test}.h5`` (``variant: small``, the version shipped in the
     repository). Extra options: ``num_units`` (default 700), ``num_classes`` (default: the
-    largest label of the file + 1; set it, e.g. 10 or 20, so train and test agree).
+    largest label of the file + 1; set it, e.g. 10 or 20, so train and test agree). The generated
+    files carry ``extra/speaker``: the validation split holds out whole speakers by default
+    (``val_split``, see :func:`build_shd`).
     """
     def file_for(file_split: str, root: Path, extra: dict[str, Any]) -> Path:
         variant = extra["variant"]
@@ -122,4 +151,5 @@ def build_spoken_digits(split: str, **options: Any) -> FrameDataset:
         file_for=file_for,
         input_shape=lambda extra: (require_int("num_units", extra["num_units"], minimum=1),),
         num_classes=_spoken_digits_classes,
+        speakers=read_shd_speakers,
     )

@@ -1,4 +1,4 @@
-"""Building blocks shared by the sjframe models: neuron config, neuron factory, time-fixed dropout.
+"""Building blocks shared by the sjframe models: spiking options, neuron factory, time-fixed dropout.
 
 Shapes are time-major: ``[T, B, ...]``. Stateless layers (Linear, Conv2d, BatchNorm, pooling) are
 applied to all steps at once by folding time into the batch (``[T * B, ...]``, see
@@ -11,17 +11,17 @@ keys say so (``tau_m_steps``). A paper value in ms converts as ``tau_ms / dt_ms`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from sjframe.neurons import NEURON_TYPES, SJNeuron, build_neuron
+from sjframe.neurons import SJNeuron, build_neuron, neuron_names
+from sjframe.neurons.base import BACKENDS
+from sjframe.neurons.registry import neuron_config
 
 __all__ = [
-    "NeuronConfig",
     "RecurrentSpikingLinear",
     "SpikingOptions",
     "TimeFixedDropout",
@@ -30,46 +30,17 @@ __all__ = [
     "xavier_init",
 ]
 
-BACKENDS = ("torch", "cupy")
-
-
-@dataclass(frozen=True)
-class NeuronConfig:
-    """Parameters of one group of neuron layers (``neuron1``: feature layers, ``neuron2``: decision layers).
-
-    Attributes:
-        tau_m_steps: membrane time constant in steps (> 0).
-        tau_s_steps: synaptic time constant in steps (> 0; unused by AdLIF and LIF).
-        theta: firing threshold (> 0).
-        tau_w_steps: AdLIF adaptation time constant in steps (the paper's "100 ms" was 100 steps
-            in the original code; here the unit is explicit).
-        surrogate: surrogate of this group (``None``: the model's), a name or ``{name, **params}``.
-        gradient: gradient mode of this group (``None``: the model's), ``dense | sparse | localzo``
-            or ``{mode, **params}``.
-    """
-
-    tau_m_steps: float = 5.0
-    tau_s_steps: float = 5.0
-    theta: float = 1.0
-    tau_w_steps: float = 100.0
-    surrogate: str | dict[str, Any] | None = None
-    gradient: str | dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("tau_m_steps", "tau_s_steps", "tau_w_steps", "theta"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-
-
 @dataclass(frozen=True)
 class SpikingOptions:
     """Options every spiking model of this package shares.
 
     Attributes:
-        neuron_type: neuron of the feature layers: ``culif | pculif | pculif_neuron | adlif | lif``.
+        neuron_type: neuron of the feature layers, a registered name (:func:`sjframe.neurons.neuron_names`:
+            ``culif | pculif | pculif_neuron | adlif | lif`` built in).
         output_neuron_type: neuron of the decision (FC / output) layers; the paper uses CuLIF.
-        neuron1, neuron2: parameters of the feature and decision layers.
+        neuron1, neuron2: the group configs of the feature and decision layers, each checked by its
+            neuron's registered config class (a mapping in YAML: ``tau_m_steps, tau_s_steps, theta``,
+            and the neuron's own keys, e.g. AdLIF's ``tau_w_steps``); stored as that config object.
         backend: ``torch`` (reference) or ``cupy`` (CUDA kernels).
         surrogate: model-wide surrogate (``None``: fast_sigmoid rho = 5, the paper's).
         gradient: model-wide gradient mode (``None``: dense).
@@ -79,17 +50,20 @@ class SpikingOptions:
 
     neuron_type: str = "culif"
     output_neuron_type: str = "culif"
-    neuron1: NeuronConfig = field(default_factory=NeuronConfig)
-    neuron2: NeuronConfig = field(default_factory=NeuronConfig)
+    neuron1: Any = field(default_factory=dict)
+    neuron2: Any = field(default_factory=dict)
     backend: str = "torch"
     surrogate: str | dict[str, Any] | None = None
     gradient: str | dict[str, Any] | None = None
     layer_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        names = neuron_names()
         for name in ("neuron_type", "output_neuron_type"):
-            if getattr(self, name) not in NEURON_TYPES:
-                raise ValueError(f"{name} {getattr(self, name)!r} unknown; valid: {list(NEURON_TYPES)}")
+            if getattr(self, name) not in names:
+                raise ValueError(f"{name} {getattr(self, name)!r} unknown; valid: {list(names)}")
+        for group, kind in (("neuron1", self.neuron_type), ("neuron2", self.output_neuron_type)):
+            object.__setattr__(self, group, neuron_config(kind, getattr(self, group), group))
         if self.backend not in BACKENDS:
             raise ValueError(f"backend {self.backend!r} unknown; valid: {list(BACKENDS)}")
         for layer, spec in self.layer_overrides.items():
@@ -107,7 +81,7 @@ def make_layer_neuron(
     store_h_seq: bool = False,
     step_mode: str = "m",
 ) -> SJNeuron:
-    """The neuron layer named ``layer`` of feature shape ``shape``.
+    """The neuron layer named ``layer`` of feature shape ``shape`` (built through the neuron registry).
 
     ``decision=False`` uses ``opts.neuron_type`` with ``opts.neuron1``; ``decision=True`` uses
     ``opts.output_neuron_type`` with ``opts.neuron2``. Surrogate and gradient: the layer's override,
@@ -118,16 +92,8 @@ def make_layer_neuron(
     override = opts.layer_overrides.get(layer, {})
     surrogate = override.get("surrogate", cfg.surrogate if cfg.surrogate is not None else opts.surrogate)
     gradient = override.get("gradient", cfg.gradient if cfg.gradient is not None else opts.gradient)
-    kwargs: dict[str, Any] = {
-        "surrogate": surrogate,
-        "gradient": gradient,
-        "backend": opts.backend,
-        "store_h_seq": store_h_seq,
-        "step_mode": step_mode,
-    }
-    if kind == "adlif":
-        kwargs["tau_w"] = cfg.tau_w_steps
-    return build_neuron(kind, shape, cfg.tau_m_steps, cfg.tau_s_steps, cfg.theta, **kwargs)
+    return build_neuron(kind, shape, cfg, surrogate=surrogate, gradient=gradient, backend=opts.backend,
+                        store_h_seq=store_h_seq, step_mode=step_mode)
 
 
 def seq_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

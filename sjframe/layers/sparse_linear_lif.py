@@ -2,7 +2,7 @@
 
 Shapes are time-major: input spikes ``x [T, B, N_in]``, weight ``W [N, N_in]`` (``nn.Linear``
 layout), output spikes ``s [T, B, N]``. The neuron is the LIF of S3GD / LocalZO
-(:func:`sjframe.neurons.functional.lif_multi_step`, zero initial state)::
+(:func:`sjframe.neurons.lif.lif_multi_step`, zero initial state)::
 
     I_t = x_t W^T
     h_t = beta h_{t-1} + I_{t-1} - theta s_{t-1}      (h_0 = 0, reset detached)
@@ -46,8 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sjframe.neurons.functional import lif_multi_step
-from sjframe.neurons.modules import LIF
+from sjframe.neurons.lif import LIF, lif_multi_step
 from sjframe.neurons.params import check_tau, decay
 from sjframe.spike import GradientSpec, make_spike_fn
 from sjframe.spike.localzo import draw_key, localzo_estimate, localzo_estimate_kernel, localzo_estimate_with
@@ -321,7 +320,7 @@ def sparse_linear_lif(
         out = lif_multi_step(F.linear(x, weight), None, float(beta), float(theta), make_spike_fn(sur, spec))
         return SparseLIFOutput(out.spikes, None)
     if backend == "cupy":
-        from sjframe.neurons.backends import check_backend
+        from sjframe.neurons.base import check_backend
 
         check_backend("cupy", "sparse_linear_lif")
         if spec.mode == "localzo" and spec.rng != "philox":

@@ -8,7 +8,7 @@ e.g. MNIST ``encoding: static``, ``[T, B, 1, 28, 28]``) or 2-channel event frame
 
 (28x28: FC 1024 -> 10; 34x34: FC 1600 -> 10). The seed used snnTorch ``Leaky`` neurons (beta 0.5,
 threshold 1, reset by subtraction, fast-sigmoid surrogate of slope 25). Here the neurons are
-sjframe's ``LIF`` (:class:`sjframe.neurons.LIF`): ``h_t = beta h_{t-1} + x_{t-1} - theta s_{t-1}``,
+sjframe's ``LIF`` (:class:`sjframe.neurons.lif.LIF`): ``h_t = beta h_{t-1} + x_{t-1} - theta s_{t-1}``,
 ``s_t = H(h_t - theta)`` with ``beta = exp(-1/tau_m)``; the default ``tau_m_steps = 1/ln 2``
 gives beta = 0.5, reset by subtraction, surrogate ``fast_sigmoid`` with ``rho = 25``
 (``1/(25|u| + 1)^2``, snnTorch's). Unlike snnTorch's Leaky it lags its input by one step.
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from sjframe.configtools import dataclass_from_dict
-from sjframe.layers.common import NeuronConfig, SpikingOptions, make_layer_neuron, seq_apply
+from sjframe.layers.common import SpikingOptions, make_layer_neuron, seq_apply
 from sjframe.models.base import ModelOutput
 from sjframe.models.fcnet import check_input
 
@@ -40,8 +40,8 @@ __all__ = ["CSNN", "CSNNOptions", "build_csnn"]
 _BETA_HALF_TAU = 1.0 / math.log(2.0)   # tau_m in steps with exp(-1/tau_m) = 0.5
 
 
-def _leaky_half() -> NeuronConfig:
-    return NeuronConfig(tau_m_steps=_BETA_HALF_TAU, theta=1.0)
+def _leaky_half() -> dict[str, Any]:
+    return {"tau_m_steps": _BETA_HALF_TAU, "theta": 1.0}
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ class CSNNOptions(SpikingOptions):
 
     neuron_type: str = "lif"
     output_neuron_type: str = "lif"
-    neuron1: NeuronConfig = field(default_factory=_leaky_half)
-    neuron2: NeuronConfig = field(default_factory=_leaky_half)
+    neuron1: Any = field(default_factory=_leaky_half)
+    neuron2: Any = field(default_factory=_leaky_half)
     surrogate: str | dict[str, Any] | None = field(default_factory=lambda: {"name": "fast_sigmoid", "rho": 25.0})
     channels: list[int] = field(default_factory=lambda: [12, 64])
     kernel_size: int = 5

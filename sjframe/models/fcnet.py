@@ -37,7 +37,6 @@ from sjframe.layers.common import (
     xavier_init,
 )
 from sjframe.models.base import ModelOutput
-from sjframe.neurons import AdLIF, PCuLIF
 
 __all__ = [
     "FCNet",
@@ -109,15 +108,10 @@ def check_input(x: torch.Tensor, input_shape: tuple[int, ...], who: str) -> None
 
 
 def clamp_decays(modules: list[nn.Module], low: float, high: float) -> None:
-    """Clamp the trainable decays ``sigmoid(w)`` of PCuLIF (``w_m, w_s``) / AdLIF (``w_m``) to [low, high]."""
-    lo, hi = math.log(low / (1.0 - low)), math.log(high / (1.0 - high))
-    with torch.no_grad():
-        for m in modules:
-            if isinstance(m, PCuLIF):
-                m.w_m.clamp_(lo, hi)
-                m.w_s.clamp_(lo, hi)
-            elif isinstance(m, AdLIF):
-                m.w_m.clamp_(lo, hi)
+    """Clamp the trainable decays of the neuron layers ``modules`` to [low, high] (each neuron's ``clamp_decays``:
+    PCuLIF's ``sigmoid(w_m), sigmoid(w_s)``, AdLIF's ``sigmoid(w_m)``, a no-op for fixed decays)."""
+    for m in modules:
+        m.clamp_decays(low, high)
 
 
 class FCNet(nn.Module):

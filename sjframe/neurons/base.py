@@ -26,6 +26,7 @@ Time constants are in **steps** (a decay ``exp(-1/tau)``); convert from ms with
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -64,31 +65,26 @@ class NeuronOutput(NamedTuple):
 class NeuronConfig:
     """Config of one group of neuron layers (``neuron1``: feature layers, ``neuron2``: decision layers).
 
-    Every neuron's config class extends this one with its own keys (and is registered with the
-    neuron: :func:`sjframe.neurons.registry.register_neuron`).
+    The keys every neuron has; each neuron's config class extends it with its own (time constants
+    in steps, e.g. ``tau_m_steps``) and is registered with the neuron
+    (:func:`sjframe.neurons.registry.register_neuron`).
 
     Attributes:
-        tau_m_steps: membrane time constant in steps (> 0; unused by a neuron without a leak).
-        tau_s_steps: synaptic time constant in steps (> 0). Read by the neurons with a synaptic
-            current (CuLIF, PCuLIF); the others accept and ignore it, so that the seeds'
-            ``--neuron1 tm ts th`` command line serves every neuron.
         theta: firing threshold (> 0).
         surrogate: surrogate of this group (``None``: the model's), a name or ``{name, **params}``.
         gradient: gradient mode of this group (``None``: the model's), ``dense | sparse | localzo``
             or ``{mode, **params}``.
     """
 
-    tau_m_steps: float = 5.0
-    tau_s_steps: float = 5.0
     theta: float = 1.0
     surrogate: str | dict[str, Any] | None = None
     gradient: str | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("tau_m_steps", "tau_s_steps", "theta"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if (f.name == "theta" or f.name.startswith("tau_")) and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{f.name} must be a positive finite number, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -151,10 +147,21 @@ def kernel_gradient_args(surrogate: Any, gradient: Any, generator: Any, x_seq: t
                          who: str) -> tuple[str, dict[str, Any]]:
     """The surrogate C expression and the ops' LocalZO keyword arguments of a gradient mode.
 
-    ``localzo`` draws the ``T`` Philox keys here (one per step, in step order, from ``generator`` or
-    torch's global RNG), exactly as the torch reference with ``rng: philox`` draws them, so that
-    given the same seed the kernels and ``backend='torch'`` produce the same noise bit for bit. The
-    kernels always use Philox: ``rng: torch`` has no kernel twin and is read as ``philox``.
+    Gradient modes, all through the fused kernels (every neuron, every dtype):
+
+    * ``dense``: the surrogate ``g(u)``, ``u = h - theta``;
+    * ``sparse`` (S3GD): the surrogate truncated to ``|u| < b_th`` (masked-dense, as the torch
+      reference cores; the truly sparse backward is :mod:`sjframe.layers.sparse_linear_lif`);
+    * ``localzo``: the LocalZO estimate, its noise from Philox inside the backward kernel. One 64-bit
+      key per time step is drawn here from ``generator`` (None: torch's global RNG) exactly as the
+      torch reference draws them with ``rng: philox`` (:func:`sjframe.spike.localzo.draw_key`, once
+      per step, in step order; here all ``T`` at once by :func:`~sjframe.spike.localzo.draw_keys`,
+      the same keys without a device synchronisation), and element ``n`` of step ``t`` uses counter
+      ``n`` and key ``t``: given the same seed the kernels and ``backend='torch'`` with ``rng:
+      philox`` produce the same noise bit for bit. The kernels always use Philox: ``rng: torch``
+      (``torch.rand``) has no kernel twin, so on this backend it is read as ``philox`` (same law,
+      another random stream). The noise is not stored: the backward kernel regenerates it from the
+      ``T`` keys.
     """
     if gradient is None:
         gradient = GradientSpec()
@@ -168,11 +175,11 @@ def kernel_gradient_args(surrogate: Any, gradient: Any, generator: Any, x_seq: t
             raise ValueError(f"{who}: surrogate must be a sjframe.spike.surrogate.Surrogate, got "
                              f"{type(surrogate).__name__}")
         return gradient.surrogate_for(surrogate).cuda_expr("u"), {}
-    keys = torch.tensor([lz.draw_key(generator) for _ in range(x_seq.shape[0])], dtype=torch.int64)
-    table = None
-    if gradient.distribution in lz.TABULATED:
-        table = lz.quantile_table(gradient.distribution, gradient.delta, gradient.k).to(x_seq.device)
-    zo = {"zo_keys": keys.to(x_seq.device), "zo_table": table, "zo_dist": lz.DIST_CODES[gradient.distribution],
+    # the T keys in one draw, no device synchronisation (draw_keys: bit for bit T draw_key calls); the table cached
+    # on the device (no copy per call)
+    keys = lz.draw_keys(generator, x_seq.shape[0], x_seq.device)
+    table = lz.device_table(gradient.distribution, gradient.delta, gradient.k, x_seq.device)
+    zo = {"zo_keys": keys, "zo_table": table, "zo_dist": lz.DIST_CODES[gradient.distribution],
           "zo_samples": int(gradient.samples), "zo_delta": float(gradient.delta)}
     return "0.0f", zo
 

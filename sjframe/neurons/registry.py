@@ -19,6 +19,7 @@ import pkgutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sjframe.neurons.base import NeuronConfig, SJNeuron
@@ -71,11 +72,10 @@ def _load_builtin() -> None:
     global _LOADED
     if _LOADED:
         return
-    import sjframe.neurons as package
-
-    for info in pkgutil.iter_modules(package.__path__):
+    package = __name__.rpartition(".")[0]  # sjframe.neurons: its folder is listed, the package not re-imported
+    for info in pkgutil.iter_modules([str(Path(__file__).resolve().parent)]):
         if info.ispkg:
-            importlib.import_module(f"{package.__name__}.{info.name}")
+            importlib.import_module(f"{package}.{info.name}")
     _LOADED = True
 
 
@@ -94,8 +94,15 @@ def get_neuron(name: str) -> NeuronType:
 
 
 def neuron_config(name: str, config: Mapping[str, Any] | NeuronConfig | None, where: str = "neuron") -> NeuronConfig:
-    """Neuron ``name``'s group config from a mapping (its keys checked) or a config object."""
-    from sjframe.configtools import dataclass_from_dict
+    """Neuron ``name``'s group config from a mapping or a config object.
+
+    The keys of ``name``'s config class are read and type-checked; a key of another registered
+    neuron's config (e.g. AdLIF's ``tau_w_steps`` given to a CuLIF group, or CuLIF's ``tau_s_steps``
+    given to an AdLIF group: the seeds' ``--neuron1 tm ts th`` line sets it for every neuron) is
+    ignored, so one group section serves when only ``neuron_type`` changes; a key no neuron knows
+    raises ``ConfigError`` listing the valid keys.
+    """
+    from sjframe.configtools import ConfigError, dataclass_from_dict
 
     cls = get_neuron(name).config_cls
     if config is None:
@@ -103,8 +110,15 @@ def neuron_config(name: str, config: Mapping[str, Any] | NeuronConfig | None, wh
     if isinstance(config, NeuronConfig):
         if isinstance(config, cls):
             return config
-        config = dataclasses.asdict(config)
-    return dataclass_from_dict(cls, dict(config), where)
+        config = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(config).__name__}")
+    own = {f.name for f in dataclasses.fields(cls)}
+    others = {f.name for entry in _NEURONS.values() for f in dataclasses.fields(entry.config_cls)}
+    unknown = sorted(set(config) - own - others)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(own)} (neuron {name!r})")
+    return dataclass_from_dict(cls, {k: v for k, v in config.items() if k in own}, where)
 
 
 def build_neuron(name: str, shape: int | tuple[int, ...], config: Mapping[str, Any] | NeuronConfig | None = None,

@@ -61,7 +61,9 @@ __all__ = [
     "TABLE_INTERVALS",
     "W_MAX",
     "abs_z_from_uniform",
+    "device_table",
     "draw_key",
+    "draw_keys",
     "expected_estimate",
     "expected_surrogate",
     "fast_sigmoid_core",
@@ -187,8 +189,36 @@ def quantile_table(distribution: str, delta: float = 0.05, k: float = 100.0) -> 
     """
     if distribution not in TABULATED:
         raise ValueError(f"distribution {distribution!r} is not tabulated; tabulated: {list(TABULATED)}")
-    key_delta, key_k = (float(delta), float(k)) if distribution == "fast_sigmoid" else (0.0, 0.0)
-    return torch.from_numpy(_table_array(distribution, key_delta, key_k).copy())
+    return torch.from_numpy(_table_array(distribution, *_table_key(distribution, delta, k)).copy())
+
+
+def _table_key(distribution: str, delta: float, k: float) -> tuple[float, float]:
+    return (float(delta), float(k)) if distribution == "fast_sigmoid" else (0.0, 0.0)
+
+
+def device_table(
+    distribution: str, delta: float, k: float, device: torch.device | str, dtype: torch.dtype = torch.float32
+) -> torch.Tensor | None:
+    """:func:`quantile_table` on ``device`` in ``dtype``, cached per (law, delta, k, device, dtype); None for the
+    laws without a table (laplace, uniform).
+
+    The same tensor is returned on every call (READ-ONLY: shared): the kernels and the torch reference
+    read it without a host-to-device copy per call (a pageable copy per call costs a synchronisation, and
+    would be illegal under CUDA-graph capture: call once before a capture to fill the cache).
+    """
+    if distribution not in TABULATED:
+        if distribution not in LOCALZO_DISTRIBUTIONS:
+            raise ValueError(f"unknown LocalZO distribution {distribution!r}; valid: {list(LOCALZO_DISTRIBUTIONS)}")
+        return None
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return _device_table(distribution, *_table_key(distribution, delta, k), device, dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_table(distribution: str, delta: float, k: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.from_numpy(_table_array(distribution, delta, k).copy()).to(device=device, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------- sampling
@@ -236,6 +266,35 @@ def draw_key(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
 
 
+def draw_keys(generator: torch.Generator | None, count: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``count`` fresh Philox keys (int64 ``[count]`` on ``device``, default the generator's), bit for bit the
+    keys of ``count`` successive :func:`draw_key` calls, leaving the generator in the same state.
+
+    No key passes through a Python int, so nothing waits for the device:
+
+    * CPU generator (or torch's global RNG, ``generator=None``): one ``torch.randint`` call (the CPU
+      generator draws the elements of one call in order, as one call each), into pinned memory when
+      ``device`` is a GPU, copied with ``non_blocking=True`` (torch's pinned-memory cache keeps the buffer
+      until the copy is done);
+    * CUDA generator: one size-1 ``torch.randint`` per key on the device (a CUDA generator advances its
+      Philox offset per call, so one call of ``count`` would give other keys than ``draw_key``'s), then
+      concatenated there: no synchronisation, no host copy.
+    """
+    if count < 0:
+        raise ValueError(f"draw_keys: count must be >= 0, got {count}")
+    source = generator.device if generator is not None else torch.device("cpu")
+    target = torch.device(device) if device is not None else source
+    if source.type != "cpu":
+        if count == 0:
+            return torch.empty(0, dtype=torch.int64, device=target)
+        keys = torch.cat([torch.randint(0, 2**62, (1,), generator=generator, device=source) for _ in range(count)])
+        return keys.to(target, non_blocking=True)
+    pinned = target.type == "cuda"
+    keys = torch.empty(count, dtype=torch.int64, pin_memory=pinned)
+    torch.randint(0, 2**62, (count,), generator=generator, out=keys)
+    return keys.to(target, non_blocking=True) if target.type != "cpu" else keys
+
+
 def localzo_estimate_with(
     u: torch.Tensor, distribution: str, delta: float, samples: int, k: float, rng: str,
     generator: torch.Generator | None, key: int | None,
@@ -245,7 +304,7 @@ def localzo_estimate_with(
         raise ValueError(f"unknown LocalZO distribution {distribution!r}; valid: {list(LOCALZO_DISTRIBUTIONS)}")
     if rng not in ("torch", "philox"):
         raise ValueError(f"rng must be 'torch' or 'philox', got {rng!r}")
-    table = quantile_table(distribution, delta, k).to(u.device) if distribution in TABULATED else None
+    table = device_table(distribution, delta, k, u.device)
     ua = u.detach().abs().to(torch.float32)
     acc = torch.zeros_like(ua)
     for sample in range(samples):
@@ -268,8 +327,7 @@ def localzo_estimate_kernel(
 
     if distribution not in DIST_CODES:
         raise ValueError(f"unknown LocalZO distribution {distribution!r}; valid: {list(DIST_CODES)}")
-    table = quantile_table(distribution, delta, k) if distribution in TABULATED else None
-    return kernel(u, DIST_CODES[distribution], delta, samples, key, table)
+    return kernel(u, DIST_CODES[distribution], delta, samples, key, device_table(distribution, delta, k, u.device))
 
 
 # ----------------------------------------------------------------------------------- expectations

@@ -1,7 +1,6 @@
-"""Config of a CuLIF / PCuLIF group: the keys of :class:`~sjframe.neurons.base.NeuronConfig`.
+"""Config of a CuLIF / PCuLIF group: ``tau_m_steps`` (membrane), ``tau_s_steps`` (synaptic current), ``theta``.
 
-``tau_m_steps`` (membrane) and ``tau_s_steps`` (synaptic current) in steps, ``theta``; PCuLIF
-starts its trainable decays at ``exp(-1/tau)``.
+PCuLIF starts its trainable decays at ``exp(-1/tau)``.
 """
 
 from __future__ import annotations
@@ -15,4 +14,12 @@ __all__ = ["CuLIFConfig"]
 
 @dataclass(frozen=True)
 class CuLIFConfig(NeuronConfig):
-    """CuLIF / PCuLIF group config (``tau_m_steps``, ``tau_s_steps``, ``theta``, surrogate, gradient)."""
+    """CuLIF / PCuLIF group config.
+
+    Attributes:
+        tau_m_steps: membrane time constant in steps (> 0).
+        tau_s_steps: synaptic time constant in steps (> 0).
+    """
+
+    tau_m_steps: float = 5.0
+    tau_s_steps: float = 5.0

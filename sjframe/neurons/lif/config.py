@@ -1,4 +1,4 @@
-"""Config of a LIF (S3GD / LocalZO) group: ``tau_m_steps`` and ``theta`` (``tau_s_steps`` accepted, unused)."""
+"""Config of a LIF (S3GD / LocalZO) group: ``tau_m_steps`` and ``theta``."""
 
 from __future__ import annotations
 
@@ -11,4 +11,10 @@ __all__ = ["LIFConfig"]
 
 @dataclass(frozen=True)
 class LIFConfig(NeuronConfig):
-    """LIF group config (``tau_m_steps``, ``theta``, surrogate, gradient)."""
+    """LIF group config.
+
+    Attributes:
+        tau_m_steps: membrane time constant in steps (> 0): ``beta = exp(-1/tau_m_steps)``.
+    """
+
+    tau_m_steps: float = 5.0
