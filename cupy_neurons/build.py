@@ -293,7 +293,9 @@ def _host_wrapper(sig: KernelSig, suffix: str) -> str:
     params = ", ".join(p for p in ("unsigned int sj_grid", "unsigned int sj_block", sig.c_params()) if p)
     return (
         f'extern "C" void sjhost_{sig.name}{suffix}({params}) {{\n'
-        f"    sj_host_launch(sj_grid, sj_block, [&]() {{ sj_spec{suffix}::{sig.name}{suffix}({sig.c_args()}); }});\n"
+        # the kernel is found inside the specialisation's namespace or at global scope (where a source keeps it)
+        f"    sj_host_launch(sj_grid, sj_block, [&]() {{\n"
+        f"        using namespace sj_spec{suffix};\n        {sig.name}{suffix}({sig.c_args()});\n    }});\n"
         "}\n"
     )
 

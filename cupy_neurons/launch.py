@@ -28,14 +28,21 @@ import torch
 from cupy_neurons import build
 from cupy_neurons.build import HostLibrary, KernelSig, Specialisation
 
-__all__ = ["BLOCK", "MIN_BLOCK", "block_size", "cupy_args", "cupy_stream", "launch", "launch_counts", "launch_cupy",
-           "preload_host", "sm_count"]
+__all__ = ["BLOCK", "DTYPE_NAMES", "MIN_BLOCK", "acc_dtype", "block_size", "cupy_args", "cupy_stream", "launch",
+           "launch_counts", "launch_cupy", "preload_host", "sm_count"]
 
 BLOCK = 256  # the largest block, and the host build's (there it only numbers the threads)
 MIN_BLOCK = 32  # one warp
 BLOCKS_PER_SM = 2  # the grid a smaller block aims for: every SM given (at least) this many blocks
 
-_TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: storage dtypes of the kernels and their names (:data:`cupy_neurons.build.DTYPES`)
+DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+_TORCH_DTYPE = {name: dtype for dtype, name in DTYPE_NAMES.items()}
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation (and parameter) dtype of a storage dtype: float64 for float64, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class _Registry:

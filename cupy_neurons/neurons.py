@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from cupy_neurons import ops
 from cupy_neurons.kernels import neuron_ops
+from cupy_neurons.launch import DTYPE_NAMES, acc_dtype
 
 __all__ = ["run_neuron"]
 
@@ -31,8 +31,8 @@ def _check_x(x_seq: Any, who: str) -> None:
         raise ValueError(f"{who}: x_seq must be a torch.Tensor, got {type(x_seq).__name__}")
     if x_seq.dim() < 2:
         raise ValueError(f"{who}: x_seq must be time-major [T, B, ...] with at least 2 dims, got {tuple(x_seq.shape)}")
-    if x_seq.dtype not in ops.DTYPE_NAMES:
-        raise ValueError(f"{who}: x_seq dtype {x_seq.dtype} not supported; valid: {[str(d) for d in ops.DTYPE_NAMES]}")
+    if x_seq.dtype not in DTYPE_NAMES:
+        raise ValueError(f"{who}: x_seq dtype {x_seq.dtype} not supported; valid: {[str(d) for d in DTYPE_NAMES]}")
     if x_seq.shape[0] < 1:
         raise ValueError(f"{who}: x_seq needs at least one time step, got shape {tuple(x_seq.shape)}")
     if x_seq.shape[0] >= 2**31:
@@ -64,7 +64,7 @@ def _state(state: Any, x_seq: Tensor, names: tuple[str, ...], who: str) -> list[
 def _params(values: dict[str, Any], x_seq: Tensor, who: str) -> list[Tensor]:
     """Parameters as contiguous ``[P]`` tensors of the accumulation dtype (P = 1 or prod(F))."""
     feat = tuple(x_seq.shape[2:])
-    acc = ops.acc_dtype(x_seq.dtype)
+    acc = acc_dtype(x_seq.dtype)
     scalar = True
     for name, value in values.items():
         if isinstance(value, Tensor):

@@ -56,20 +56,14 @@ from torch import Tensor
 
 from cupy_neurons import build, zo
 from cupy_neurons.build import KernelSig, Specialisation
-from cupy_neurons.launch import launch
+from cupy_neurons.launch import DTYPE_NAMES, acc_dtype, launch
 
 __all__ = ["DTYPE_NAMES", "NeuronKernel", "NeuronOps", "acc_dtype", "neuron_specialisation", "register_neuron_ops"]
 
-DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 SIZES = ("theta", "T", "N", "P")
 _P = inspect.Parameter
 _ZO_OPTIONS = (("zo_keys", Tensor | None, None), ("zo_table", Tensor | None, None), ("zo_dist", int, 0),
                ("zo_samples", int, 1), ("zo_delta", float, 0.05))
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulation (and parameter) dtype of a storage dtype."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 @dataclass(frozen=True)

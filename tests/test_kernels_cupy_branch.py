@@ -42,7 +42,7 @@ def test_cupy_args_have_the_kernels_c_types(dtype: torch.dtype) -> None:
     those: the sparse layer's saved weight), None is a null pointer."""
     name = str(dtype).removeprefix("torch.")
     sigs = [(sig.params, dict(build._C_DECL)) for pair in neuron_kernels.NEURON_KERNELS.values() for sig in pair]
-    sigs += [(sig.params, {k: v[0] for k, v in sparse_kernels._KINDS.items()}) for sig in sparse_kernels.KERNELS.values()]
+    sigs += [(sig.params, dict(build._C_DECL)) for sig in sparse_kernels.KERNELS.values()]
     weight = torch.zeros(3, dtype=dtype).requires_grad_()
     for params, decls in sigs:
         args = [(weight if i % 2 else None) if kind.endswith("ptr") else 3 for i, (kind, _) in enumerate(params)]

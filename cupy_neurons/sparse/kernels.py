@@ -8,10 +8,8 @@ The same launcher runs the kernels
   compiled by ``g++`` and loaded with ctypes) — a sequential, exact model of the launch used by
   the tests to check the kernels' arithmetic without a GPU.
 
-Rendering, compiling and caching reuse ``cupy_neurons/build.py`` (``Specialisation``,
-``render_specialisation``, ``compile_host_source``, ``compile_nvcc``, ``cupy_module``); only the
-host ``extern "C"`` wrappers are generated here, because these kernels take int64 index arrays
-and float tables (parameter kinds ``build.KernelSig`` does not have).
+Signatures (parsed from ``s3gd.cu``), rendering, compiling, caching and launching are those of
+the neuron kernels (``cupy_neurons/build.py``, ``cupy_neurons/launch.py``).
 
 Storage dtypes float32, float64, float16 and bfloat16; the arithmetic, ``e`` and the atomic
 accumulators of ``dW`` and ``dL/dx`` are float32 (float64 for float64), and the results are
@@ -27,16 +25,15 @@ High-level entry points (the torch reference is ``sjframe/layers/sparse_linear_l
 
 from __future__ import annotations
 
-import ctypes
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from cupy_neurons import build, zo
-from cupy_neurons.build import Specialisation
-from cupy_neurons.launch import BLOCK, block_size, launch_cupy, sm_count
+from cupy_neurons.build import KernelSig, Specialisation
+from cupy_neurons.launch import BLOCK, DTYPE_NAMES, acc_dtype
+from cupy_neurons.launch import launch as launch_kernel
 
 __all__ = [
     "BLOCK",
@@ -53,59 +50,8 @@ __all__ = [
 
 SOURCE = "sparse/s3gd.cu"
 
-# parameter kind -> (C declaration, ctypes type for the host wrapper)
-_KINDS: dict[str, tuple[str, object]] = {
-    "scalar_ptr": ("SJ_SCALAR* __restrict__", ctypes.c_void_p),
-    "const_scalar_ptr": ("const SJ_SCALAR* __restrict__", ctypes.c_void_p),
-    "acc_ptr": ("SJ_ACC* __restrict__", ctypes.c_void_p),
-    "const_acc_ptr": ("const SJ_ACC* __restrict__", ctypes.c_void_p),
-    "const_index_ptr": ("const long long* __restrict__", ctypes.c_void_p),
-    "const_float_ptr": ("const float* __restrict__", ctypes.c_void_p),
-    "index": ("const long long", ctypes.c_longlong),
-    "int": ("const int", ctypes.c_int),
-    "float": ("const float", ctypes.c_float),
-}
-
-
-@dataclass(frozen=True)
-class _Sig:
-    name: str
-    params: tuple[tuple[str, str], ...]
-
-
-KERNELS: dict[str, _Sig] = {
-    sig.name: sig
-    for sig in (
-        _Sig("localzo_estimate", (
-            ("const_scalar_ptr", "u"), ("scalar_ptr", "g"), ("index", "n_total"), ("index", "key"),
-            ("int", "samples"), ("float", "delta"), ("float", "scale"), ("int", "dist"),
-            ("const_float_ptr", "table"), ("int", "intervals"), ("float", "w_max"), ("float", "w_scale"),
-        )),
-        _Sig("s3gd_active_grad", (
-            ("const_scalar_ptr", "grad_out"), ("const_index_ptr", "index"), ("const_scalar_ptr", "data"),
-            ("index", "a_total"), ("int", "given"), ("acc_ptr", "e"),
-        )),
-        _Sig("s3gd_weight_grad", (
-            ("const_scalar_ptr", "tr"), ("const_index_ptr", "index"), ("const_acc_ptr", "e"),
-            ("index", "a_total"), ("int", "n_out"), ("int", "n_in"), ("acc_ptr", "dw"),
-        )),
-        _Sig("s3gd_input_grad", (
-            ("const_index_ptr", "ev_t"), ("const_acc_ptr", "ev_e"), ("const_index_ptr", "grp_bj"),
-            ("const_index_ptr", "grp_start"), ("index", "n_groups"), ("const_index_ptr", "pair_k"),
-            ("const_index_ptr", "pair_start"), ("const_index_ptr", "b_pair_start"), ("const_index_ptr", "need_i"),
-            ("const_scalar_ptr", "weight"), ("const_acc_ptr", "beta_pow"), ("int", "T"), ("int", "B"),
-            ("int", "n_out"), ("int", "n_in"), ("acc_ptr", "grad_in"),
-        )),
-    )
-}
-
-_DTYPE_NAME = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
-_TORCH_DTYPE = {name: dtype for dtype, name in _DTYPE_NAME.items()}
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulation dtype of a storage dtype: float64 for float64, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+#: the kernels of ``s3gd.cu`` by name, their signatures parsed from the source (:func:`cupy_neurons.build.kernel_sigs`)
+KERNELS: dict[str, KernelSig] = {sig.name: sig for sig in build.kernel_sigs(SOURCE)}
 
 
 def specialisation(dtype: torch.dtype, surrogate_expr: str = "0.0f") -> Specialisation:
@@ -114,9 +60,9 @@ def specialisation(dtype: torch.dtype, surrogate_expr: str = "0.0f") -> Speciali
     Storage dtypes: float32, float64, float16, bfloat16; the arithmetic and the accumulation
     buffers (``e``, ``dW``, ``dL/dx``, ``beta^n``) are float32 (float64 for float64 storage).
     """
-    if dtype not in _DTYPE_NAME:
-        raise ValueError(f"the sparse kernels support {[str(d) for d in _DTYPE_NAME]}, got {dtype}")
-    return Specialisation(SOURCE, _DTYPE_NAME[dtype], surrogate_expr)
+    if dtype not in DTYPE_NAMES:
+        raise ValueError(f"the sparse kernels support {[str(d) for d in DTYPE_NAMES]}, got {dtype}")
+    return Specialisation(SOURCE, DTYPE_NAMES[dtype], surrogate_expr)
 
 
 def device_text(spec: Specialisation) -> str:
@@ -126,76 +72,17 @@ def device_text(spec: Specialisation) -> str:
 
 def host_text(specs: Sequence[Specialisation]) -> str:
     """Host C++ text: shim + common + each specialisation (suffix ``_s<i>``) + ``sjhost_`` wrappers."""
-    parts = ["// sjframe sparse kernels, host build", "#define SJ_HOST_BUILD 1",
-             build.read_source("host_shim.h"), build.read_source("common.cuh")]
-    for i, spec in enumerate(specs):
-        suffix = f"_s{i}"
-        scalar, acc = build.DTYPES[spec.dtype]
-        parts.append(build.render_specialisation(spec, suffix))
-        parts.append(f"#define SJ_SCALAR {scalar}\n#define SJ_ACC {acc}")
-        for sig in KERNELS.values():
-            params = ", ".join(f"{_KINDS[k][0]} {n}" for k, n in sig.params)
-            args = ", ".join(n for _, n in sig.params)
-            parts.append(
-                f'extern "C" void sjhost_{sig.name}{suffix}(unsigned int sj_grid, unsigned int sj_block, {params}) {{\n'
-                f"    sj_host_launch(sj_grid, sj_block, [&]() {{ {sig.name}{suffix}({args}); }});\n}}\n"
-            )
-        parts.append("#undef SJ_SCALAR\n#undef SJ_ACC")
-    return "\n".join(parts) + "\n"
-
-
-@functools.lru_cache(maxsize=32)
-def _host_lib(spec: Specialisation) -> ctypes.CDLL:
-    return ctypes.CDLL(str(build.compile_host_source(host_text([spec]))))
-
-
-def _host_fn(spec: Specialisation, sig: _Sig):  # noqa: ANN202 - a ctypes function
-    fn = getattr(_host_lib(spec), f"sjhost_{sig.name}_s0")
-    fn.argtypes = [ctypes.c_uint, ctypes.c_uint, *(_KINDS[k][1] for k, _ in sig.params)]
-    fn.restype = None
-    return fn
-
-
-def _check(spec: Specialisation, sig: _Sig, args: Sequence[object]) -> torch.device:
-    if len(args) != len(sig.params):
-        raise ValueError(f"kernel {sig.name} takes {len(sig.params)} arguments, got {len(args)}")
-    storage = _TORCH_DTYPE[spec.dtype]
-    acc = acc_dtype(storage)
-    want = {"scalar_ptr": storage, "const_scalar_ptr": storage, "acc_ptr": acc, "const_acc_ptr": acc,
-            "const_index_ptr": torch.int64, "const_float_ptr": torch.float32}
-    device = None
-    for (kind, name), value in zip(sig.params, args, strict=True):
-        if kind in want:
-            if not isinstance(value, torch.Tensor):
-                raise ValueError(f"kernel {sig.name}: {name} must be a tensor")
-            if value.dtype != want[kind] or not value.is_contiguous():
-                raise ValueError(f"kernel {sig.name}: {name} must be a contiguous {want[kind]} tensor, got {value.dtype}")
-            if device is not None and value.device != device:
-                raise ValueError(f"kernel {sig.name}: {name} is on {value.device}, other tensors on {device}")
-            device = value.device
-        elif isinstance(value, torch.Tensor):
-            raise ValueError(f"kernel {sig.name}: {name} ({kind}) must be a number")
-    assert device is not None
-    return device
+    return build.render_host_bundle([(spec, tuple(KERNELS.values())) for spec in specs])
 
 
 def launch(spec: Specialisation, name: str, n_threads: int, args: Sequence[object]) -> None:
-    """Run kernel ``name`` with ``n_threads`` threads (1-D grid; blocks of :func:`cupy_neurons.launch.block_size`
-    on a GPU, :data:`BLOCK` on the host) on the tensors' device."""
+    """Run kernel ``name`` with ``n_threads`` threads on the tensors' device (:func:`cupy_neurons.launch.launch`:
+    CuPy on CUDA tensors, the host build on CPU tensors; pointers must be tensors here)."""
     sig = KERNELS[name]
-    device = _check(spec, sig, args)
-    if n_threads <= 0:
-        return
-    if device.type == "cpu":
-        conv = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
-        _host_fn(spec, sig)((n_threads + BLOCK - 1) // BLOCK, BLOCK, *conv)
-        return
-    # the neuron launcher's CuPy branch: pointers as data_ptr() (cupy.asarray refuses tensors that require grad,
-    # e.g. the weight the sparse layer saves), scalars of the exact C types, the module cached per specialisation
-    # (no re-rendering of the source per launch), torch's current stream, the block from the SM count
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    block = block_size(n_threads, sm_count(index))
-    launch_cupy(spec, name, sig.params, (n_threads + block - 1) // block, block, args, device)
+    for (kind, pname), value in zip(sig.params, args, strict=False):
+        if kind.endswith("ptr") and not isinstance(value, torch.Tensor):
+            raise ValueError(f"kernel {sig.name}: {pname} must be a tensor")
+    launch_kernel(spec, sig, n_threads, args, tuple(KERNELS.values()))
 
 
 # ---------------------------------------------------------------------------------- high level
