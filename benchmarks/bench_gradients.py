@@ -42,7 +42,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sjframe.layers.sparse_linear_lif import sparse_linear_lif  # noqa: E402
-from sjframe.neurons import LIF  # noqa: E402
+from sjframe.neurons.lif import LIF  # noqa: E402
 from sjframe.spike import GradientSpec  # noqa: E402
 from sjframe.spike.surrogate import get_surrogate  # noqa: E402
 

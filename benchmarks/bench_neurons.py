@@ -22,10 +22,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sjframe.neurons import PCuLIF  # noqa: E402
-from sjframe.neurons.adlif import AdLIF
-from sjframe.neurons.culif import CuLIF
-from sjframe.neurons.lif import LIF
+from sjframe.neurons.adlif import AdLIF  # noqa: E402
+from sjframe.neurons.culif import CuLIF, PCuLIF  # noqa: E402
+from sjframe.neurons.lif import LIF  # noqa: E402
 
 
 class _StepLoop(nn.Module):
