@@ -177,3 +177,23 @@ def test_the_printed_run_calls_fit_the_device_tool() -> None:
     readme = (ROOT / "README.md").read_text()
     for command, carry, timeout in calls:
         assert f'run(command="{command}", carry=[{carry}], timeout_s={timeout})' in readme
+
+
+def test_gpu_test_files_and_sticky_fault_detection() -> None:
+    """The script's file selection holds the GPU files (not the CPU twins); conftest knows the sticky faults."""
+    import importlib.util
+
+    from tests.conftest import is_sticky_cuda_error
+
+    spec = importlib.util.spec_from_file_location("gpu_checks_driver", ROOT / "scripts" / "gpu_checks.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    files = driver.gpu_test_files()
+    for name in ("test_kernels_gpu.py", "test_kernels_localzo_gpu.py", "test_engine.py", "test_gradients_sparse.py"):
+        assert f"tests/{name}" in files
+    assert "tests/test_kernels_cpu.py" not in files and "tests/test_kernels_localzo.py" not in files
+
+    assert is_sticky_cuda_error("torch.AcceleratorError: CUDA error: an illegal memory access was encountered")
+    assert is_sticky_cuda_error("CUDARuntimeError: cudaErrorIllegalAddress: an illegal memory access was encountered")
+    assert is_sticky_cuda_error("CUDADriverError: CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure")
+    assert not is_sticky_cuda_error("AssertionError: Tensor-likes are not close!")
