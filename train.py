@@ -93,7 +93,6 @@ def _start(argv: list[str], held: list[RunDir]) -> int:
                 run.lock()  # a second process resuming this run stops here; orphaned *.tmp files go
                 held.append(run)
             raw = run.read_config()  # the config in effect (config.effective.yaml after an earlier resume)
-            resume_from = _check_resume(run, resume_epoch)
         else:
             if len(config_paths) != 1:
                 raise UserError(f"give exactly one config file (got {config_paths or 'none'}); see --help", status=2)
@@ -104,6 +103,8 @@ def _start(argv: list[str], held: list[RunDir]) -> int:
         if resume_epoch is not None and "resume_epoch" not in inspect.signature(method.train).parameters:
             raise UserError(f"method {method_name!r} keeps no savepoints: --resume_epoch is not available "
                             "(--resume continues from the last checkpoint)", status=2)
+        if run is not None:
+            resume_from = _check_resume(run, resume_epoch)
         raw = apply_overrides(raw, args.overrides, typed=method_name == "surrogate")
         backend, device = "auto", "auto"
         if method_name == "surrogate":
@@ -136,8 +137,13 @@ def _start(argv: list[str], held: list[RunDir]) -> int:
 
 def _check_resume(run: RunDir, resume_epoch: int | None) -> tuple[str, Any]:
     """``(checkpoint name, its epoch)`` of the checkpoint a resume starts from; an unreadable one is an error now."""
+    from sjframe.cli_errors import UserError, one_line
+
     name = "last.pt" if resume_epoch is None else f"epoch_{resume_epoch}.pt"
-    state = run.load_checkpoint(name)
+    try:
+        state = run.load_checkpoint(name)
+    except FileNotFoundError as exc:  # not a usage error: the run lacks the file (status 1, as during training)
+        raise UserError(one_line(exc), status=1) from exc
     return name, state.get("epoch") if isinstance(state, dict) else None
 
 
