@@ -9,13 +9,24 @@ ms, firing rate of the predicted vs the other output neurons), writes it with a 
 Under ``torchrun --nproc_per_node N test.py <run_dir>`` (surrogate method) each process evaluates
 every N-th test sample, the metrics are summed over the processes, and rank 0 prints and writes.
 
-Options:
+Options (every one test.py accepts):
   <run_dir> | <checkpoint.pt> | --load_pt_file <...>   what to evaluate (seed 003's flag works too)
   --checkpoint best|last|<file>                        which checkpoint of the run (default best)
   --best_model                                          the best checkpoint (seed 003's flag)
   --path_to_yaml <config.yaml>                          a config to use instead of the run's
   --T n --T_empty n                                     the test window (steps)
-  --section.key value [value ...]                       any other config value (e.g. --train.test_batch_size 64)
+  --section.key value [value ...]                       any other config value (e.g. --train.test_batch_size 64,
+                                                        --device cpu, --eval.plots false)
+  seed 003's flags: --batch-size --test-batch-size --lr --epochs --loss_mode --dt --hidden_size n [n ...]
+    --FS a0 D A --FR a1 --neuron1 tm ts th --neuron2 tm ts th --treg lam b0 --log-interval n --seed n
+  --debug                                               show the traceback of an error (also: SJFRAME_DEBUG=1)
+  -h, --help                                            this text
+
+Config keys: see README "Experiments: configs, train.py / test.py, run directories", configs/default.yaml and
+sjframe/config.py; any key as --section.key value.
+
+Every failure ends in one line on stderr (test.py: error: ...) and an exit status: 2 a bad command line,
+config or checkpoint path; 1 a failure while evaluating; 130 Ctrl-C; 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -37,19 +48,28 @@ def _locate(target: str) -> tuple[Path, Path | None]:
     raise FileNotFoundError(f"{target} is neither a run directory nor a checkpoint file")
 
 
+SPECIAL = ("--path_to_yaml", "--load_pt_file", "--checkpoint")
+
+
 def main(argv: list[str]) -> int:
+    """Run test.py with ``argv``; every failure ends in one line on stderr and an exit status (see USAGE)."""
+    from sjframe.cli_errors import run_cli
+
+    return run_cli("test.py", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
-    import torch
-
     from sjframe import distributed
+    from sjframe.cli_errors import UserError, one_line
     from sjframe.config import TEST_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli, resolve_config
     from sjframe.methods import get_method
-    from sjframe.rundir import RunDir
+    from sjframe.rundir import RunDir, read_checkpoint
 
     try:
-        args = parse_cli(argv, TEST_FLAGS, special=("--path_to_yaml", "--load_pt_file", "--checkpoint"))
+        args = parse_cli(argv, TEST_FLAGS, special=SPECIAL)
         targets = list(args.positional) + list(args.special.get("--load_pt_file", []))
         if len(targets) != 1:
             raise ConfigError(f"give exactly one run directory or checkpoint (got {targets or 'none'}); see --help")
@@ -59,7 +79,7 @@ def main(argv: list[str]) -> int:
         elif (run_path / "config.yaml").is_file():
             raw = RunDir.open(run_path).read_config()
         elif ckpt_file is not None:
-            state = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+            state = read_checkpoint(ckpt_file)
             if not isinstance(state, dict) or "config" not in state:
                 raise ConfigError(f"{ckpt_file} holds no config; pass --path_to_yaml <config.yaml>")
             raw = state["config"]
@@ -84,18 +104,17 @@ def main(argv: list[str]) -> int:
         if method_name == "surrogate":
             cfg = resolve_config(raw)
             backend, device = cfg.train.dist_backend, cfg.device
+            if distributed.env_world()[1] == 1:
+                from sjframe.engine import select_device
+
+                select_device(device)
         elif distributed.env_world()[1] > 1:
             raise ConfigError(f"method {method_name!r} evaluates in one process; start it without torchrun")
         distributed.check_launch(backend, device)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"test.py: error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(one_line(exc), status=2) from exc
     with distributed.launch(backend, device) as ctx:  # a process group under torchrun, else nothing
-        try:
-            report = method.evaluate(raw, run) if checkpoint is None else method.evaluate(raw, run, checkpoint)
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            print(f"test.py: error: {exc}", file=sys.stderr)
-            return 1
+        report = method.evaluate(raw, run) if checkpoint is None else method.evaluate(raw, run, checkpoint)
         if not ctx.is_main:
             return 0
     table = report.get("table")

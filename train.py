@@ -8,15 +8,29 @@ Several processes / GPUs / nodes (surrogate method): ``torchrun --nproc_per_node
 (DistributedDataParallel; ``train.batch_size`` is the global batch; rank 0 creates the run directory and
 writes every file; ``--resume`` works the same way). See README, "Training on several GPUs".
 
-Options:
+Options (every one train.py accepts):
   <config.yaml> | --path_to_yaml <config.yaml>   the experiment (seed 003's flag works too)
-  --resume <run_dir>                              continue a run from its last checkpoint (exactly)
+  --runs_root <dir>                               where the run directory goes (default: the config's runs_root, runs)
+  --resume <run_dir>                              continue a run from its last checkpoint (exactly); overrides given
+                                                  with it are recorded in <run_dir>/resume_overrides.jsonl and the
+                                                  config in effect in config.effective.yaml (config.yaml stays as it was)
   --resume <run_dir> --resume_epoch K             continue from the savepoint of epoch K (methods that keep
                                                   savepoints, e.g. exact_time: checkpoints/epoch_K.pt)
-  --section.key value [value ...]                 override any config value, e.g. --train.lr 3e-4
+  --section.key value [value ...]                 override any config value, e.g. --train.lr 3e-4, --device cpu,
+                                                  --model.backend torch (top-level keys: --seed, --device, --threads, ...)
   seed 003's flags: --batch-size --test-batch-size --lr --epochs --loss_mode --T --T_empty --dt
-    --hidden_size --FS a0 D A --FR a1 --neuron1 tm ts th --neuron2 tm ts th --treg lam b0
+    --hidden_size n [n ...] --FS a0 D A --FR a1 --neuron1 tm ts th --neuron2 tm ts th --treg lam b0
     --load_pt_file <ckpt> (initial weights) --log-interval n --seed n
+  --debug                                         show the traceback of an error (also: SJFRAME_DEBUG=1)
+  -h, --help                                      this text
+
+Config keys: see README "Experiments: configs, train.py / test.py, run directories", configs/default.yaml and
+sjframe/config.py (surrogate method); other methods: their section in README. Any key as --section.key value.
+
+Every failure ends in one line on stderr (train.py: error: ...) and an exit status: 2 a bad command line or
+config, or the run directory is in use; 1 anything else (an unreadable checkpoint, a full disk, NaN / inf);
+130 Ctrl-C; 143 SIGTERM (both save the curves and print the resume command). A failed start leaves no run
+directory behind.
 """
 
 from __future__ import annotations
@@ -35,55 +49,152 @@ if TYPE_CHECKING:
 USAGE = __doc__
 
 
+SPECIAL = ("--path_to_yaml", "--resume", "--resume_epoch", "--runs_root")
+
+
 def main(argv: list[str]) -> int:
+    """Run train.py with ``argv``; every failure ends in one line on stderr and an exit status (see USAGE)."""
+    from sjframe.cli_errors import run_cli
+
+    return run_cli("train.py", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
+    held: list[RunDir] = []  # run directories this call locked: released when it returns (in-process callers)
+    try:
+        return _start(argv, held)
+    finally:
+        for run in held:
+            run.unlock()
+
+
+def _start(argv: list[str], held: list[RunDir]) -> int:
     from sjframe import distributed
-    from sjframe.config import TRAIN_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli, resolve_config
+    from sjframe.cli_errors import UserError, one_line
+    from sjframe.config import TRAIN_FLAGS, apply_overrides, load_yaml, parse_cli, resolve_config
     from sjframe.methods import get_method
     from sjframe.rundir import RunDir
 
+    main_rank = distributed.env_world()[0] == 0
     try:
-        args = parse_cli(argv, TRAIN_FLAGS, special=("--path_to_yaml", "--resume", "--resume_epoch", "--runs_root"))
+        args = parse_cli(argv, TRAIN_FLAGS, special=SPECIAL)
         resume_dir = args.special.get("--resume")
         resume_epoch = _resume_epoch(args.special.get("--resume_epoch"), resume_dir is not None)
         config_paths = list(args.positional) + list(args.special.get("--path_to_yaml", []))
+        resume_from = None
         if resume_dir is not None:
             if len(resume_dir) != 1 or config_paths:
-                raise ConfigError("--resume takes one run directory and no config file")
+                raise UserError("--resume takes one run directory and no config file", status=2)
             run = RunDir.open(resume_dir[0])
-            raw = run.read_config()
+            if main_rank:
+                run.lock()  # a second process resuming this run stops here; orphaned *.tmp files go
+                held.append(run)
+            raw = run.read_config()  # the config in effect (config.effective.yaml after an earlier resume)
         else:
             if len(config_paths) != 1:
-                raise ConfigError(f"give exactly one config file (got {config_paths or 'none'}); see --help")
+                raise UserError(f"give exactly one config file (got {config_paths or 'none'}); see --help", status=2)
             raw = load_yaml(config_paths[0])
             run = None
         method_name = raw.get("method", "surrogate")
         method = get_method(method_name)
         if resume_epoch is not None and "resume_epoch" not in inspect.signature(method.train).parameters:
-            raise ConfigError(f"method {method_name!r} keeps no savepoints: --resume_epoch is not available "
-                              "(--resume continues from the last checkpoint)")
+            raise UserError(f"method {method_name!r} keeps no savepoints: --resume_epoch is not available "
+                            "(--resume continues from the last checkpoint)", status=2)
+        if run is not None:
+            resume_from = _check_resume(run, resume_epoch)
         raw = apply_overrides(raw, args.overrides, typed=method_name == "surrogate")
         backend, device = "auto", "auto"
         if method_name == "surrogate":
             cfg = resolve_config(raw)  # validate before a run directory is created
             backend, device = cfg.train.dist_backend, cfg.device
         if distributed.env_world()[1] > 1 and method_name != "surrogate":
-            raise ConfigError(f"method {method_name!r} runs in one process; start it without torchrun "
-                              "(only the surrogate method trains distributed)")
+            raise UserError(f"method {method_name!r} runs in one process; start it without torchrun "
+                            "(only the surrogate method trains distributed)", status=2)
         distributed.check_launch(backend, device)
+        _precheck(method_name, method, raw)
         name = (raw.get("name") or Path(config_paths[0]).stem) if run is None else None
         roots = args.special.get("--runs_root") or [raw.get("runs_root", "runs")]
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
+        if len(roots) != 1:
+            raise UserError(f"--runs_root takes one folder, got {roots}", status=2)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(one_line(exc), status=2) from exc
+    if run is not None and main_rank:
+        if run.repair_log():
+            print(f"train.py: note: {run.metrics_path} ended in a partial line (a write cut off); dropped it, "
+                  "resuming from the last complete record", file=sys.stderr)
+        run.record_resume({path: _get(raw, path) for path, _ in args.overrides}, *resume_from, argv)
     # under torchrun: every process runs from here on, in one process group; rank 0 creates the run
     # directory, writes every file and prints
     with distributed.launch(backend, device) as ctx:
         if run is None:
-            run = distributed.create_run_dir(name, roots[0], ctx)
+            run = distributed.create_run_dir(name, roots[0], ctx)  # locked by rank 0
+            held.append(run)
         return _train(method, raw, run, resume_dir is not None, ctx, resume_epoch)
+
+
+def _check_resume(run: RunDir, resume_epoch: int | None) -> tuple[str, Any]:
+    """``(checkpoint name, its epoch)`` of the checkpoint a resume starts from; an unreadable one is an error now."""
+    from sjframe.cli_errors import UserError, one_line
+
+    name = "last.pt" if resume_epoch is None else f"epoch_{resume_epoch}.pt"
+    try:
+        state = run.load_checkpoint(name)
+    except FileNotFoundError as exc:  # not a usage error: the run lacks the file (status 1, as during training)
+        raise UserError(one_line(exc), status=1) from exc
+    return name, state.get("epoch") if isinstance(state, dict) else None
+
+
+def _get(raw: dict, path: str) -> Any:
+    node: Any = raw
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _precheck(method_name: str, method: ModuleType, raw: dict) -> None:
+    """What can be checked before a run directory exists: devices, kernel backends, initial weights, the
+    method's own config section (the data files are read when training starts; a failed start removes the
+    then still empty run directory)."""
+    import dataclasses
+
+    import torch
+
+    from sjframe.cli_errors import UserError
+    from sjframe.configtools import dataclass_from_dict
+
+    if method_name == "surrogate":
+        from sjframe import distributed
+        from sjframe.config import resolve_config
+        from sjframe.engine import load_model_state, select_device
+
+        cfg = resolve_config(raw)
+        if distributed.env_world()[1] == 1:
+            select_device(cfg.device)
+        for where, value in _walk(cfg.model.options, "model"):
+            if where.endswith(".backend") and value == "cupy":
+                from sjframe.neurons.backends import cupy_unavailable_reason
+
+                reason = cupy_unavailable_reason()
+                if reason is not None:
+                    raise UserError(f"--{where} cupy cannot run here: {reason}; use --{where} torch", status=2)
+        if cfg.train.init_checkpoint:
+            load_model_state(cfg.train.init_checkpoint)  # readable and holding weights (shapes: at model build)
+        return
+    conf = dataclass_from_dict(method.CONFIG, raw.get(method_name), method_name)
+    for where, value in _walk(dataclasses.asdict(conf), method_name):
+        if where.endswith(".device") and isinstance(value, str) and value.startswith("cuda") \
+                and not torch.cuda.is_available():
+            raise UserError(f"{where} {value!r} requested but CUDA is not available here; use cpu or auto", status=2)
+
+
+def _walk(node: Any, prefix: str) -> list[tuple[str, Any]]:
+    """``(dotted path, value)`` of every leaf of nested dicts."""
+    if not isinstance(node, dict):
+        return [(prefix, node)]
+    return [item for key, value in node.items() for item in _walk(value, f"{prefix}.{key}")]
 
 
 def _resume_epoch(values: list[str] | None, resuming: bool) -> int | None:
@@ -101,8 +212,11 @@ def _resume_epoch(values: list[str] | None, resuming: bool) -> int | None:
 
 def _train(method: ModuleType, raw: dict, run: RunDir, resume: bool, ctx: DistContext,
            resume_epoch: int | None = None) -> int:
-    """Train into ``run``: exit status 0, 1 (a training error) or 130 (interrupted)."""
-    from sjframe.engine import NonFiniteLossError
+    """Train into ``run``: exit status 0, 1 (a training error), 130 (Ctrl-C) or 143 (SIGTERM).
+
+    A fresh run that failed before writing anything but its config is removed (nothing left behind).
+    """
+    from sjframe.cli_errors import SIGINT_STATUS, SIGTERM_STATUS, Terminated, UserError, describe
 
     def say(*values: object, **kwargs: Any) -> None:
         if ctx.is_main:
@@ -112,13 +226,24 @@ def _train(method: ModuleType, raw: dict, run: RunDir, resume: bool, ctx: DistCo
     try:
         kwargs = {} if resume_epoch is None else {"resume_epoch": resume_epoch}
         summary = method.train(raw, run, resume=resume, **kwargs)
-    except KeyboardInterrupt:
-        say(f"\ntrain.py: interrupted; continue with: python train.py --resume {run.path}", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as exc:
-        print(f"train.py: error{'' if ctx.world_size == 1 else f' (rank {ctx.rank})'}: {exc}", file=sys.stderr)
-        say(f"run_dir: {run.path}")
-        return 1
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        if ctx.is_main and not resume and run.remove_if_empty():
+            say(f"train.py: {what} before the first checkpoint; removed the empty run directory {run.path}",
+                file=sys.stderr)
+        else:
+            curves = run.path / "plots" / "training_curves.png"
+            saved = f"curves in {curves}; " if curves.is_file() else ""
+            say(f"train.py: {what}; {saved}continue with: python train.py --resume {run.path}", file=sys.stderr)
+        return SIGTERM_STATUS if isinstance(exc, Terminated) else SIGINT_STATUS
+    except Exception as exc:
+        removed = ctx.is_main and not resume and run.remove_if_empty()
+        if not removed:
+            say(f"run_dir: {run.path}")
+        if ctx.world_size > 1:
+            message, status = describe(exc)
+            raise UserError(f"(rank {ctx.rank}) {message}", status) from exc
+        raise
     say(json.dumps(summary, default=str))
     say(f"run_dir: {run.path}")
     return 0

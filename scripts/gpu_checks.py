@@ -61,8 +61,8 @@ def commit() -> str:
 
 def preflight() -> str | None:
     """None if everything the GPU tests import is importable, else the message to stop with."""
-    for module in ("torch", "yaml", "h5py", "scipy", "tqdm", "pytest", "spikingjelly.activation_based.surrogate",
-                   "sjframe.neurons", "cupy_neurons.neurons"):
+    for module in ("spikingjelly.activation_based.surrogate", "torch", "yaml", "h5py", "scipy", "tqdm", "pytest",
+                   "sjframe.neurons", "cupy_neurons.neurons"):  # SpikingJelly (carried) first: fails fast
         try:
             __import__(module)
         except Exception as exc:  # noqa: BLE001 - any import failure stops the check with its message

@@ -15,8 +15,8 @@
 #   set-up (both steps)  install .whl/*.whl into $SITE (pip --target, no index), PYTHONPATH; check imports;
 #                        ~10 s
 #   tests                the GPU tests only: `pytest -m gpu -x` over the test files that hold GPU cases
-#                        (735 tests: tests/test_kernels_gpu.py 369, tests/test_kernels_localzo_gpu.py 359, and
-#                        7 in test_engine / test_exact / test_stdp / test_conversion / test_gradients_sparse);
+#                        (737 tests: tests/test_kernels_gpu.py 369, tests/test_kernels_localzo_gpu.py 359, tests/test_launch_host.py 2,
+#                        and 7 in test_engine / test_exact / test_stdp / test_conversion / test_gradients_sparse);
 #                        4 pytest-xdist workers where xdist is installed (it is on the device). Estimate:
 #                        ~250 NVRTC compiles at 0.2-0.5 s, 735 small reference-vs-kernel cases at ~0.1 s,
 #                        one inductor compile ~1 min, a T x N > 2^31 case: 3-6 min serial, 2-4 min with 4

@@ -62,6 +62,8 @@ __all__ = [
     "resolve_config",
 ]
 
+#: the largest finite float32 (learning rates above it overflow in the parameters' dtype)
+FLOAT32_MAX = 3.4028234663852886e38
 LOSS_MODES = ("first_time", "firing_rate", "rate_ce", "logits_nll")
 SELECT_METRICS = ("acc", "acc_fs", "acc_fr", "loss")
 
@@ -199,6 +201,9 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if self.lr > FLOAT32_MAX:
+            raise ValueError(f"train.lr {self.lr:g} overflows float32 (the parameters' type; largest {FLOAT32_MAX:.4g}): "
+                             "the first optimiser step would make every weight inf")
         if self.weight_decay < 0:
             raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:

@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from sjframe import engine
+from sjframe.cli_errors import UserError
 from sjframe.config import SurrogateConfig
 from sjframe.metrics import EvalAccumulator
 from sjframe.rundir import RunDir
@@ -410,13 +411,16 @@ def create_run_dir(name: str, root: str, ctx: DistContext) -> RunDir:
     result: tuple[str, str] | None = None
     if ctx.is_main:
         try:
-            result = ("ok", str(RunDir.create(name, root=root).path))
+            run = RunDir.create(name, root=root)
+            run.lock()
+            result = ("ok", str(run.path))
         except OSError as exc:
-            result = ("error", f"cannot create a run directory under {root}: {exc}")
+            result = ("error", f"cannot create a run directory under {root} (runs_root / --runs_root): "
+                               f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
     status, value = ctx.broadcast_object(result)
     if status != "ok":
-        raise ValueError(value)
-    return RunDir(value)
+        raise UserError(value, status=2)
+    return run if ctx.is_main else RunDir(value)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -486,8 +490,8 @@ class DistributedTrainer(engine.Trainer):
     def _reduce(self, acc: EvalAccumulator) -> None:
         self.ctx.reduce_accumulator(acc)
 
-    def _loss_finite(self, loss: torch.Tensor) -> bool:
-        return self.ctx.all_true(bool(torch.isfinite(loss)))
+    def _all_ok(self, flag: bool) -> bool:
+        return self.ctx.all_true(flag)
 
     @torch.no_grad()
     def evaluate(self, ds: Dataset, desc: str = "eval") -> dict[str, Any]:

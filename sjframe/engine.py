@@ -19,8 +19,10 @@ One :class:`Trainer` per run, everything per instance (no module state):
   validation metric improves (never the test set), ``last.pt`` always; both written atomically
   and holding model, optimizer, scheduler, RNG states, epoch, best-so-far and history, so that
   :meth:`Trainer.fit` with ``resume=True`` continues exactly as an uninterrupted run would;
-* a NaN / inf loss or gradient norm stops training with :class:`NonFiniteLossError` before the
-  optimiser step; the checkpoints of the last good epoch are left as they were.
+* a NaN / inf model output (potentials, logits, spikes of any layer), loss or gradient norm stops
+  training with :class:`NonFiniteLossError` before the optimiser step, naming the epoch, the batch and
+  the last good checkpoint (an event in ``metrics.jsonl``); the checkpoints of the last good epoch are
+  left as they were.
 
 Rank-aware-ready: metric reduction goes through the accumulator's tensors (:meth:`Trainer._reduce`)
 and every file write through :meth:`Trainer._save_checkpoint` / :meth:`Trainer._log` (rank 0 only).
@@ -46,12 +48,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from sjframe import metrics as metrics_mod
+from sjframe.cli_errors import CheckpointError, DiskFullError, UserError
 from sjframe.coding import fs as fs_mod
 from sjframe.coding import losses
 from sjframe.config import SurrogateConfig, config_to_dict, resolve_config
 from sjframe.models import build_model
 from sjframe.models.base import ModelOutput
-from sjframe.rundir import RunDir, atomic_write_bytes
+from sjframe.rundir import RunDir, atomic_write_bytes, read_checkpoint
 
 __all__ = [
     "EpochCallback",
@@ -59,6 +62,7 @@ __all__ = [
     "Trainer",
     "compute_loss",
     "evaluate_run",
+    "load_weights",
     "select_device",
     "set_seed",
 ]
@@ -66,8 +70,8 @@ __all__ = [
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss (or the gradient norm) became NaN / inf; training stopped before the optimiser step."""
+class NonFiniteLossError(UserError, RuntimeError):
+    """The model output, the loss or the gradient norm became NaN / inf; training stopped before the optimiser step."""
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -95,7 +99,8 @@ def select_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec!r} requested but CUDA is not available; use device: cpu or auto")
+        raise UserError(f"device {spec!r} requested but CUDA is not available here (no GPU or no driver); "
+                        "use --device cpu or auto", status=2)
     return torch.device(spec)
 
 
@@ -233,10 +238,18 @@ class Trainer:
         self.dt_ms = getattr(self.data.train, "dt_ms", None)
         self.model = build_model(cfg.model.name, cfg.model.options, self.input_shape, self.num_classes).to(self.device)
         if cfg.train.init_checkpoint:
-            self.model.load_state_dict(load_model_state(cfg.train.init_checkpoint))
+            load_weights(self.model, load_model_state(cfg.train.init_checkpoint),
+                         f"train.init_checkpoint (--load_pt_file) {cfg.train.init_checkpoint}")
         # the module called for the training forward: the model itself, or its DistributedDataParallel /
         # torch.compile wrapper (set by sjframe.distributed.make_trainer); evaluation calls self.model
         self.forward_module: nn.Module = self.model
+        # NaN / inf inside the training forward: every submodule's output is checked (one device sync per batch)
+        self._activation_flags: list[tuple[str, torch.Tensor]] = []
+        self._watching = False
+        if not cfg.train.compile:
+            for name, module in self.model.named_modules():
+                if name:
+                    module.register_forward_hook(self._activation_hook(name))
         tc = cfg.train
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad
@@ -333,13 +346,42 @@ class Trainer:
 
     def _loss_finite(self, loss: torch.Tensor) -> bool:
         """Whether the batch loss is finite (distributed: on every process, so that all stop together)."""
-        return bool(torch.isfinite(loss))
+        return self._all_ok(bool(torch.isfinite(loss)))
+
+    def _all_ok(self, flag: bool) -> bool:
+        """``flag`` of this process (distributed: the AND over every process, so that all stop together)."""
+        return flag
+
+    def _activation_hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if self._watching:
+                for t in _tensors(output):
+                    if t.is_floating_point():
+                        self._activation_flags.append((name, torch.isfinite(t).all()))
+        return hook
+
+    def _non_finite(self, output: ModelOutput) -> list[str]:
+        """Names of the activations (submodule outputs) and model outputs of the last forward holding NaN / inf."""
+        named = self._activation_flags + [(n, torch.isfinite(t).all()) for n, t in _output_tensors(output)]
+        self._activation_flags = []
+        if not named or bool(torch.stack([flag.to(named[0][1].device) for _, flag in named]).all()):
+            return []
+        return list(dict.fromkeys(name for name, flag in named if not bool(flag)))
+
+    def _stop_non_finite(self, event: str, what: str, epoch: int, batch: int, **extra: Any) -> None:
+        """Log the event and raise :class:`NonFiniteLossError` (the optimiser has not stepped on this batch)."""
+        self._log({"event": event, "epoch": epoch, "batch": batch, **extra})
+        raise NonFiniteLossError(
+            f"{what} at epoch {epoch}, batch {batch}; training stopped before the optimiser step. "
+            f"{self._last_good()}. Lower train.lr or check the data / loss settings "
+            f"(event {event!r} in metrics.jsonl)."
+        )
 
     def _last_good(self) -> str:
         if self.run is None:
             return "no run directory"
         path = self.run.checkpoints / "last.pt"
-        return f"last good checkpoint: {path} (epoch {self.epoch})" if path.exists() else "no checkpoint was written yet"
+        return f"Last good checkpoint: {path} (epoch {self.epoch})" if path.exists() else "No checkpoint was written yet"
 
     # ------------------------------------------------------------------------------ loops
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -359,23 +401,26 @@ class Trainer:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 self.optimizer.zero_grad(set_to_none=True)
                 functional.reset_net(model)
-                output = self.forward_module(x)
+                self._watching, self._activation_flags = True, []
+                try:
+                    output = self.forward_module(x)
+                finally:
+                    self._watching = False
+                bad = self._non_finite(output)
+                if not self._all_ok(not bad):
+                    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+                    self._stop_non_finite("non_finite_activation",
+                                          f"NaN / inf in the forward pass ({shown or 'on another process'})",
+                                          epoch, i, tensors=bad)
                 loss, t_F = compute_loss(cfg, model, output, y)
                 if not self._loss_finite(loss):
-                    self._log({"event": "non_finite_loss", "epoch": epoch, "batch": i, "loss": float(loss.detach())})
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({float(loss.detach())}) at epoch {epoch}, batch {i}; training stopped. "
-                        f"{self._last_good()}. Lower train.lr or check the data / loss settings."
-                    )
+                    self._stop_non_finite("non_finite_loss", f"non-finite loss ({float(loss.detach())})", epoch, i,
+                                          loss=float(loss.detach()))
                 loss.backward()
                 if cfg.train.grad_clip is not None:
                     norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
                     if not torch.isfinite(norm):
-                        self._log({"event": "non_finite_grad", "epoch": epoch, "batch": i})
-                        raise NonFiniteLossError(
-                            f"non-finite gradient norm at epoch {epoch}, batch {i}; training stopped before the "
-                            f"optimiser step. {self._last_good()}."
-                        )
+                        self._stop_non_finite("non_finite_grad", "non-finite gradient norm", epoch, i)
                 self.optimizer.step()
                 post_step = getattr(model, "post_step", None)
                 if callable(post_step):
@@ -422,43 +467,51 @@ class Trainer:
                       total=cfg.train.epochs, disable=_bar_disabled(cfg.train.progress and self.rank == 0),
                       dynamic_ncols=True)
         try:
-            for epoch in epochs:
-                record: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-                record.update(self.train_epoch(epoch))
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                val = self.evaluate(self.data.val, desc=f"val {epoch}")
-                record.update({f"val_{k}": val[k] for k in ("loss", "acc", "acc_fs", "acc_fr", "n_s", "td50", "td90")})
-                record["val_n_s_per_layer"] = val["n_s_per_layer"]
-                record = _round(record)
-                self.epoch = epoch
-                value = record.get(f"val_{self.select_metric}")
-                if value is None:
-                    raise ValueError(
-                        f"validation metric {self.select_metric!r} (train.select_metric) is not available for model "
-                        f"{cfg.model.name!r} with loss.mode {cfg.loss.mode!r}; choose one of acc, acc_fs, acc_fr, loss"
-                    )
-                if _better(self.select_metric, value, self.best["value"]):
-                    self.best = {"metric": self.select_metric, "value": value, "epoch": epoch}
-                    record["best"] = True
-                self.history.append(record)
-                if record.get("best"):
-                    self._save_checkpoint("best.pt")
-                self._save_checkpoint("last.pt")
-                self._log(record)
-                epochs.set_postfix(val=f"{value}", best=f"{self.best['value']}@{self.best['epoch']}")
-                if self.rank == 0:
-                    print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "val_loss", "val_acc_fs", "val_acc_fr")
-                                      if k in record}), file=sys.stderr, flush=True)
-                for callback in self.callbacks:
-                    callback(epoch, record)
-        finally:
+            self._epochs(epochs)
+        except BaseException:
             epochs.close()
-            self._plot_curves()  # also after an error or an interrupt: the curves of the epochs done
+            self._plot_curves(strict=False)  # also after an error or an interrupt: the curves of the epochs done
+            raise
+        epochs.close()
+        self._plot_curves(strict=True)
         summary = {"epochs": self.epoch, "best": dict(self.best),
                    "last": self.history[-1] if self.history else None,
                    "run_dir": None if self.run is None else str(self.run.path)}
         return summary
+
+    def _epochs(self, epochs: Any) -> None:
+        """Train, validate and checkpoint each epoch of ``epochs`` (a tqdm iterator)."""
+        cfg = self.cfg
+        for epoch in epochs:
+            record: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+            record.update(self.train_epoch(epoch))
+            if self.scheduler is not None:
+                self.scheduler.step()
+            val = self.evaluate(self.data.val, desc=f"val {epoch}")
+            record.update({f"val_{k}": val[k] for k in ("loss", "acc", "acc_fs", "acc_fr", "n_s", "td50", "td90")})
+            record["val_n_s_per_layer"] = val["n_s_per_layer"]
+            record = _round(record)
+            self.epoch = epoch
+            value = record.get(f"val_{self.select_metric}")
+            if value is None:
+                raise ValueError(
+                    f"validation metric {self.select_metric!r} (train.select_metric) is not available for model "
+                    f"{cfg.model.name!r} with loss.mode {cfg.loss.mode!r}; choose one of acc, acc_fs, acc_fr, loss"
+                )
+            if _better(self.select_metric, value, self.best["value"]):
+                self.best = {"metric": self.select_metric, "value": value, "epoch": epoch}
+                record["best"] = True
+            self.history.append(record)
+            if record.get("best"):
+                self._save_checkpoint("best.pt")
+            self._save_checkpoint("last.pt")
+            self._log(record)
+            epochs.set_postfix(val=f"{value}", best=f"{self.best['value']}@{self.best['epoch']}")
+            if self.rank == 0:
+                print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "val_loss", "val_acc_fs", "val_acc_fr")
+                                  if k in record}), file=sys.stderr, flush=True)
+            for callback in self.callbacks:
+                callback(epoch, record)
 
     def _trim_log(self) -> None:
         """On resume, drop epoch records logged after the checkpoint (a crash between log and save)."""
@@ -471,7 +524,8 @@ class Trainer:
         kept.sort(key=lambda r: (r.get("epoch") or 0))
         atomic_write_bytes(self.run.metrics_path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
-    def _plot_curves(self) -> None:
+    def _plot_curves(self, strict: bool = True) -> None:
+        """Plot the training curves; a failure is a warning, except a full disk when ``strict`` (the end of a run)."""
         if self.run is None or self.rank != 0 or not self.history:
             return
         from sjframe.plots import plot_training_curves
@@ -480,6 +534,10 @@ class Trainer:
         try:
             plot_training_curves([{k: r.get(k) for k in keep} for r in self.history],
                                  self.run.plots / "training_curves.png")
+        except DiskFullError:
+            if strict:
+                raise
+            print("[sjframe] warning: could not plot the training curves: no space left on device", file=sys.stderr)
         except Exception as exc:  # a figure must never stop training
             print(f"[sjframe] warning: could not plot the training curves: {exc}", file=sys.stderr)
 
@@ -540,17 +598,44 @@ def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "best.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise RuntimeError(f"checkpoint {path} could not be read ({exc})") from exc
+    state = read_checkpoint(path)
     if isinstance(state, dict) and "model" in state:
         return state["model"]
     if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
         return state
-    raise ValueError(f"checkpoint {path} holds no model state (expected a dict with a 'model' key)")
+    raise CheckpointError(f"checkpoint {path} holds no model state (expected a dict with a 'model' key)")
+
+
+def load_weights(model: nn.Module, state: dict[str, Any], source: str) -> None:
+    """``model.load_state_dict(state)``; a checkpoint of another architecture is a :class:`CheckpointError`
+    naming ``source`` and the first tensor that does not fit, with both shapes (or the missing / extra keys)."""
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape):
+            raise CheckpointError(f"{source} does not fit the model: tensor {key!r} has shape {list(value.shape)} "
+                                  f"in the checkpoint but {list(own[key].shape)} in the model")
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise CheckpointError(f"{source} does not fit the model: tensors missing from the checkpoint {missing[:4]}"
+                              f"{' ...' if len(missing) > 4 else ''}, not in the model {extra[:4]}"
+                              f"{' ...' if len(extra) > 4 else ''}")
+    model.load_state_dict(state)
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in a module output (a tensor, or a tuple / list of them, one level deep)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [v for v in value if isinstance(v, torch.Tensor)]
+    return []
+
+
+def _output_tensors(output: ModelOutput) -> list[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of a model output's floating tensors (``h``, ``logits``, ``spikes``, ``layer_spikes[...]``)."""
+    named = [("output h", output.h), ("output logits", output.logits), ("output spikes", output.spikes)]
+    named += [(f"layer_spikes[{k}]", v) for k, v in (output.layer_spikes or {}).items()]
+    return [(n, t) for n, t in named if isinstance(t, torch.Tensor) and t.is_floating_point()]
 
 
 def _resolve_checkpoint(run: RunDir, checkpoint: str) -> Path:
@@ -623,17 +708,14 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, device: to
 
     set_seed(cfg.seed)
     ckpt_path = _resolve_checkpoint(run, checkpoint)
-    try:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise RuntimeError(f"checkpoint {ckpt_path} could not be read ({exc})") from exc
+    state = read_checkpoint(ckpt_path)
     if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"checkpoint {ckpt_path} holds no model state")
+        raise CheckpointError(f"checkpoint {ckpt_path} holds no model state")
     options = cfg.data.dataset_options("test")
     ds = build_dataset(cfg.data.name, "test", **options)
     T, T_empty = cfg.data.window("test")
     model = build_model(cfg.model.name, cfg.model.options, tuple(ds.input_shape), int(ds.num_classes)).to(device)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], f"checkpoint {ckpt_path}")
     if dist is None:
         loader = DataLoader(ds, batch_size=cfg.train.test_batch_size, shuffle=False, collate_fn=time_major_collate,
                             num_workers=cfg.data.num_workers)

@@ -13,6 +13,7 @@ Times on the axes are 0-based steps (``t_F - 1`` for first-spike times), or ms w
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,10 +45,16 @@ def _array(name: str, x: Tensor | np.ndarray | Sequence, ndim: int) -> np.ndarra
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """Render ``fig`` to PNG and write it atomically (a full disk names the file and leaves no partial PNG)."""
+    from sjframe.rundir import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -273,3 +273,20 @@ def test_rng_state_of_a_cpu_run_does_not_initialise_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.zeros(4, dtype=torch.uint8)])
     assert len(engine._rng_state()["cuda"]) == 1
+
+
+def test_nan_inside_the_forward_pass_stops_with_the_last_good_checkpoint(shd_root, tmp_path):
+    cfg = resolve_config(tiny(shd_root, train={"epochs": 3, "max_batches": 2}))
+    run = RunDir.create("nan_forward", root=tmp_path)
+
+    def poison(epoch: int, record: dict) -> None:  # after epoch 1's checkpoint: a weight of the hidden layer is NaN
+        with torch.no_grad():
+            trainer.model.fcs[0].weight[0, 0] = float("nan")
+
+    trainer = Trainer(cfg, run, callbacks=[poison])
+    with pytest.raises(NonFiniteLossError, match=r"NaN / inf in the forward pass \(fcs\.0.*at epoch 2, batch 0"
+                                                 r".*Last good checkpoint: .*last\.pt \(epoch 1\)"):
+        trainer.fit()
+    assert run.load_checkpoint("last.pt")["epoch"] == 1
+    events = [r for r in run.read_log() if r.get("event") == "non_finite_activation"]
+    assert events and events[0]["epoch"] == 2 and events[0]["batch"] == 0 and "fcs.0" in events[0]["tensors"]

@@ -78,7 +78,8 @@ class YinYangDataset(Dataset):
     * ``encoding="latency"``: items ``x`` float32 ``[T, 5]`` (``[T, 4]`` without bias), one spike
       per input: input ``i`` with value ``v_i`` in ``[0, 1]`` fires at step
       ``floor(t_min + v_i * t_span + 0.5)`` (rounded half up), and the bias input (column 4) fires
-      at ``bias_step``. ``T`` must exceed every step. ``dt_ms`` is ``None`` (steps are abstract).
+      at ``bias_step``. ``T`` must exceed every step; ``T_empty`` all-zero steps follow (items
+      ``[T + T_empty, 5]``). ``dt_ms`` is ``None`` (steps are abstract).
     * ``encoding="raw"``: items ``x`` float32 ``[4]`` = ``(x, y, 1 - x, 1 - y)``, not time-major
       (``time_major = False``: use the default collate, giving ``[B, 4]``).
     """
@@ -92,6 +93,7 @@ class YinYangDataset(Dataset):
         t_span: float = 18.0,
         bias: bool = True,
         bias_step: int = 9,
+        T_empty: int = 0,
     ) -> None:
         if split not in YINYANG_SPLITS:
             raise ValueError(f"split must be one of {list(YINYANG_SPLITS)}, got {split!r}")
@@ -114,6 +116,7 @@ class YinYangDataset(Dataset):
         t_span = require_number("t_span", t_span, minimum=0.0)
         bias = require_bool("bias", bias)
         bias_step = require_int("bias_step", bias_step, minimum=0)
+        T_empty = require_int("T_empty", T_empty, minimum=0)
         last = math.floor(t_min + t_span + 0.5)
         if last >= T:
             raise ValueError(f"T={T} too short: inputs fire up to step {last} (t_min={t_min}, t_span={t_span})")
@@ -122,7 +125,7 @@ class YinYangDataset(Dataset):
         steps = torch.floor(t_min + features.double() * t_span + 0.5).long()  # [n, 4]
         n = features.shape[0]
         width = 5 if bias else 4
-        frames = torch.zeros(n, T, width, dtype=torch.float32)
+        frames = torch.zeros(n, T + T_empty, width, dtype=torch.float32)
         rows = torch.arange(n).unsqueeze(1).expand(n, 4)
         cols = torch.arange(4).unsqueeze(0).expand(n, 4)
         frames[rows, steps, cols] = 1.0
@@ -143,11 +146,11 @@ class YinYangDataset(Dataset):
         return self.frames[index], int(self.labels[index])
 
 
-_YINYANG_OPTIONS = ("encoding", "T", "t_min", "t_span", "bias", "bias_step")
+_YINYANG_OPTIONS = ("encoding", "T", "T_empty", "t_min", "t_span", "bias", "bias_step")
 
 
 def build_yinyang(split: str, **options: Any) -> YinYangDataset:
-    """Registry builder of ``yinyang``: options ``encoding`` (``latency`` | ``raw``), ``T``,
+    """Registry builder of ``yinyang``: options ``encoding`` (``latency`` | ``raw``), ``T``, ``T_empty``,
     ``t_min``, ``t_span``, ``bias``, ``bias_step`` (steps). The published splits are used as they
     are (no ``val_fraction``: the validation split is the published one, seed 41)."""
     check_options("yinyang", options, _YINYANG_OPTIONS)
