@@ -175,7 +175,7 @@ def _precheck(method_name: str, method: ModuleType, raw: dict) -> None:
             select_device(cfg.device)
         for where, value in _walk(cfg.model.options, "model"):
             if where.endswith(".backend") and value == "cupy":
-                from sjframe.neurons.backends import cupy_unavailable_reason
+                from sjframe.neurons.base import cupy_unavailable_reason
 
                 reason = cupy_unavailable_reason()
                 if reason is not None:

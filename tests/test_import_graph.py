@@ -23,7 +23,7 @@ PACKAGES = ("cupy_neurons", "sjframe")
 #: the layers, lowest first; a unit may import units of its own layer or lower ones (never higher)
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cupy_neurons",),  # kernels, build, launch, generated ops: imports nothing of sjframe
-    ("sjframe", "sjframe.configtools", "sjframe.rundir"),  # core: the package root, typed configs, run directories
+    ("sjframe", "sjframe.configtools", "sjframe.cli_errors", "sjframe.rundir"),  # core: typed configs, errors, run dirs
     ("sjframe.spike",),  # surrogate, GradientSpec, LocalZO, Philox
     ("sjframe.neurons",),  # base, registry, one folder per neuron
     ("sjframe.layers",),  # common layers, the sparse Linear + LIF layer
