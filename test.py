@@ -4,7 +4,11 @@ The test window is the one given here (``--T``, ``--T_empty``; else the config's
 ``data.test_T_empty``; else the training window): the paper tests on longer windows than it
 trains on. Prints a table (FS and FR accuracy, N_s overall and per layer, td50/td90 in steps and
 ms, firing rate of the predicted vs the other output neurons), writes it with a JSON report under
-``<run_dir>/reports/`` and saves spike rasters and first-spike pattern plots under ``plots/``.
+``<run_dir>/reports/`` and saves spike rasters and first-spike pattern plots under ``plots/``. The table
+starts with the run's protocol (``train.protocol``) and gives FS accuracy by the paper's rule and by the
+first output spike only, FR accuracy and the share of silent outputs; the confusion matrices (a silent
+column last) go to ``reports/<tag>-confusion_{fs,fr}.json`` and ``plots/<tag>/confusion_{fs,fr}.png``.
+A run trained with ``train.protocol: paper`` has no ``best.pt``: its last checkpoint is evaluated.
 
 Under ``torchrun --nproc_per_node N test.py <run_dir>`` (surrogate method) each process evaluates
 every N-th test sample, the metrics are summed over the processes, and rank 0 prints and writes.
@@ -122,7 +126,13 @@ def _main(argv: list[str]) -> int:
         print(table)
     metrics = report.get("metrics", {})
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
-    print(f"FS accuracy: {fmt(metrics.get('acc_fs'))} %   FR accuracy: {fmt(metrics.get('acc_fr'))} %")
+    silent = metrics.get("silent_fraction")
+    print(f"FS accuracy: {fmt(metrics.get('acc_fs'))} %   FS accuracy (first spike only): "
+          f"{fmt(metrics.get('acc_fs_spike'))} %   FR accuracy: {fmt(metrics.get('acc_fr'))} %   silent outputs: "
+          f"{fmt(None if silent is None else 100.0 * silent)} %")
+    for kind, path in (report.get("confusion") or {}).items():
+        plot = [p for p in report.get("plots") or [] if p.endswith(f"confusion_{kind}.png")]
+        print(f"confusion ({kind.upper()}): {path}" + (f", plot {plot[0]}" if plot else ""))
     print(f"report: {run.path / 'reports'}")
     return 0
 

@@ -16,6 +16,9 @@ Options (every one train.py accepts):
                                                   config in effect in config.effective.yaml (config.yaml stays as it was)
   --resume <run_dir> --resume_epoch K             continue from the savepoint of epoch K (methods that keep
                                                   savepoints, e.g. exact_time: checkpoints/epoch_K.pt)
+  --protocol validated|paper                      train.protocol: validated (default: best.pt chosen on a validation
+                                                  split) or paper (seed 003's: whole training file, no validation,
+                                                  the last epoch tested; labelled in every report)
   --section.key value [value ...]                 override any config value, e.g. --train.lr 3e-4, --device cpu,
                                                   --model.backend torch (top-level keys: --seed, --device, --threads, ...)
   seed 003's flags: --batch-size --test-batch-size --lr --epochs --loss_mode --T --T_empty --dt

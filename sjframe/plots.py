@@ -63,12 +63,12 @@ def _time_axis(T: int, dt_ms: float | None) -> tuple[np.ndarray, str]:
     return (steps * dt_ms, "time (ms)") if dt_ms else (steps, "time step")
 
 
-def plot_training_curves(records: Sequence[Mapping], path: str | Path) -> Path:
+def plot_training_curves(records: Sequence[Mapping], path: str | Path, title: str | None = None) -> Path:
     """Loss and accuracy per epoch from metrics records (dicts with an ``epoch`` key).
 
     Every numeric key whose name contains ``loss`` goes on the left panel, every one containing
     ``acc`` on the right (e.g. ``train_loss``, ``val_loss``, ``val_acc_fs``); records without an
-    ``epoch`` (test reports, ...) are skipped.
+    ``epoch`` (test reports, ...) are skipped. ``title``: a line above both panels (e.g. the protocol).
     """
     epochs = [r for r in records if isinstance(r, Mapping) and isinstance(r.get("epoch"), (int, float))]
     if not epochs:
@@ -93,6 +93,8 @@ def plot_training_curves(records: Sequence[Mapping], path: str | Path) -> Path:
         if ax.lines:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 
@@ -199,8 +201,10 @@ def plot_weight_histograms(weights: Mapping[str, Tensor | np.ndarray], path: str
 
 
 def plot_accuracy_vs_time(curve: Tensor | np.ndarray | Sequence[float], path: str | Path, td50: int | None = None,
-                          td90: int | None = None, dt_ms: float | None = None, label: str = "accuracy") -> Path:
-    """The accuracy-versus-time curve (percent per 0-based step) with td50 / td90 (steps) marked."""
+                          td90: int | None = None, dt_ms: float | None = None, label: str = "accuracy",
+                          title: str | None = None) -> Path:
+    """The accuracy-versus-time curve (percent per 0-based step) with td50 / td90 (steps) marked; ``title``
+    above it (e.g. the protocol)."""
     arr = _array("curve", curve, 1)
     if arr.size == 0:
         raise ValueError("curve is empty")
@@ -214,6 +218,8 @@ def plot_accuracy_vs_time(curve: Tensor | np.ndarray | Sequence[float], path: st
             ax.axvline(value * scale, color=color, linestyle="--", label=f"{name} = {value * scale:g} {unit}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
+    if title:
+        ax.set_title(title, fontsize=8)
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
