@@ -844,19 +844,22 @@ def _test_plots(run: RunDir, tag: str, collected: dict[str, Any], cfg: Surrogate
     out: list[str] = []
     folder = run.plots / tag
     folder.mkdir(parents=True, exist_ok=True)
+    paper = cfg.train.protocol == "paper"
+    note = f"\n{PAPER_LABEL}" if paper else ""
     for name, spikes in collected["rasters"].items():
         for j in range(min(cfg.eval.raster_samples, spikes.shape[1])):
             label = int(collected["labels"][j])
             path = folder / f"raster-{name}-sample{j}.png"
             out.append(str(plots.plot_raster(spikes[:, j].reshape(spikes.shape[0], -1), path, dt_ms=dt_ms,
-                                             title=f"{name}, test sample {j} (class {label})")))
+                                             title=f"{name}, test sample {j} (class {label}){note}")))
     if collected["t_F"] is not None:
         T_in = metrics["T"]
         out.append(str(plots.plot_first_spike_patterns(collected["t_F"], collected["labels"],
-                                                       folder / "first_spike_patterns.png", T_in=T_in, dt_ms=dt_ms)))
+                                                       folder / "first_spike_patterns.png", T_in=T_in, dt_ms=dt_ms,
+                                                       title=PAPER_LABEL if paper else None)))
         out.append(str(plots.plot_first_spike_histograms(collected["t_F"], collected["labels"],
-                                                         folder / "first_spike_histograms.png", T_in=T_in, dt_ms=dt_ms)))
-    paper = cfg.train.protocol == "paper"
+                                                         folder / "first_spike_histograms.png", T_in=T_in, dt_ms=dt_ms,
+                                                         title=PAPER_LABEL if paper else None)))
     curve_key = f"curve_{metrics.get('td_curve')}"
     if metrics.get(curve_key):
         label = "FS (first spike) accuracy" if metrics["td_curve"] == "fs" else "FR accuracy"

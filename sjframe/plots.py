@@ -122,12 +122,14 @@ def _classes(labels: Tensor | np.ndarray | Sequence, n: int) -> np.ndarray:
 
 
 def plot_first_spike_patterns(t_F: Tensor | np.ndarray, labels: Tensor | np.ndarray | Sequence, path: str | Path,
-                              T_in: int | None = None, max_trials: int = 50, dt_ms: float | None = None) -> Path:
+                              T_in: int | None = None, max_trials: int = 50, dt_ms: float | None = None,
+                              title: str | None = None) -> Path:
     """Per-class first-spike patterns: one panel per class, the output neurons' first spikes across trials.
 
     ``t_F [S, N]`` (1-based, from the FS encoder), ``labels [S]``. In the panel of class ``c``, trial
     ``j`` of that class draws a dot at ``(t_F[j, n] - 1, n + offset_j)`` for every neuron that spiked
-    (``t_F <= T_in``; all entries when ``T_in`` is None); the row of neuron ``c`` is shaded.
+    (``t_F <= T_in``; all entries when ``T_in`` is None); the row of neuron ``c`` is shaded. ``title``: a
+    line above the panels (e.g. the protocol).
     """
     arr = _array("t_F", t_F, 2)
     S, N = arr.shape
@@ -153,12 +155,15 @@ def plot_first_spike_patterns(t_F: Tensor | np.ndarray, labels: Tensor | np.ndar
         ax.axis("off")
     fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)", y=-0.04)
     fig.supylabel("output neuron")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 
 def plot_first_spike_histograms(t_F: Tensor | np.ndarray, labels: Tensor | np.ndarray | Sequence, path: str | Path,
-                                T_in: int | None = None, dt_ms: float | None = None) -> Path:
-    """Per class, the histogram of the target neuron's first-spike time ``t_F[j, c] - 1`` (silent ones counted apart)."""
+                                T_in: int | None = None, dt_ms: float | None = None, title: str | None = None) -> Path:
+    """Per class, the histogram of the target neuron's first-spike time ``t_F[j, c] - 1`` (silent ones counted apart);
+    ``title``: a line above the panels (e.g. the protocol)."""
     arr = _array("t_F", t_F, 2)
     S, N = arr.shape
     lab = _classes(labels, S)
@@ -181,6 +186,8 @@ def plot_first_spike_histograms(t_F: Tensor | np.ndarray, labels: Tensor | np.nd
         ax.axis("off")
     fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)", y=-0.04)
     fig.supylabel("samples")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 

@@ -173,7 +173,24 @@ def test_tensorboard_is_off_by_default(shd_root, tmp_path):
 
 
 # ----------------------------------------------------------------------------- the paper's protocol
-def test_paper_protocol_whole_training_file_last_epoch_labelled(shd_root, tmp_path, capsys):
+def test_paper_protocol_whole_training_file_last_epoch_labelled(shd_root, tmp_path, capsys, monkeypatch):
+    import sjframe.confusion
+    import sjframe.plots
+
+    titles: dict[str, str | None] = {}
+
+    def recording(module, name):
+        real = getattr(module, name)
+
+        def plot(*args, **kwargs):
+            titles[name] = kwargs.get("title")
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, name, plot)
+
+    for name in ("plot_training_curves", "plot_accuracy_vs_time", "plot_raster", "plot_first_spike_patterns",
+                 "plot_first_spike_histograms"):
+        recording(sjframe.plots, name)
+    recording(sjframe.confusion, "plot_confusion")
     train, test = _load("train"), _load("test")
     config = tmp_path / "tiny.yaml"
     import yaml
@@ -201,6 +218,8 @@ def test_paper_protocol_whole_training_file_last_epoch_labelled(shd_root, tmp_pa
     assert report["protocol"] == "paper" and report["protocol_label"] == PAPER_LABEL
     test_record = [r for r in run.read_log() if r.get("event") == "test"][-1]
     assert test_record["protocol_label"] == PAPER_LABEL and test_record["checkpoint"].endswith("last.pt")
+    # every plot of the run says it too
+    assert len(titles) == 6 and all(PAPER_LABEL in (title or "") for title in titles.values()), titles
 
 
 def test_paper_protocol_rejects_a_select_metric():
