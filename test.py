@@ -15,6 +15,7 @@ every N-th test sample, the metrics are summed over the processes, and rank 0 pr
 
 Options (every one test.py accepts):
   <run_dir> | <checkpoint.pt> | --load_pt_file <...>   what to evaluate (seed 003's flag works too)
+  <aggregate dir>                                       print a multi-seed aggregate (train.py --seeds; no other option)
   --checkpoint best|last|<file>                        which checkpoint of the run (default best)
   --best_model                                          the best checkpoint (seed 003's flag)
   --path_to_yaml <config.yaml>                          a config to use instead of the run's
@@ -66,6 +67,14 @@ def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
+    from sjframe.aggregate import is_aggregate_dir, print_aggregate
+
+    if argv and is_aggregate_dir(argv[0]):  # train.py --seeds ...: print its table
+        if len(argv) > 1:
+            from sjframe.cli_errors import UserError
+
+            raise UserError(f"{argv[0]} is a multi-seed aggregate: test.py takes no other option with it", status=2)
+        return print_aggregate(argv[0])
     from sjframe import distributed
     from sjframe.cli_errors import UserError, one_line
     from sjframe.config import TEST_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli, resolve_config
