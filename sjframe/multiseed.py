@@ -183,10 +183,11 @@ def run_seeds(argv: list[str], special: tuple[str, ...]) -> int:
     cmd = {s: [*rest, "--" + plan["seed_key"], str(s), *extra] for s in seeds}
     state: dict[str, Any] = {"dir": out, "plan": plan, "seeds": seeds, "argv": argv, "cmd": cmd, "threads": threads,
                              "runs": {}, "failed": None, "status": "running"}
-    atomic_write_bytes(out / "environment.json", json.dumps(_environment(threads, jobs, argv), indent=2).encode())
+    environment = _environment(threads or plan["threads"], jobs, argv)
+    atomic_write_bytes(out / "environment.json", json.dumps(environment, indent=2).encode())
     write_aggregate(state, plot=False)
     print(f"multi-seed: {len(seeds)} runs ({plan['method']}), {jobs} at a time"
-          f"{f', {threads} threads each' if threads else ''}; aggregate: {out}", flush=True)
+          f"{f', --threads {threads} each' if threads else ''}; aggregate: {out}", flush=True)
     pending, running, t_all, stopping = list(seeds), {}, time.monotonic(), False
     try:
         while running or (pending and state["failed"] is None):
@@ -234,9 +235,10 @@ def _finish(state: dict[str, Any], seed: int, status: int, elapsed: float) -> No
     result_path = log.with_suffix(".json")
     result = json.loads(result_path.read_text()) if result_path.is_file() else {}
     if status != 0 or not result.get("report"):
+        what = "FAILED" if state["failed"] is None else "stopped (another seed failed)"
         state["failed"] = state["failed"] or {"seed": seed, "status": status, "log": str(log),
                                               "run_dir": result.get("run_dir")}
-        print(f"seed {seed}: FAILED after {elapsed:.1f} s (exit status {status}); log {log}", flush=True)
+        print(f"seed {seed}: {what} after {elapsed:.1f} s (exit status {status}); log {log}", flush=True)
         return
     report = json.loads(Path(result["report"]).read_text())
     state["runs"][seed] = {"run_dir": result["run_dir"], "report": result["report"], "log": str(log),
