@@ -19,6 +19,10 @@ One :class:`Trainer` per run, everything per instance (no module state):
   validation metric improves (never the test set), ``last.pt`` always; both written atomically
   and holding model, optimizer, scheduler, RNG states, epoch, best-so-far and history, so that
   :meth:`Trainer.fit` with ``resume=True`` continues exactly as an uninterrupted run would;
+* ``train.protocol: paper`` (seed 003's protocol): the whole training file, no validation, no ``best.pt``;
+  the last epoch is tested and every report carries :func:`protocol_label`;
+* ``train.tensorboard: true``: the epoch records also go to TensorBoard event files under
+  ``<run_dir>/tensorboard/`` (rank 0; a resume appends, dropping events after the checkpoint's epoch);
 * a NaN / inf model output (potentials, logits, spikes of any layer), loss or gradient norm stops
   training with :class:`NonFiniteLossError` before the optimiser step, naming the epoch, the batch and
   the last good checkpoint (an event in ``metrics.jsonl``); the checkpoints of the last good epoch are
@@ -63,6 +67,7 @@ __all__ = [
     "compute_loss",
     "evaluate_run",
     "load_weights",
+    "protocol_label",
     "select_device",
     "set_seed",
 ]
@@ -129,6 +134,16 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(int(seed) * 1_000_003 + int(epoch))
     return gen
+
+
+PAPER_LABEL = "protocol: paper (no validation; last epoch; not comparable to validated numbers)"
+VALIDATED_LABEL = ("protocol: validated (checkpoint chosen on a validation split of the training file; "
+                   "test set unused for choices)")
+
+
+def protocol_label(protocol: str) -> str:
+    """The line every report carries for ``train.protocol`` (``validated`` | ``paper``)."""
+    return PAPER_LABEL if protocol == "paper" else VALIDATED_LABEL
 
 
 def default_select_metric(mode: str) -> str:
@@ -203,7 +218,7 @@ def _round(record: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class _Data:
     train: Dataset
-    val: Dataset
+    val: Dataset | None  # None under train.protocol paper (no validation split)
 
 
 # --------------------------------------------------------------------------------------------- trainer
@@ -232,6 +247,7 @@ class Trainer:
         self.world_size = world_size
         self.device = select_device(cfg.device)
         set_seed(cfg.seed)
+        self.paper = cfg.train.protocol == "paper"  # seed 003's protocol: no validation split, the last epoch
         self.data = self._build_data()
         self.input_shape = tuple(self.data.train.input_shape)
         self.num_classes = int(self.data.train.num_classes)
@@ -267,15 +283,21 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.best: dict[str, Any] = {"metric": self.select_metric, "value": None, "epoch": None}
         self.history: list[dict[str, Any]] = []
+        if self.paper:
+            self.best = {"metric": "last epoch (protocol: paper)", "value": None, "epoch": None}
+        self._tb: Any = None  # the TensorBoard SummaryWriter while fit() runs (train.tensorboard, rank 0)
 
     # ------------------------------------------------------------------------------ data
     def _build_data(self) -> _Data:
-        from sjframe.data import build_dataset
+        from sjframe.data import build_dataset, whole_training_options
 
         dc = self.cfg.data
-        out = {}
-        for split in ("train", "val"):
-            ds = build_dataset(dc.name, split, **dc.dataset_options(split))
+        out: dict[str, Any] = {"val": None}
+        for split in ("train",) if self.paper else ("train", "val"):
+            options = dc.dataset_options(split)
+            if self.paper:  # the whole training file: nothing held out
+                options = whole_training_options(dc.name, options)
+            ds = build_dataset(dc.name, split, **options)
             if getattr(ds, "time_major", True) is False:
                 raise ValueError(
                     f"data set {dc.name!r} gives items that are not time-major frames (e.g. encoding: raw); "
@@ -437,7 +459,8 @@ class Trainer:
             functional.reset_net(model)
         self._reduce(acc)
         m = acc.compute()
-        return {"train_loss": m["loss"], "train_acc_fs": m["acc_fs"], "train_acc_fr": m["acc_fr"],
+        return {"train_loss": m["loss"], "train_acc_fs": m["acc_fs"], "train_acc_fs_spike": m["acc_fs_spike"],
+                "train_acc_fr": m["acc_fr"], "train_silent_fraction": m["silent_fraction"],
                 "train_acc": m["acc"], "train_n_s": m["n_s"]}
 
     @torch.no_grad()
@@ -466,15 +489,18 @@ class Trainer:
         epochs = tqdm(range(self.epoch + 1, cfg.train.epochs + 1), desc="training", initial=self.epoch,
                       total=cfg.train.epochs, disable=_bar_disabled(cfg.train.progress and self.rank == 0),
                       dynamic_ncols=True)
+        self._open_tensorboard(resume)
         try:
             self._epochs(epochs)
         except BaseException:
             epochs.close()
+            self._close_tensorboard()
             self._plot_curves(strict=False)  # also after an error or an interrupt: the curves of the epochs done
             raise
         epochs.close()
+        self._close_tensorboard()
         self._plot_curves(strict=True)
-        summary = {"epochs": self.epoch, "best": dict(self.best),
+        summary = {"epochs": self.epoch, "best": dict(self.best), "protocol": cfg.train.protocol,
                    "last": self.history[-1] if self.history else None,
                    "run_dir": None if self.run is None else str(self.run.path)}
         return summary
@@ -487,8 +513,25 @@ class Trainer:
             record.update(self.train_epoch(epoch))
             if self.scheduler is not None:
                 self.scheduler.step()
+            if self.paper:  # no validation split: the last epoch is the one tested
+                record["protocol"] = "paper"
+                record = _round(record)
+                self.epoch = epoch
+                self.best = {"metric": "last epoch (protocol: paper)", "value": None, "epoch": epoch}
+                self.history.append(record)
+                self._save_checkpoint("last.pt")
+                self._log(record)
+                self._tensorboard(record)
+                epochs.set_postfix(train_loss=f"{record.get('train_loss')}")
+                if self.rank == 0:
+                    print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "train_acc_fs", "train_acc_fr",
+                                                             "protocol") if k in record}), file=sys.stderr, flush=True)
+                for callback in self.callbacks:
+                    callback(epoch, record)
+                continue
             val = self.evaluate(self.data.val, desc=f"val {epoch}")
-            record.update({f"val_{k}": val[k] for k in ("loss", "acc", "acc_fs", "acc_fr", "n_s", "td50", "td90")})
+            record.update({f"val_{k}": val[k] for k in ("loss", "acc", "acc_fs", "acc_fs_spike", "acc_fr",
+                                                        "silent_fraction", "n_s", "td50", "td90")})
             record["val_n_s_per_layer"] = val["n_s_per_layer"]
             record = _round(record)
             self.epoch = epoch
@@ -496,7 +539,8 @@ class Trainer:
             if value is None:
                 raise ValueError(
                     f"validation metric {self.select_metric!r} (train.select_metric) is not available for model "
-                    f"{cfg.model.name!r} with loss.mode {cfg.loss.mode!r}; choose one of acc, acc_fs, acc_fr, loss"
+                    f"{cfg.model.name!r} with loss.mode {cfg.loss.mode!r}; choose one of acc, acc_fs, acc_fs_spike, "
+                    "acc_fr, loss"
                 )
             if _better(self.select_metric, value, self.best["value"]):
                 self.best = {"metric": self.select_metric, "value": value, "epoch": epoch}
@@ -506,12 +550,39 @@ class Trainer:
                 self._save_checkpoint("best.pt")
             self._save_checkpoint("last.pt")
             self._log(record)
+            self._tensorboard(record)
             epochs.set_postfix(val=f"{value}", best=f"{self.best['value']}@{self.best['epoch']}")
             if self.rank == 0:
                 print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "val_loss", "val_acc_fs", "val_acc_fr")
                                   if k in record}), file=sys.stderr, flush=True)
             for callback in self.callbacks:
                 callback(epoch, record)
+
+    def _open_tensorboard(self, resume: bool) -> None:
+        """Open the SummaryWriter of ``train.tensorboard`` (rank 0 with a run directory); a resume appends to the
+        same folder and drops the events logged after the checkpoint's epoch (``purge_step``)."""
+        if not self.cfg.train.tensorboard or self.run is None or self.rank != 0:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = self.epoch + 1 if resume and self.epoch > 0 else None
+        self._tb = SummaryWriter(log_dir=str(self.run.path / "tensorboard"), purge_step=purge)
+
+    def _close_tensorboard(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def _tensorboard(self, record: dict[str, Any]) -> None:
+        """One epoch record as TensorBoard scalars: ``train/<metric>``, ``val/<metric>`` and ``lr``, step = epoch."""
+        if self._tb is None:
+            return
+        for key, value in record.items():
+            if key == "epoch" or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            tag = key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else key
+            self._tb.add_scalar(tag, value, record["epoch"])
+        self._tb.flush()
 
     def _trim_log(self) -> None:
         """On resume, drop epoch records logged after the checkpoint (a crash between log and save)."""
@@ -530,10 +601,12 @@ class Trainer:
             return
         from sjframe.plots import plot_training_curves
 
-        keep = ("epoch", "train_loss", "val_loss", "train_acc_fs", "train_acc_fr", "val_acc_fs", "val_acc_fr")
+        keep = ("epoch", "train_loss", "val_loss", "train_acc_fs", "train_acc_fr", "val_acc_fs", "val_acc_fs_spike",
+                "val_acc_fr")
         try:
             plot_training_curves([{k: r.get(k) for k in keep} for r in self.history],
-                                 self.run.plots / "training_curves.png")
+                                 self.run.plots / "training_curves.png",
+                                 title=PAPER_LABEL if self.paper else None)
         except DiskFullError:
             if strict:
                 raise
@@ -661,13 +734,18 @@ def format_report(report: dict[str, Any]) -> str:
         return f"{v}{unit}"
 
     m = report["metrics"]
+    silent = m.get("silent_fraction")
     rows = [
+        ("protocol", report.get("protocol_label") or protocol_label(report.get("protocol", "validated"))),
         ("checkpoint", f"{report['checkpoint']} (epoch {report.get('epoch')})"),
         ("data / split", f"{report['data']} / test, {m['n_samples']} samples"),
         ("window", f"T = {report['T']}, T_empty = {report['T_empty']} (T_in = {m['T']}), "
                    f"dt = {fmt(report['dt_ms'], ' ms')}"),
-        ("FS accuracy", fmt(m["acc_fs"], " %")),
+        ("FS accuracy (paper's rule)", fmt(m["acc_fs"], " %")),
+        ("FS accuracy (first spike only)", fmt(m.get("acc_fs_spike"), " %")),
         ("FR accuracy", fmt(m["acc_fr"], " %")),
+        ("silent outputs", "n/a" if silent is None else
+         f"{100.0 * silent:.2f} % ({round(silent * m['n_samples'])} of {m['n_samples']} samples: no output spike)"),
     ]
     if m.get("acc_logits") is not None:
         rows.append(("logits accuracy", fmt(m["acc_logits"], " %")))
@@ -707,6 +785,8 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, device: to
     from sjframe.data import build_dataset, time_major_collate
 
     set_seed(cfg.seed)
+    if cfg.train.protocol == "paper" and Path(checkpoint).name in ("best", "best.pt") and not Path(checkpoint).is_file():
+        checkpoint = "last.pt"  # no validation split, no best.pt: the paper's protocol reports the last epoch
     ckpt_path = _resolve_checkpoint(run, checkpoint)
     state = read_checkpoint(ckpt_path)
     if not isinstance(state, dict) or "model" not in state:
@@ -732,41 +812,68 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, device: to
             return {"event": "test", "checkpoint": str(ckpt_path), "metrics": metrics}
     tag = f"test-{ckpt_path.stem}-T{T}-E{T_empty}"
     report = {"event": "test", "checkpoint": str(ckpt_path), "epoch": state.get("epoch"), "data": cfg.data.name,
-              "T": T, "T_empty": T_empty, "dt_ms": dt_ms, "loss_mode": cfg.loss.mode, "metrics": metrics}
+              "T": T, "T_empty": T_empty, "dt_ms": dt_ms, "loss_mode": cfg.loss.mode,
+              "protocol": cfg.train.protocol, "protocol_label": protocol_label(cfg.train.protocol), "metrics": metrics}
     reports = run.path / "reports"
+    class_names = getattr(ds, "class_names", None)
+    confusion = {}
+    for kind in ("fs", "fr"):
+        if metrics.get(f"confusion_{kind}") is not None:
+            from sjframe.confusion import write_confusion_json
+
+            path = reports / f"{tag}-confusion_{kind}.json"
+            confusion[kind] = str(write_confusion_json(metrics[f"confusion_{kind}"], path,
+                                                       "first spike" if kind == "fs" else "spike count", class_names))
+    report["confusion"] = confusion
     atomic_write_bytes(reports / f"{tag}.json", json.dumps(report, indent=2).encode())
     table = format_report(report)
     atomic_write_bytes(reports / f"{tag}.txt", (table + "\n").encode())
-    run.log({k: v for k, v in report.items() if k != "metrics"}
-            | {k: v for k, v in metrics.items() if not k.startswith("curve_")})
+    run.log({k: v for k, v in report.items() if k not in ("metrics", "confusion")}
+            | {k: v for k, v in metrics.items() if not k.startswith(("curve_", "confusion_"))})
     if cfg.eval.plots:
-        report["plots"] = _test_plots(run, tag, collected, cfg, metrics, dt_ms)
+        report["plots"] = _test_plots(run, tag, collected, cfg, metrics, dt_ms, class_names)
     report["table"] = table
     return report
 
 
 def _test_plots(run: RunDir, tag: str, collected: dict[str, Any], cfg: SurrogateConfig, metrics: dict[str, Any],
-                dt_ms: float | None) -> list[str]:
+                dt_ms: float | None, class_names: Any = None) -> list[str]:
     from sjframe import plots
+    from sjframe.confusion import plot_confusion
 
     out: list[str] = []
     folder = run.plots / tag
     folder.mkdir(parents=True, exist_ok=True)
+    paper = cfg.train.protocol == "paper"
+    note = f"\n{PAPER_LABEL}" if paper else ""
     for name, spikes in collected["rasters"].items():
         for j in range(min(cfg.eval.raster_samples, spikes.shape[1])):
             label = int(collected["labels"][j])
             path = folder / f"raster-{name}-sample{j}.png"
             out.append(str(plots.plot_raster(spikes[:, j].reshape(spikes.shape[0], -1), path, dt_ms=dt_ms,
-                                             title=f"{name}, test sample {j} (class {label})")))
+                                             title=f"{name}, test sample {j} (class {label}){note}")))
     if collected["t_F"] is not None:
         T_in = metrics["T"]
         out.append(str(plots.plot_first_spike_patterns(collected["t_F"], collected["labels"],
-                                                       folder / "first_spike_patterns.png", T_in=T_in, dt_ms=dt_ms)))
+                                                       folder / "first_spike_patterns.png", T_in=T_in, dt_ms=dt_ms,
+                                                       title=PAPER_LABEL if paper else None)))
         out.append(str(plots.plot_first_spike_histograms(collected["t_F"], collected["labels"],
-                                                         folder / "first_spike_histograms.png", T_in=T_in, dt_ms=dt_ms)))
+                                                         folder / "first_spike_histograms.png", T_in=T_in, dt_ms=dt_ms,
+                                                         title=PAPER_LABEL if paper else None)))
     curve_key = f"curve_{metrics.get('td_curve')}"
     if metrics.get(curve_key):
+        label = "FS (first spike) accuracy" if metrics["td_curve"] == "fs" else "FR accuracy"
         out.append(str(plots.plot_accuracy_vs_time(metrics[curve_key], folder / "accuracy_vs_time.png",
                                                    td50=metrics["td50"], td90=metrics["td90"], dt_ms=dt_ms,
-                                                   label=f"{metrics['td_curve'].upper()} accuracy")))
+                                                   label=label, title=PAPER_LABEL if paper else None)))
+    for kind, what in (("fs", "first-spike decision"), ("fr", "spike-count decision")):
+        matrix = metrics.get(f"confusion_{kind}")
+        if matrix is not None:
+            total = sum(map(sum, matrix))
+            right = sum(matrix[c][c] for c in range(len(matrix)))
+            silent = sum(row[-1] for row in matrix)
+            title = (f"{what}: accuracy {100.0 * right / max(total, 1):.1f} %, silent {100.0 * silent / max(total, 1):.1f} %"
+                     f" of {total}" + (f"\n{PAPER_LABEL}" if paper else ""))
+            out.append(str(plot_confusion(matrix, folder / f"confusion_{kind}.png", title=title,
+                                          class_names=class_names)))
     return out
