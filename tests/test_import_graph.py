@@ -29,12 +29,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sjframe.layers",),  # common layers, the sparse Linear + LIF layer
     ("sjframe.models",),  # network builders (no neuron type named)
     ("sjframe.coding", "sjframe.data", "sjframe.speech"),  # codings and losses, data sets, the digit generator
-    ("sjframe.metrics", "sjframe.plots", "sjframe.confusion"),  # reports of a run (top half, at the root for now)
+    ("sjframe.metrics", "sjframe.plots", "sjframe.confusion", "sjframe.aggregate"),  # reports (top half, at the root)
     ("sjframe.config",),  # the surrogate method's config (top half)
     ("sjframe.engine",),  # the surrogate method's training loop (top half)
     ("sjframe.distributed",),  # its multi-process runner (top half)
     ("sjframe.exact", "sjframe.learning"),  # the other methods' algorithms (top half)
     ("sjframe.methods",),  # the methods
+    ("sjframe.multiseed",),  # several seeds of one method and their aggregate (top half)
 )
 
 #: current exceptions ``{(importer module, imported module): reason}``, for the top half while it is restructured
