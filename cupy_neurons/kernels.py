@@ -1,8 +1,8 @@
-"""The neuron kernels of this package: one line per ``.cu`` source registers its generated ops.
+"""The neuron kernels of this package: every ``<name>.cu`` here with a ``<name>_forward`` and a
+``<name>_backward`` kernel registers its generated ops (so a new neuron kernel is its ``.cu`` file).
 
-One source per neuron (``culif.cu``, ``adlif.cu``, ``lif.cu``), each with a ``*_forward`` and a
-``*_backward`` kernel whose argument lists are parsed from the source
-(:func:`cupy_neurons.build.kernel_sigs`) and turned into custom ops by
+One source per neuron (``culif.cu``, ``adlif.cu``, ``lif.cu``); the kernels' argument lists are
+parsed from the source (:func:`cupy_neurons.build.kernel_sigs`) and turned into custom ops by
 :func:`cupy_neurons.ops.register_neuron_ops`. A specialisation is chosen by (neuron, storage
 dtype, surrogate C expression, detach_reset, localzo); the per-layer / per-neuron parameter layout
 is a runtime argument (``P`` = 1 or the feature count), so it does not multiply the compiled
@@ -17,15 +17,27 @@ in both modes.
 
 from __future__ import annotations
 
-from cupy_neurons.build import KernelSig, Specialisation, kernel_sigs
+from cupy_neurons.build import SOURCE_DIR, KernelSig, Specialisation, kernel_sigs
 from cupy_neurons.ops import NeuronOps, neuron_specialisation, register_neuron_ops
 
 __all__ = [
     "NEURON_KERNELS", "NEURON_OPS", "NEURON_SOURCES", "ROUNDTRIP_SIG", "ROUNDTRIP_SPEC", "neuron_ops", "specialisation",
 ]
 
-#: the neuron kernels: name -> generated ops (a new neuron kernel is one more line)
-NEURON_OPS: dict[str, NeuronOps] = {name: register_neuron_ops(name) for name in ("culif", "adlif", "lif")}
+
+
+def _neuron_sources() -> tuple[str, ...]:
+    """The neuron kernel sources of this folder: ``<name>.cu`` declaring ``<name>_forward`` and ``<name>_backward``."""
+    names = []
+    for path in sorted(SOURCE_DIR.glob("*.cu")):
+        declared = {sig.name for sig in kernel_sigs(path.name)}
+        if {f"{path.stem}_forward", f"{path.stem}_backward"} <= declared:
+            names.append(path.stem)
+    return tuple(names)
+
+
+#: the neuron kernels: name -> generated ops
+NEURON_OPS: dict[str, NeuronOps] = {name: register_neuron_ops(name) for name in _neuron_sources()}
 NEURON_SOURCES = {name: ops.kernel.source for name, ops in NEURON_OPS.items()}
 NEURON_KERNELS: dict[str, tuple[KernelSig, KernelSig]] = {
     name: (ops.kernel.forward, ops.kernel.backward) for name, ops in NEURON_OPS.items()
