@@ -23,7 +23,7 @@ Options (every one test.py accepts):
   -h, --help                                            this text
 
 Config keys: see README "Experiments: configs, train.py / test.py, run directories", configs/default.yaml and
-sjframe/config.py; any key as --section.key value.
+sjframe/methods/surrogate/config.py; any key as --section.key value.
 
 Every failure ends in one line on stderr (test.py: error: ...) and an exit status: 2 a bad command line,
 config or checkpoint path; 1 a failure while evaluating; 130 Ctrl-C; 143 SIGTERM.
@@ -53,7 +53,7 @@ SPECIAL = ("--path_to_yaml", "--load_pt_file", "--checkpoint")
 
 def main(argv: list[str]) -> int:
     """Run test.py with ``argv``; every failure ends in one line on stderr and an exit status (see USAGE)."""
-    from sjframe.cli_errors import run_cli
+    from sjframe.core.cli_errors import run_cli
 
     return run_cli("test.py", _main, argv)
 
@@ -62,11 +62,18 @@ def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
-    from sjframe import distributed
-    from sjframe.cli_errors import UserError, one_line
-    from sjframe.config import TEST_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli, resolve_config
+    from sjframe.core.cli_errors import UserError, one_line
+    from sjframe.core.rundir import RunDir, read_checkpoint
     from sjframe.methods import get_method
-    from sjframe.rundir import RunDir, read_checkpoint
+    from sjframe.methods.surrogate import distributed
+    from sjframe.methods.surrogate.config import (
+        TEST_FLAGS,
+        ConfigError,
+        apply_overrides,
+        load_yaml,
+        parse_cli,
+        resolve_config,
+    )
 
     try:
         args = parse_cli(argv, TEST_FLAGS, special=SPECIAL)
@@ -105,7 +112,7 @@ def _main(argv: list[str]) -> int:
             cfg = resolve_config(raw)
             backend, device = cfg.train.dist_backend, cfg.device
             if distributed.env_world()[1] == 1:
-                from sjframe.engine import select_device
+                from sjframe.methods.surrogate.engine import select_device
 
                 select_device(device)
         elif distributed.env_world()[1] > 1:

@@ -25,7 +25,7 @@ Options (every one train.py accepts):
   -h, --help                                      this text
 
 Config keys: see README "Experiments: configs, train.py / test.py, run directories", configs/default.yaml and
-sjframe/config.py (surrogate method); other methods: their section in README. Any key as --section.key value.
+sjframe/methods/surrogate/config.py (surrogate method); other methods: README. Any key as --section.key value.
 
 Every failure ends in one line on stderr (train.py: error: ...) and an exit status: 2 a bad command line or
 config, or the run directory is in use; 1 anything else (an unreadable checkpoint, a full disk, NaN / inf);
@@ -43,8 +43,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sjframe.distributed import DistContext
-    from sjframe.rundir import RunDir
+    from sjframe.core.rundir import RunDir
+    from sjframe.methods.surrogate.distributed import DistContext
 
 USAGE = __doc__
 
@@ -54,7 +54,7 @@ SPECIAL = ("--path_to_yaml", "--resume", "--resume_epoch", "--runs_root")
 
 def main(argv: list[str]) -> int:
     """Run train.py with ``argv``; every failure ends in one line on stderr and an exit status (see USAGE)."""
-    from sjframe.cli_errors import run_cli
+    from sjframe.core.cli_errors import run_cli
 
     return run_cli("train.py", _main, argv)
 
@@ -72,11 +72,11 @@ def _main(argv: list[str]) -> int:
 
 
 def _start(argv: list[str], held: list[RunDir]) -> int:
-    from sjframe import distributed
-    from sjframe.cli_errors import UserError, one_line
-    from sjframe.config import TRAIN_FLAGS, apply_overrides, load_yaml, parse_cli, resolve_config
+    from sjframe.core.cli_errors import UserError, one_line
+    from sjframe.core.rundir import RunDir
     from sjframe.methods import get_method
-    from sjframe.rundir import RunDir
+    from sjframe.methods.surrogate import distributed
+    from sjframe.methods.surrogate.config import TRAIN_FLAGS, apply_overrides, load_yaml, parse_cli, resolve_config
 
     main_rank = distributed.env_world()[0] == 0
     try:
@@ -137,7 +137,7 @@ def _start(argv: list[str], held: list[RunDir]) -> int:
 
 def _check_resume(run: RunDir, resume_epoch: int | None) -> tuple[str, Any]:
     """``(checkpoint name, its epoch)`` of the checkpoint a resume starts from; an unreadable one is an error now."""
-    from sjframe.cli_errors import UserError, one_line
+    from sjframe.core.cli_errors import UserError, one_line
 
     name = "last.pt" if resume_epoch is None else f"epoch_{resume_epoch}.pt"
     try:
@@ -162,13 +162,13 @@ def _precheck(method_name: str, method: ModuleType, raw: dict) -> None:
 
     import torch
 
-    from sjframe.cli_errors import UserError
-    from sjframe.configtools import dataclass_from_dict
+    from sjframe.core.cli_errors import UserError
+    from sjframe.core.config import dataclass_from_dict
 
     if method_name == "surrogate":
-        from sjframe import distributed
-        from sjframe.config import resolve_config
-        from sjframe.engine import load_model_state, select_device
+        from sjframe.methods.surrogate import distributed
+        from sjframe.methods.surrogate.config import resolve_config
+        from sjframe.methods.surrogate.engine import load_model_state, select_device
 
         cfg = resolve_config(raw)
         if distributed.env_world()[1] == 1:
@@ -199,7 +199,7 @@ def _walk(node: Any, prefix: str) -> list[tuple[str, Any]]:
 
 def _resume_epoch(values: list[str] | None, resuming: bool) -> int | None:
     """The ``--resume_epoch K`` value (an int >= 0), checked; None when not given."""
-    from sjframe.config import ConfigError
+    from sjframe.methods.surrogate.config import ConfigError
 
     if values is None:
         return None
@@ -216,7 +216,7 @@ def _train(method: ModuleType, raw: dict, run: RunDir, resume: bool, ctx: DistCo
 
     A fresh run that failed before writing anything but its config is removed (nothing left behind).
     """
-    from sjframe.cli_errors import SIGINT_STATUS, SIGTERM_STATUS, Terminated, UserError, describe
+    from sjframe.core.cli_errors import SIGINT_STATUS, SIGTERM_STATUS, Terminated, UserError, describe
 
     def say(*values: object, **kwargs: Any) -> None:
         if ctx.is_main:

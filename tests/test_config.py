@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sjframe.config import (
+from sjframe.methods.surrogate.config import (
     TEST_FLAGS,
     TRAIN_FLAGS,
     ConfigError,

@@ -1,4 +1,4 @@
-"""Distributed data-parallel training (sjframe.distributed): 2 CPU processes with gloo vs one process.
+"""Distributed data-parallel training (sjframe.methods.surrogate.distributed): 2 CPU processes with gloo vs one process.
 
 The 2-process test spawns two workers (``torch.multiprocessing``) that open the process group from
 torchrun's environment variables (the path ``train.py`` takes under torchrun) on a small SHD data
@@ -22,13 +22,13 @@ import pytest
 import torch
 import yaml
 
-from sjframe import distributed
-from sjframe.config import resolve_config
+from sjframe.core.rundir import RunDir
 from sjframe.data.writers import random_dataset_files
-from sjframe.engine import Trainer, evaluate_run
-from sjframe.metrics import EvalAccumulator
+from sjframe.methods.surrogate import distributed
+from sjframe.methods.surrogate.config import resolve_config
+from sjframe.methods.surrogate.engine import Trainer, evaluate_run
+from sjframe.methods.surrogate.metrics import EvalAccumulator
 from sjframe.models.base import ModelOutput
-from sjframe.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN_FILE, N_TEST = 45, 11  # val_fraction 0.29 -> 13 validation, 32 training samples

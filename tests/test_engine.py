@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from sjframe.coding import losses
-from sjframe.config import resolve_config
+from sjframe.core.rundir import RunDir
 from sjframe.data.writers import random_dataset_files
-from sjframe.engine import NonFiniteLossError, Trainer, compute_loss, evaluate_run
+from sjframe.methods.surrogate.config import resolve_config
+from sjframe.methods.surrogate.engine import NonFiniteLossError, Trainer, compute_loss, evaluate_run
 from sjframe.models.base import ModelOutput
-from sjframe.rundir import RunDir
 from tests.conftest import requires_cuda
 
 
@@ -240,7 +240,7 @@ def test_multistep_schedule(shd_root):
 def test_cuda_rng_states_restore_on_a_different_gpu_count(monkeypatch, saved, visible):
     """A checkpoint written with ``saved`` visible GPUs resumes with ``visible`` GPUs: the states of the
     devices both have are restored, none past the last visible device (no GPU needed: torch.cuda mocked)."""
-    from sjframe import engine
+    from sjframe.methods.surrogate import engine
 
     state = engine._rng_state()  # the CPU states, taken before torch.cuda is mocked
     state["cuda"] = [torch.full((4,), i, dtype=torch.uint8) for i in range(saved)]
@@ -261,7 +261,7 @@ def test_cuda_rng_states_restore_on_a_different_gpu_count(monkeypatch, saved, vi
 def test_rng_state_of_a_cpu_run_does_not_initialise_cuda(monkeypatch):
     """On a GPU machine a CPU run (CUDA never initialised) saves no CUDA states: reading them would
     initialise CUDA and open a context on the GPU (torch.cuda mocked: no GPU needed)."""
-    from sjframe import engine
+    from sjframe.methods.surrogate import engine
 
     def refuse() -> list:
         raise AssertionError("CUDA RNG states read in a process that never used CUDA")

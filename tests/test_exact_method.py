@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from sjframe.configtools import ConfigError
-from sjframe.methods import exact_time as et
+from sjframe.core.config import ConfigError
+from sjframe.core.rundir import RunDir
 from sjframe.methods import get_method
-from sjframe.rundir import RunDir
+from sjframe.methods.exact_time import method as et
 
 ROOT = Path(__file__).resolve().parents[1]
 

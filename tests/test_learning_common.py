@@ -10,8 +10,9 @@ import pytest
 import torch
 import yaml
 
-from sjframe.configtools import ConfigError
-from sjframe.learning.common import (
+from sjframe.core.config import ConfigError
+from sjframe.core.rundir import RunDir
+from sjframe.core.runtime import (
     MethodConfig,
     load_model_state,
     method_entry,
@@ -22,7 +23,6 @@ from sjframe.learning.common import (
     start_run,
 )
 from sjframe.methods import get_method
-from sjframe.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = [f.name for f in dataclasses.fields(MethodConfig)]

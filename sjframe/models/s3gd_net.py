@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sjframe.configtools import dataclass_from_dict
+from sjframe.core.config import dataclass_from_dict
 from sjframe.gradients import GradientSpec
 from sjframe.gradients.sparse_layer import ActiveSet, SparseLinearLIF
 from sjframe.models.base import ModelOutput

@@ -67,7 +67,7 @@ def one_line(exc: BaseException | str) -> str:
 
 def describe(exc: BaseException) -> tuple[str, int]:
     """``(one-line message, exit status)`` of an exception escaping an entry point."""
-    from sjframe.configtools import ConfigError
+    from sjframe.core.config import ConfigError
 
     if isinstance(exc, UserError):
         return one_line(exc), exc.status

@@ -46,7 +46,7 @@ def _array(name: str, x: Tensor | np.ndarray | Sequence, ndim: int) -> np.ndarra
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     """Render ``fig`` to PNG and write it atomically (a full disk names the file and leaves no partial PNG)."""
-    from sjframe.rundir import atomic_write_bytes
+    from sjframe.core.rundir import atomic_write_bytes
 
     path = Path(path)
     buffer = io.BytesIO()

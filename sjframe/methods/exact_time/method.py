@@ -19,7 +19,7 @@ Times are in units of ``tau_s``. Workflow (seed 001's verbs)::
                weight histograms (under <run_dir>/plots)
     continue   python train.py --resume <run_dir>                           (from last.pt)
 
-or, without the entry points, ``python -m sjframe.methods.exact_time`` with the verbs
+or, without the entry points, ``python -m sjframe.methods.exact_time.method`` with the verbs
 ``train <config>``, ``inference <run_dir>`` (no plots), ``eval <run_dir>`` and
 ``continue <run_dir> [--epoch K]`` (``--epoch``: from the savepoint ``epoch_K.pt``); every verb takes
 ``--exact_time.<section>.<key> value`` overrides.
@@ -46,12 +46,12 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from sjframe.configtools import ConfigError, dataclass_from_dict, dataclass_to_dict
-from sjframe.exact.encoding import load_split
-from sjframe.exact.loss import WeightBumper, exact_time_loss, predict
-from sjframe.exact.network import ExactTimeNet
-from sjframe.exact.plots import plot_accuracy_curves, plot_spike_time_histograms, plot_weight_histograms
-from sjframe.rundir import RunDir
+from sjframe.core.config import ConfigError, dataclass_from_dict, dataclass_to_dict
+from sjframe.core.rundir import RunDir
+from sjframe.methods.exact_time.encoding import load_split
+from sjframe.methods.exact_time.loss import WeightBumper, exact_time_loss, predict
+from sjframe.methods.exact_time.network import ExactTimeNet
+from sjframe.methods.exact_time.plots import plot_accuracy_curves, plot_spike_time_histograms, plot_weight_histograms
 
 __all__ = ["CONFIG", "ExactTimeConfig", "parse_config", "build_network", "train", "evaluate", "main"]
 
@@ -142,7 +142,7 @@ class ExactTrainConfig:
         optimizer: ``adam`` | ``sgd`` (with ``momentum``); lr; StepLR(lr_step, lr_gamma) per epoch.
         max_dw_norm: per-sample weight-gradient clipping limit (null: off).
         max_silent_fraction: per layer, the silent fraction of a batch above which weights are bumped.
-        bump_value, bump_exponential, bump_targeted: weight bumping (see sjframe.exact.loss).
+        bump_value, bump_exponential, bump_targeted: weight bumping (see sjframe.methods.exact_time.loss).
         input_noise_std: Gaussian noise on the input spike times in training (negative times reflected).
         seed: weight initialisation, data order, noise. device: ``cpu`` | ``cuda`` | ``cuda:N``.
         threads: torch CPU threads (null: torch's default). save_every: savepoint every N epochs (0: none).
@@ -481,7 +481,7 @@ def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best", plots: 
 # -------------------------------------------------------------------------------------------- CLI
 def _overrides(cfg: dict[str, Any], extra: list[str]) -> dict[str, Any]:
     """Apply ``--section.key value`` overrides (e.g. ``--exact_time.train.epochs 5``) to ``cfg``."""
-    from sjframe.config import apply_overrides, parse_cli
+    from sjframe.methods.surrogate.config import apply_overrides, parse_cli
 
     parsed = parse_cli(extra, flags={})
     if parsed.positional:
@@ -490,10 +490,10 @@ def _overrides(cfg: dict[str, Any], extra: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sjframe.methods.exact_time {train,inference,eval,continue} ...`` (see module docstring)."""
+    """``python -m sjframe.methods.exact_time.method {train,inference,eval,continue} ...`` (see module docstring)."""
     import yaml
 
-    p = argparse.ArgumentParser(prog="python -m sjframe.methods.exact_time", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m sjframe.methods.exact_time.method", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="verb", required=True)
     p_tr = sub.add_parser("train", help="train a new run from a config file")
     p_tr.add_argument("config")

@@ -5,7 +5,7 @@ of one sample's output spikes ``s [T, C]``; the target class is drawn in another
 
 * :func:`animate_spike_counts`: one sample ``[T, C]`` -> one GIF (matplotlib + pillow writer).
 * :func:`spike_count_gifs`: a batch ``[T, B, C]`` -> ``spike_bar_<i>_target<y>.gif`` for the first ``n``.
-* :func:`gifs_from_run` / ``python -m sjframe.learning.animation <run_dir> [--n 5] [--checkpoint best.pt]``:
+* :func:`gifs_from_run` / ``python -m sjframe.methods.surrogate.animation <run_dir> [--n 5] [--checkpoint best.pt]``:
   the GIFs of the first ``n`` test samples of a trained ``surrogate`` run (e.g. the CSNN configs),
   written to ``<run_dir>/plots/spike_counts/``.
 """
@@ -95,11 +95,11 @@ def gifs_from_run(run_dir: str | Path, n: int = 5, checkpoint: str = "best.pt", 
     """Spike-count GIFs of the first ``n`` test samples of a ``surrogate``-method run."""
     from spikingjelly.activation_based import functional as sj_functional
 
-    from sjframe.config import resolve_config
+    from sjframe.core.rundir import RunDir
     from sjframe.data import build_dataset, time_major_collate
-    from sjframe.engine import load_model_state, select_device
+    from sjframe.methods.surrogate.config import resolve_config
+    from sjframe.methods.surrogate.engine import load_model_state, select_device
     from sjframe.models import build_model
-    from sjframe.rundir import RunDir
 
     run = RunDir.open(run_dir)
     cfg = resolve_config(run.read_config())

@@ -6,7 +6,7 @@ Config section ``conversion`` (:class:`ConversionConfig`). Data: scikit-learn's 
 ``train``: trains the ANN (Adam, cross-entropy), keeping ``best.pt`` by validation accuracy and
 ``last.pt`` each epoch (``resume`` continues from ``last.pt``), then calls :func:`evaluate`.
 ``evaluate``: loads the ANN, converts it once per entry of ``balancing`` (``max``, ``percentile``,
-``spike_norm``; see :mod:`sjframe.learning.conversion`), runs each SNN on the test set for
+``spike_norm``; see :mod:`sjframe.methods.conversion.convert`), runs each SNN on the test set for
 ``max(time_steps)`` steps and reports the SNN accuracy after every entry of ``time_steps`` beside
 the ANN's test accuracy: ``reports/test-<checkpoint>.json`` and the markdown table ``.md``.
 """
@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import torch
 
-from sjframe.learning import common
-from sjframe.learning.conversion import build_ann, convert, evaluate_ann, scaler_pairs, simulate, train_ann_epoch
-from sjframe.learning.toy_data import load_digits_split
-from sjframe.rundir import RunDir
+from sjframe.core import runtime as common
+from sjframe.core.rundir import RunDir
+from sjframe.data.toy import load_digits_split
+from sjframe.methods.conversion.convert import build_ann, convert, evaluate_ann, scaler_pairs, simulate, train_ann_epoch
 
 __all__ = ["CONFIG", "ConversionConfig", "evaluate", "train"]
 
@@ -32,7 +32,7 @@ BALANCINGS = ("max", "percentile", "spike_norm")
 
 @dataclass(frozen=True)
 class ConversionConfig(common.MethodConfig):
-    """The ``conversion`` config section: the fields of :class:`~sjframe.learning.common.MethodConfig` and the ones below."""
+    """The ``conversion`` config section: the fields of :class:`~sjframe.core.runtime.MethodConfig` and the ones below."""
 
     dataset: Literal["digits"] = "digits"
     arch: Literal["cnn", "mlp"] = "cnn"

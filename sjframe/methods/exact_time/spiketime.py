@@ -44,7 +44,7 @@ import math
 
 import torch
 
-from sjframe.exact.lambertw import lambertw0
+from sjframe.methods.exact_time.lambertw import lambertw0
 
 __all__ = ["NEURONS", "spike_times", "spike_times_reference", "kappa", "kappa_dot"]
 

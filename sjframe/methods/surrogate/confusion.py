@@ -1,11 +1,11 @@
 """Confusion matrices with a *silent* column: as JSON, and as a PNG figure.
 
-A matrix here is the count array ``[C, C + 1]`` that :class:`sjframe.metrics.EvalAccumulator`
+A matrix here is the count array ``[C, C + 1]`` that :class:`sjframe.methods.surrogate.metrics.EvalAccumulator`
 returns as ``confusion_fs`` (decision by the first output spike) and ``confusion_fr`` (decision by
 the spike counts): row = target class, column = predicted class, the last column ``C`` = samples of
 that class whose output never spiked (silent; see :mod:`sjframe.coding.decode`).
 
-Both writers are atomic (:func:`sjframe.rundir.atomic_write_bytes`: temporary file + rename), so
+Both writers are atomic (:func:`sjframe.core.rundir.atomic_write_bytes`: temporary file + rename), so
 an interrupted run never leaves a half-written file.
 """
 
@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sjframe.rundir import atomic_write_bytes  # noqa: E402
+from sjframe.core.rundir import atomic_write_bytes  # noqa: E402
 
 __all__ = ["confusion_summary", "plot_confusion", "write_confusion_json"]
 

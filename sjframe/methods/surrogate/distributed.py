@@ -22,7 +22,7 @@ What runs where (``W`` processes, rank ``r``):
   ``sync_bn``; the padding repeats at most ``W - 1`` samples per epoch, and only when ``W`` does not
   divide the training set);
 * **evaluation**: every sample of the validation / test set exactly once (shards ``r::W`` of the
-  unshuffled set, not padded); the :class:`~sjframe.metrics.EvalAccumulator` sums and counts are
+  unshuffled set, not padded); the :class:`~sjframe.methods.surrogate.metrics.EvalAccumulator` sums and counts are
   all-reduced before ``compute()``, so accuracies, ``N_s`` and td50 / td90 are those of the whole set;
 * **files**: rank 0 alone writes the config, ``metrics.jsonl``, checkpoints and plots; the others
   wait at a barrier after each checkpoint. A checkpoint holds rank 0's RNG state under ``rng`` (so
@@ -51,11 +51,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from sjframe import engine
-from sjframe.cli_errors import UserError
-from sjframe.config import SurrogateConfig
-from sjframe.metrics import EvalAccumulator
-from sjframe.rundir import RunDir
+from sjframe.core.cli_errors import UserError
+from sjframe.core.rundir import RunDir
+from sjframe.methods.surrogate import engine
+from sjframe.methods.surrogate.config import SurrogateConfig
+from sjframe.methods.surrogate.metrics import EvalAccumulator
 
 __all__ = [
     "BACKENDS",
@@ -326,7 +326,7 @@ class DistContext:
         acc.load_state_tensors(reduced)
 
     def gather_collected(self, collected: Mapping[str, Any], collect: int) -> dict[str, Any]:
-        """The outputs collected by :func:`sjframe.engine.evaluate_model` on each rank's eval shard, on rank 0.
+        """The outputs collected by :func:`~.engine.evaluate_model` on each rank's eval shard, on rank 0.
 
         ``t_F [S, C]`` and ``labels [S]`` of every sample and the rasters ``{layer: [T, collect, ...]}``
         of the first ``collect`` samples, in the data set's order (as a single process gives them);
@@ -364,7 +364,7 @@ def current_context(device_spec: str = "auto") -> DistContext:
     _, world, local = env_world()
     if world > 1:
         raise RuntimeError(f"started by torchrun with WORLD_SIZE={world} but no process group is open; "
-                           "run inside sjframe.distributed.launch(...) (train.py / test.py do)")
+                           "run inside sjframe.methods.surrogate.distributed.launch(...) (train.py / test.py do)")
     return DistContext(0, 1, local, rank_device(device_spec, local, 1), None)
 
 
@@ -440,13 +440,13 @@ def apply_compile(module: nn.Module, cfg: SurrogateConfig) -> nn.Module:
 
 
 class DistributedTrainer(engine.Trainer):
-    """:class:`sjframe.engine.Trainer` across the processes of an open process group (see the module docstring).
+    """:class:`~.engine.Trainer` across the processes of an open process group (see the module docstring).
 
     Args:
         cfg: the resolved config (``train.batch_size`` is the global batch).
         run: the run directory (the same path on every rank; only rank 0 writes), or None.
         ctx: this process's :class:`DistContext` (``ctx.is_distributed`` must be true).
-        callbacks: as for :class:`~sjframe.engine.Trainer` (called on every rank).
+        callbacks: as for :class:`~sjframe.methods.surrogate.engine.Trainer` (called on every rank).
     """
 
     def __init__(self, cfg: SurrogateConfig, run: RunDir | None, ctx: DistContext,
@@ -543,7 +543,7 @@ class DistributedTrainer(engine.Trainer):
 def make_trainer(cfg: SurrogateConfig, run: RunDir | None,
                  callbacks: list[engine.EpochCallback] | None = None) -> engine.Trainer:
     """The trainer for this process: :class:`DistributedTrainer` under an open multi-process group, else the
-    single-process :class:`~sjframe.engine.Trainer` (with ``train.compile`` applied)."""
+    single-process :class:`~sjframe.methods.surrogate.engine.Trainer` (with ``train.compile`` applied)."""
     ctx = current_context(cfg.device)
     if ctx.is_distributed:
         return DistributedTrainer(cfg, run, ctx, callbacks)
@@ -553,7 +553,7 @@ def make_trainer(cfg: SurrogateConfig, run: RunDir | None,
 
 
 def evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
-    """:func:`sjframe.engine.evaluate_run`, sharded over the processes when a process group is open.
+    """:func:`sjframe.methods.surrogate.engine.evaluate_run`, sharded over the processes when a process group is open.
 
     Every rank returns the metrics of the whole test set; rank 0 writes the report and plots.
     """

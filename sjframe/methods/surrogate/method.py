@@ -1,17 +1,17 @@
 """The ``surrogate`` method: BPTT with surrogate gradients, FS / FR coding (the default method).
 
-Config: :class:`sjframe.config.SurrogateConfig` (sections ``data``, ``model``, ``train``, ``loss``,
-``eval``); training and evaluation: :mod:`sjframe.engine`, across processes under torchrun
-(:mod:`sjframe.distributed`; a single process otherwise).
+Config: :class:`sjframe.methods.surrogate.config.SurrogateConfig` (sections ``data``, ``model``, ``train``, ``loss``,
+``eval``); training and evaluation: :mod:`sjframe.methods.surrogate.engine`, across processes under torchrun
+(:mod:`sjframe.methods.surrogate.distributed`; a single process otherwise).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sjframe import distributed
-from sjframe.config import SurrogateConfig, resolve_config
-from sjframe.rundir import RunDir
+from sjframe.core.rundir import RunDir
+from sjframe.methods.surrogate import distributed
+from sjframe.methods.surrogate.config import SurrogateConfig, resolve_config
 
 __all__ = ["CONFIG", "evaluate", "train"]
 

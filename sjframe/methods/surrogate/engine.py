@@ -15,7 +15,7 @@ One :class:`Trainer` per run, everything per instance (no module state):
   ``spike_count_lambda * |N_s - target|`` and ``regularizer_weight * model.regularizer(output)``
   when the model has one;
 * every epoch: validation (FS and FR accuracy, N_s, td50/td90 through
-  :class:`sjframe.metrics.EvalAccumulator`), a record in ``metrics.jsonl``, ``best.pt`` when the
+  :class:`sjframe.methods.surrogate.metrics.EvalAccumulator`), a record in ``metrics.jsonl``, ``best.pt`` when the
   validation metric improves (never the test set), ``last.pt`` always; both written atomically
   and holding model, optimizer, scheduler, RNG states, epoch, best-so-far and history, so that
   :meth:`Trainer.fit` with ``resume=True`` continues exactly as an uninterrupted run would;
@@ -47,14 +47,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from sjframe import metrics as metrics_mod
-from sjframe.cli_errors import CheckpointError, DiskFullError, UserError
 from sjframe.coding import fs as fs_mod
 from sjframe.coding import losses
-from sjframe.config import SurrogateConfig, config_to_dict, resolve_config
+from sjframe.core.cli_errors import CheckpointError, DiskFullError, UserError
+from sjframe.core.rundir import RunDir, atomic_write_bytes, read_checkpoint
+from sjframe.methods.surrogate import metrics as metrics_mod
+from sjframe.methods.surrogate.config import SurrogateConfig, config_to_dict, resolve_config
 from sjframe.models import build_model
 from sjframe.models.base import ModelOutput
-from sjframe.rundir import RunDir, atomic_write_bytes, read_checkpoint
 
 __all__ = [
     "EpochCallback",
@@ -241,7 +241,7 @@ class Trainer:
             load_weights(self.model, load_model_state(cfg.train.init_checkpoint),
                          f"train.init_checkpoint (--load_pt_file) {cfg.train.init_checkpoint}")
         # the module called for the training forward: the model itself, or its DistributedDataParallel /
-        # torch.compile wrapper (set by sjframe.distributed.make_trainer); evaluation calls self.model
+        # torch.compile wrapper (set by sjframe.methods.surrogate.distributed.make_trainer); evaluation calls self.model
         self.forward_module: nn.Module = self.model
         # NaN / inf inside the training forward: every submodule's output is checked (one device sync per batch)
         self._activation_flags: list[tuple[str, torch.Tensor]] = []
@@ -528,7 +528,7 @@ class Trainer:
         """Plot the training curves; a failure is a warning, except a full disk when ``strict`` (the end of a run)."""
         if self.run is None or self.rank != 0 or not self.history:
             return
-        from sjframe.plots import plot_training_curves
+        from sjframe.methods.surrogate.plots import plot_training_curves
 
         keep = ("epoch", "train_loss", "val_loss", "train_acc_fs", "train_acc_fr", "val_acc_fs", "val_acc_fr")
         try:
@@ -693,7 +693,7 @@ def evaluate_run(cfg_raw: dict[str, Any] | SurrogateConfig, run: RunDir, checkpo
     ``metrics.jsonl``, spike rasters of the first ``eval.raster_samples`` test samples and the
     per-class first-spike patterns under ``plots/``; returns the report.
 
-    ``dist`` (a :class:`sjframe.distributed.DistContext`; use :func:`sjframe.distributed.evaluate_run`):
+    ``dist`` (a :class:`sjframe.methods.surrogate.distributed.DistContext`; use :func:`.distributed.evaluate_run`):
     under torchrun each process evaluates its shard of the test set, the metrics are all-reduced, the
     collected outputs gathered on rank 0, which alone writes files; the other ranks return the metrics.
     """
@@ -747,7 +747,7 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, device: to
 
 def _test_plots(run: RunDir, tag: str, collected: dict[str, Any], cfg: SurrogateConfig, metrics: dict[str, Any],
                 dt_ms: float | None) -> list[str]:
-    from sjframe import plots
+    from sjframe.methods.surrogate import plots
 
     out: list[str] = []
     folder = run.plots / tag

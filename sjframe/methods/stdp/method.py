@@ -1,7 +1,7 @@
 """Method ``stdp``: unsupervised Diehl & Cook (2015) STDP learning, label assignment and inference.
 
 Config section ``stdp`` (:class:`StdpConfig`); the network parameters are the nested ``network``
-mapping (:class:`sjframe.learning.stdp.DiehlCookParams`). Data: scikit-learn's bundled 8x8 digits
+mapping (:class:`sjframe.methods.stdp.network.DiehlCookParams`). Data: scikit-learn's bundled 8x8 digits
 (intensities in [0, 1], 64 inputs), stratified train / val / test splits.
 
 Each epoch presents every training sample once with learning on; then the network (frozen) is run
@@ -19,11 +19,11 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from sjframe.configtools import ConfigError
-from sjframe.learning import common
-from sjframe.learning.stdp import DiehlCookNetwork, DiehlCookParams, assign_labels, predict_from_assignments
-from sjframe.learning.toy_data import load_digits_split
-from sjframe.rundir import RunDir
+from sjframe.core import runtime as common
+from sjframe.core.config import ConfigError
+from sjframe.core.rundir import RunDir
+from sjframe.data.toy import load_digits_split
+from sjframe.methods.stdp.network import DiehlCookNetwork, DiehlCookParams, assign_labels, predict_from_assignments
 
 __all__ = ["CONFIG", "StdpConfig", "evaluate", "train"]
 
@@ -32,7 +32,7 @@ SECTION = "stdp"
 
 @dataclass(frozen=True)
 class StdpConfig(common.MethodConfig):
-    """The ``stdp`` config section: the shared fields of :class:`~sjframe.learning.common.MethodConfig` and the ones below.
+    """The ``stdp`` config section: the shared fields of :class:`~sjframe.core.runtime.MethodConfig` and the ones below.
 
     ``train_subset > 0``: learn from only the first that many training samples.
     """

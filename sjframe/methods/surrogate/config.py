@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import yaml
 
-from sjframe.configtools import ConfigError, dataclass_from_dict, dataclass_to_dict
+from sjframe.core.config import ConfigError, dataclass_from_dict, dataclass_to_dict
 
 __all__ = [
     "TEST_FLAGS",

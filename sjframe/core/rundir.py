@@ -12,7 +12,7 @@ this one class so that runs look the same on disk:
 * ``.lock``                 held (``flock``) by the process training into the run; a second one is refused
 
 Files follow the user's umask (``0o666 & ~umask``). A full disk (``ENOSPC``) while writing raises
-:class:`~sjframe.cli_errors.DiskFullError` naming the file; the previous version stays as it was.
+:class:`~sjframe.core.cli_errors.DiskFullError` naming the file; the previous version stays as it was.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import yaml
 
-from sjframe.cli_errors import CheckpointError, DiskFullError, UserError, one_line
+from sjframe.core.cli_errors import CheckpointError, DiskFullError, UserError, one_line
 
 __all__ = ["RunDir", "atomic_write_bytes", "file_mode", "read_checkpoint", "save_checkpoint_atomic"]
 
@@ -202,7 +202,7 @@ class RunDir:
     def lock(self) -> None:
         """Claim the run for this process (``flock`` on ``.lock``, not blocking) and remove orphaned temp files.
 
-        A second process locking the same run gets a :class:`~sjframe.cli_errors.UserError` (exit status 2).
+        A second process locking the same run gets a :class:`~sjframe.core.cli_errors.UserError` (exit status 2).
         The lock is released when the process ends (or by :meth:`unlock`).
         """
         if self._lock_fd is not None:

@@ -12,7 +12,7 @@ Config section ``spikeprop`` (:class:`SpikePropConfig`).
   predicted class = the earliest output spike (silent = never).
 
 Training: mini-batch gradient descent on Bohte's squared spike-time error (exact gradients,
-:mod:`sjframe.learning.spikeprop`); after each step, neurons silent on more than ``max_silent`` of the
+:mod:`sjframe.methods.spikeprop.network`); after each step, neurons silent on more than ``max_silent`` of the
 batch get ``bump`` added to their incoming weights. ``last.pt`` every epoch (``resume`` continues),
 ``best.pt`` by validation accuracy (the training accuracy when there is no validation split).
 """
@@ -27,10 +27,10 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from sjframe.learning import common
-from sjframe.learning.spikeprop import SpikePropNet, bump_silent, gaussian_rf_encode, spike_time_loss
-from sjframe.learning.toy_data import load_iris_split, xor_patterns
-from sjframe.rundir import RunDir
+from sjframe.core import runtime as common
+from sjframe.core.rundir import RunDir
+from sjframe.data.toy import load_iris_split, xor_patterns
+from sjframe.methods.spikeprop.network import SpikePropNet, bump_silent, gaussian_rf_encode, spike_time_loss
 
 __all__ = ["CONFIG", "SpikePropConfig", "evaluate", "train"]
 
@@ -41,7 +41,7 @@ SECTION = "spikeprop"
 class SpikePropConfig(common.MethodConfig):
     """The ``spikeprop`` config section (times in ms).
 
-    The fields of :class:`~sjframe.learning.common.MethodConfig` (``dataset``, ``test_fraction``,
+    The fields of :class:`~sjframe.core.runtime.MethodConfig` (``dataset``, ``test_fraction``,
     ``val_fraction`` and ``device`` redeclared with other defaults) and the ones below.
     """
 

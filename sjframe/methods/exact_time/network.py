@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sjframe.exact.spiketime import NEURONS, spike_times
+from sjframe.methods.exact_time.spiketime import NEURONS, spike_times
 
 __all__ = ["ExactLayer", "ExactTimeNet"]
 
@@ -65,7 +65,7 @@ class ExactTimeNet(nn.Module):
     """``n_inputs -> layer_sizes[0] -> ... -> layer_sizes[-1]`` (the last layer is the label layer).
 
     ``forward(t_in [B, n_inputs]) -> (t_out [B, C], hidden: list of [B, H_l])``. The prediction is the
-    label neuron that spikes first (see :func:`sjframe.exact.loss.predict`).
+    label neuron that spikes first (see :func:`sjframe.methods.exact_time.loss.predict`).
     """
 
     def __init__(

@@ -17,8 +17,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import torch
 
-from sjframe.configtools import ConfigError, dataclass_from_dict, dataclass_to_dict
-from sjframe.rundir import RunDir, atomic_write_bytes
+from sjframe.core.config import ConfigError, dataclass_from_dict, dataclass_to_dict
+from sjframe.core.rundir import RunDir, atomic_write_bytes
 
 __all__ = [
     "MethodConfig",
