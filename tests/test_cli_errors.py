@@ -281,12 +281,12 @@ def test_disk_full_while_writing_a_plot(trained, tmp_path):
 
 _CTRL_C_IN_TEST = """
 import os, signal
-import sjframe.methods.surrogate.engine as engine
-real = engine.evaluate_model
+import sjframe.methods.surrogate.evaluation as evaluation
+real = evaluation.evaluate_model
 def evaluate_model(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the test set is evaluated
     return real(*args, **kwargs)
-engine.evaluate_model = evaluate_model
+evaluation.evaluate_model = evaluate_model
 """
 
 

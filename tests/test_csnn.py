@@ -11,9 +11,10 @@ from PIL import Image
 from spikingjelly.activation_based import functional as sj_functional
 
 from sjframe.coding.losses import rate_ce_loss
+from sjframe.core.config import ConfigError, load_yaml
 from sjframe.data.writers import random_dataset_files
 from sjframe.methods.surrogate.animation import animate_spike_counts, spike_count_gifs
-from sjframe.methods.surrogate.config import ConfigError, load_yaml, resolve_config
+from sjframe.methods.surrogate.config import resolve_config
 from sjframe.methods.surrogate.engine import Trainer
 from sjframe.models import build_model
 from sjframe.neurons import LIF

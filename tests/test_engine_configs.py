@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from sjframe.core.config import load_yaml
 from sjframe.data.writers import random_dataset_files
-from sjframe.methods.surrogate.config import load_yaml, resolve_config
+from sjframe.methods.surrogate.config import resolve_config
 from sjframe.methods.surrogate.engine import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from cupy_neurons.testing import SIXTEEN_BIT_RTOL
+from sjframe.core.config import load_yaml
 from sjframe.gradients import GradientSpec, make_spike_fn, sparse_layer
 from sjframe.gradients.sparse_layer import ActiveSet, SparseLinearLIF, sparse_linear_lif
-from sjframe.methods.surrogate.config import load_yaml, resolve_config
+from sjframe.methods.surrogate.config import resolve_config
 from sjframe.models import build_model
 from sjframe.models.s3gd_net import S3GDNet, S3GDNetOptions
 from sjframe.neurons.functional import lif_multi_step

@@ -303,6 +303,40 @@ class RunDir:
     def load_checkpoint(self, name: str, map_location: str | torch.device = "cpu") -> Any:
         return read_checkpoint(self.checkpoints / name, map_location)
 
+    def find_checkpoint(self, spec: str | Path) -> Path:
+        """The checkpoint file ``spec`` names: ``best`` | ``last`` | ``epoch_K`` | ``<name>.pt`` in ``checkpoints/``,
+        or the path of a checkpoint file; one that does not exist is a ``FileNotFoundError`` listing the run's."""
+        path = Path(spec)
+        name = path.name if path.suffix == ".pt" else f"{path.name}.pt"
+        in_run = self.checkpoints / name
+        if path.parent == Path(".") and in_run.is_file():
+            return in_run
+        if path.suffix == ".pt" and path.is_file():
+            return path
+        if path.parent != Path("."):
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        have = sorted(p.name for p in self.checkpoints.glob("*.pt")) if self.checkpoints.is_dir() else []
+        raise FileNotFoundError(f"checkpoint {in_run} does not exist (the run has {have or 'no checkpoints'})")
+
+    def read_checkpoint(self, spec: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path]:
+        """``(state, path)`` of the checkpoint ``spec`` (:meth:`find_checkpoint`); it must hold a ``model`` state."""
+        path = self.find_checkpoint(spec)
+        state = read_checkpoint(path, map_location)
+        if not isinstance(state, dict) or "model" not in state:
+            raise CheckpointError(f"checkpoint {path} holds no model state")
+        return state, path
+
+    # ------------------------------------------------------------------ reports
+    def write_report(self, name: str, report: dict[str, Any], table: str, table_suffix: str = ".md",
+                     log: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write ``reports/<name>.json`` and the readable ``reports/<name><table_suffix>`` atomically, and log
+        ``log`` (default: ``{"event": "test", **report}``) to ``metrics.jsonl``; returns the report with ``table``."""
+        folder = self.path / "reports"
+        atomic_write_bytes(folder / f"{name}.json", (json.dumps(report, indent=2, default=float) + "\n").encode())
+        atomic_write_bytes(folder / f"{name}{table_suffix}", (table.rstrip("\n") + "\n").encode())
+        self.log({"event": "test", **report} if log is None else log)
+        return {**report, "table": table}
+
 
 def _append_line(path: Path, line: str) -> None:
     """Append ``line`` and a newline to ``path`` (created with the umask's mode); a full disk names the file."""

@@ -1,66 +1,147 @@
-"""Helpers shared by the stdp / conversion / spikeprop methods: config sections, devices, reports.
+"""Runtime helpers every method uses, each defined once: device, CPU threads, seeds and RNG states,
+per-epoch generators, model weights from checkpoints, report tables.
 
-:class:`MethodConfig` holds the config fields every one of these sections has (data split, seeds,
-CPU threads, device); :func:`method_entry` makes a method's public ``train`` / ``evaluate`` run
-with the section's ``threads``.
+(Checkpoint lookup and report files are methods of :class:`~sjframe.core.rundir.RunDir`.)
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Callable, Iterator
+import random
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
+import numpy as np
 import torch
 
-from sjframe.core.config import ConfigError, dataclass_from_dict, dataclass_to_dict
-from sjframe.core.rundir import RunDir, atomic_write_bytes
+from sjframe.core.cli_errors import CheckpointError, UserError
+from sjframe.core.config import ConfigError
+from sjframe.core.rundir import read_checkpoint
 
 __all__ = [
-    "MethodConfig",
-    "load_model_state",
-    "load_run_checkpoint",
+    "DeviceError",
+    "epoch_generator",
+    "load_weights",
     "markdown_table",
-    "method_entry",
-    "open_checkpoint",
-    "parse_section",
-    "report_best",
+    "read_model_state",
     "require_at_least_one",
-    "resolve_device",
-    "resolved_config",
-    "start_run",
+    "rng_state",
+    "select_device",
+    "set_rng_state",
+    "set_seed",
     "torch_threads",
-    "write_report",
 ]
 
-T = TypeVar("T")
-C = TypeVar("C", bound="MethodConfig")
-P = ParamSpec("P")
-R = TypeVar("R")
+
+class DeviceError(UserError, ConfigError):
+    """A device that cannot be used here (CUDA asked for without a GPU, a malformed name); exit status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=2)
 
 
-@dataclass(frozen=True)
-class MethodConfig:
-    """The fields shared by the ``stdp`` / ``conversion`` / ``spikeprop`` config sections.
+def select_device(spec: str, where: str = "device") -> torch.device:
+    """``auto`` -> CUDA if available else the CPU; ``cpu`` | ``cuda`` | ``cuda:N`` as given.
 
-    ``dataset``: the toy data set (each method narrows it to a ``Literal`` of its own); stratified
-    ``test_fraction`` / ``val_fraction`` splits drawn with ``split_seed``; ``seed`` for weights and
-    sampling; ``threads``: torch CPU threads while the method runs (``None``: unchanged);
-    ``device``: ``cpu`` | ``cuda`` | ``cuda:N`` | ``auto``. A method redeclares a field to change
-    its default; the field keeps its place, so the keys of a resolved config keep this order.
+    Asking for CUDA where there is none, or a malformed name, is a :class:`DeviceError` naming the
+    config key ``where``.
     """
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise DeviceError(f"{where} {spec!r} is not a valid torch device ({exc})") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"{where} {spec!r} requested but CUDA is not available here (no GPU or no driver); "
+                          f"use --{where} cpu or auto")
+    return device
 
-    dataset: str = "digits"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (``None``: unchanged), restoring the previous count after."""
+    if n is not None and n < 1:
+        raise ConfigError(f"threads must be >= 1 or null, got {n!r}")
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The python, numpy, torch (and, when this process uses CUDA, CUDA) RNG states."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # only when this process uses CUDA: reading the states initialises CUDA (a context on the GPU), which a
+    # CPU run on a GPU machine should not do; a CUDA RNG never initialised was never drawn from either
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore an :func:`rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        # a checkpoint may hold the states of more (or fewer) visible GPUs than this process sees:
+        # restore those of the devices both have
+        saved = state["cuda"]
+        for index in range(min(len(saved), torch.cuda.device_count())):
+            torch.cuda.set_rng_state(saved[index], index)
+
+
+def epoch_generator(seed: int, index: int) -> torch.Generator:
+    """A CPU generator seeded by ``(seed, index)`` alone: ``seed * 1_000_003 + index`` (mod 2**63).
+
+    ``index`` is the epoch (the surrogate engine's data order), or ``7 * epoch + stream`` for
+    methods drawing several independent streams per epoch (exact_time: order 0, input noise 1),
+    so an epoch draws the same numbers whatever ran before it (exact resume).
+    """
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(index)) % (2**63))
+
+
+def read_model_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Model weights from a checkpoint file, or from a run directory's ``best.pt``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    state = read_checkpoint(path)
+    if isinstance(state, dict) and "model" in state:
+        return state["model"]
+    if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
+        return state
+    raise CheckpointError(f"checkpoint {path} holds no model state (expected a dict with a 'model' key)")
+
+
+def load_weights(model: torch.nn.Module, state: Any, source: str) -> None:
+    """``model.load_state_dict(state)``; weights of another architecture are a :class:`CheckpointError`
+    naming ``source`` and the first tensor that does not fit, with both shapes (or the missing / extra keys)."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source} holds no model state (got {type(state).__name__})")
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape):
+            raise CheckpointError(f"{source} does not fit the model: tensor {key!r} has shape {list(value.shape)} "
+                                  f"in the checkpoint but {list(own[key].shape)} in the model")
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise CheckpointError(f"{source} does not fit the model: tensors missing from the checkpoint {missing[:4]}"
+                              f"{' ...' if len(missing) > 4 else ''}, not in the model {extra[:4]}"
+                              f"{' ...' if len(extra) > 4 else ''}")
+    model.load_state_dict(state)
 
 
 def require_at_least_one(conf: Any, *names: str) -> None:
@@ -68,91 +149,6 @@ def require_at_least_one(conf: Any, *names: str) -> None:
     for name in names:
         if getattr(conf, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(conf, name)!r}")
-
-
-def method_entry(
-    section: str, cls: type[MethodConfig]
-) -> Callable[[Callable[Concatenate[dict[str, Any], P], R]], Callable[Concatenate[dict[str, Any], P], R]]:
-    """Decorator for a method's ``train(cfg, run, ...)`` / ``evaluate(cfg, run, ...)``.
-
-    The decorated function runs with ``cfg[section].threads`` torch CPU threads (parsed as ``cls``,
-    so a bad section is a ``ConfigError`` before anything runs); the previous count is restored after.
-    """
-
-    def wrap(fn: Callable[Concatenate[dict[str, Any], P], R]) -> Callable[Concatenate[dict[str, Any], P], R]:
-        @functools.wraps(fn)
-        def entry(cfg: dict[str, Any], *args: P.args, **kwargs: P.kwargs) -> R:
-            with torch_threads(parse_section(cfg, section, cls).threads):
-                return fn(cfg, *args, **kwargs)
-
-        return entry
-
-    return wrap
-
-
-def parse_section(cfg: dict[str, Any], section: str, cls: type[T]) -> T:
-    """The typed ``cls`` of ``cfg[section]`` (missing section: all defaults); unknown keys raise ``ConfigError``."""
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"config must be a mapping, got {type(cfg).__name__}")
-    method = cfg.get("method", section)
-    if method != section:
-        raise ConfigError(f"config method is {method!r}, but the {section!r} method was called")
-    return dataclass_from_dict(cls, cfg.get(section), section)
-
-
-def resolved_config(cfg: dict[str, Any], section: str, conf: Any) -> dict[str, Any]:
-    """``cfg`` with ``method`` set and ``section`` replaced by the fully resolved dataclass values."""
-    out = dict(cfg)
-    out["method"] = section
-    out[section] = dataclass_to_dict(conf)
-    return out
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` | ``cuda`` | ``cuda:N`` | ``auto`` (CUDA when available); asking for absent CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device {name!r} is not a valid torch device ({exc})") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
-    return device
-
-
-def start_run(cfg: dict[str, Any], section: str, cls: type[C], run: RunDir) -> tuple[C, torch.device]:
-    """The start of a method's training: ``(conf, device)`` of ``cfg[section]``; writes the resolved config to ``run``."""
-    conf = parse_section(cfg, section, cls)
-    device = resolve_device(conf.device)
-    run.write_config(resolved_config(cfg, section, conf))
-    return conf, device
-
-
-def open_checkpoint(
-    cfg: dict[str, Any], section: str, cls: type[C], run: RunDir, checkpoint: str
-) -> tuple[C, torch.device, dict[str, Any], str]:
-    """The start of a method's evaluation: ``(conf, device, state, checkpoint name)`` (see :func:`load_run_checkpoint`)."""
-    conf = parse_section(cfg, section, cls)
-    device = resolve_device(conf.device)
-    state, name = load_run_checkpoint(run, checkpoint)
-    return conf, device, state, name
-
-
-def load_model_state(model: torch.nn.Module, state: dict[str, Any], checkpoint: str, what: str) -> None:
-    """Load ``state["model"]`` into ``model``; a mismatch is a ``ValueError`` naming ``checkpoint`` and ``what``."""
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise ValueError(f"checkpoint {checkpoint} does not match {what} ({exc})") from exc
-
-
-def report_best(evaluate: Callable[[dict[str, Any], RunDir, str], dict[str, Any]], cfg: dict[str, Any],
-                run: RunDir) -> dict[str, Any]:
-    """The end of a method's training: ``evaluate`` the run's ``best.pt``, print the report's table, return the report."""
-    report = evaluate(cfg, run, "best.pt")
-    print(report["table"])
-    return report
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
@@ -164,51 +160,3 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def load_run_checkpoint(run: RunDir, checkpoint: str) -> tuple[dict[str, Any], str]:
-    """``(state, name)`` of ``checkpoint``: ``best`` | ``last`` | ``<name>.pt`` in the run, or a checkpoint file path."""
-    path = Path(checkpoint)
-    if path.suffix == ".pt" and path.is_file() and path.parent != run.checkpoints:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # corrupt / truncated file
-            raise RuntimeError(f"checkpoint {path} could not be read ({exc})") from exc
-        name = path.name
-    else:
-        name = path.name if path.suffix == ".pt" else f"{checkpoint}.pt"
-        if not (run.checkpoints / name).is_file():
-            have = sorted(p.name for p in run.checkpoints.glob("*.pt")) if run.checkpoints.is_dir() else []
-            raise FileNotFoundError(f"checkpoint {run.checkpoints / name} does not exist (the run has {have or 'none'})")
-        state = run.load_checkpoint(name)
-    if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"checkpoint {name} holds no model state")
-    return state, name
-
-
-def write_report(run: RunDir, report: dict[str, Any], name: str, table: str) -> dict[str, Any]:
-    """Write ``reports/<name>.json`` and the readable ``reports/<name>.md`` into the run, log the report.
-
-    Returns the report with ``table`` added (``test.py`` prints it).
-    """
-    folder = run.path / "reports"
-    atomic_write_bytes(folder / f"{name}.json", (json.dumps(report, indent=2, default=float) + "\n").encode())
-    atomic_write_bytes(folder / f"{name}.md", table.encode())
-    run.log({"event": "test", **report})
-    return {**report, "table": table}
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads (``None``: unchanged), restoring the previous count after."""
-    if n is None:
-        yield
-        return
-    if n < 1:
-        raise ConfigError(f"threads must be >= 1 or null, got {n!r}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -1,36 +1,42 @@
-"""Training methods, dispatched by a config's top-level ``method`` key.
+"""The training methods by name: a config's top-level ``method`` (default ``surrogate``) picks one.
 
-Each method is a module ``sjframe.methods.<name>`` exposing:
-
-* ``CONFIG``: the dataclass of its config section (the YAML key named like the method), built with
-  :func:`sjframe.core.config.dataclass_from_dict` (unknown keys are errors);
-* ``train(cfg: dict, run: RunDir, resume: bool = False) -> dict``: trains, writes the resolved
-  config, metrics, checkpoints and plots into ``run``, returns the final metrics;
-* ``evaluate(cfg: dict, run: RunDir, checkpoint: str = "best.pt") -> dict``: evaluates a saved run
-  (``cfg`` is the run's config with any command-line overrides applied), writes and returns a report.
-
-``train.py`` / ``test.py`` find the module through :func:`get_method`.
+Each method is a folder ``sjframe/methods/<name>/`` exposing one :class:`~sjframe.methods.base.Method`
+object, ``METHOD``, in its ``method.py`` (see :mod:`sjframe.methods.base` for the contract);
+``train.py`` / ``test.py`` find it through :func:`get_method`. To add a method: its folder and one
+line below.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from typing import TYPE_CHECKING
 
-__all__ = ["METHODS", "get_method"]
+from sjframe.core.registry import lookup
 
-# name -> module path; the default ``surrogate`` is BPTT with surrogate gradients (FS / FR coding).
+if TYPE_CHECKING:
+    from sjframe.methods.base import Method
+
+__all__ = ["DEFAULT_METHOD", "METHODS", "get_method", "method_of"]
+
+DEFAULT_METHOD = "surrogate"
+
+# name -> "module:attribute" of the Method object; the default ``surrogate`` is BPTT with surrogate gradients.
 METHODS: dict[str, str] = {
-    "surrogate": "sjframe.methods.surrogate.method",
-    "exact_time": "sjframe.methods.exact_time.method",
-    "stdp": "sjframe.methods.stdp.method",
-    "conversion": "sjframe.methods.conversion.method",
-    "spikeprop": "sjframe.methods.spikeprop.method",
+    "surrogate": "sjframe.methods.surrogate.method:METHOD",
+    "exact_time": "sjframe.methods.exact_time.method:METHOD",
+    "stdp": "sjframe.methods.stdp.method:METHOD",
+    "conversion": "sjframe.methods.conversion.method:METHOD",
+    "spikeprop": "sjframe.methods.spikeprop.method:METHOD",
 }
 
 
-def get_method(name: str) -> ModuleType:
-    """The module of method ``name``; unknown names raise ``ValueError`` listing the valid ones."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid: {sorted(METHODS)}")
-    return importlib.import_module(METHODS[name])
+def get_method(name: str) -> Method:
+    """The :class:`~sjframe.methods.base.Method` of ``name``; unknown names raise ``ValueError`` listing the valid ones."""
+    return lookup(METHODS, name, "method")
+
+
+def method_of(raw: dict) -> Method:
+    """The method a whole config dict names (its ``method`` key, default ``surrogate``)."""
+    name = raw.get("method", DEFAULT_METHOD)
+    if not isinstance(name, str):
+        raise ValueError(f"config method: expected a name, got {name!r}")
+    return get_method(name)

@@ -19,20 +19,22 @@ from typing import Any, Literal
 
 import torch
 
-from sjframe.core import runtime as common
+from sjframe.core.distributed import DistContext
 from sjframe.core.rundir import RunDir
+from sjframe.core.runtime import load_weights, markdown_table, require_at_least_one
 from sjframe.data.toy import load_digits_split
+from sjframe.methods.base import Method, MethodConfig
 from sjframe.methods.conversion.convert import build_ann, convert, evaluate_ann, scaler_pairs, simulate, train_ann_epoch
 
-__all__ = ["CONFIG", "ConversionConfig", "evaluate", "train"]
+__all__ = ["METHOD", "ConversionConfig", "ConversionMethod"]
 
 SECTION = "conversion"
 BALANCINGS = ("max", "percentile", "spike_norm")
 
 
 @dataclass(frozen=True)
-class ConversionConfig(common.MethodConfig):
-    """The ``conversion`` config section: the fields of :class:`~sjframe.core.runtime.MethodConfig` and the ones below."""
+class ConversionConfig(MethodConfig):
+    """The ``conversion`` config section: the fields of :class:`~sjframe.methods.base.MethodConfig` and the ones below."""
 
     dataset: Literal["digits"] = "digits"
     arch: Literal["cnn", "mlp"] = "cnn"
@@ -59,15 +61,13 @@ class ConversionConfig(common.MethodConfig):
             raise ValueError(f"balancing must be a non-empty list of {list(BALANCINGS)}, got {self.balancing!r}")
         if not self.time_steps or any(t < 1 for t in self.time_steps):
             raise ValueError(f"time_steps must be a non-empty list of positive integers, got {self.time_steps!r}")
-        common.require_at_least_one(self, "epochs", "batch_size", "spike_norm_samples", "spike_norm_steps",
+        require_at_least_one(self, "epochs", "batch_size", "spike_norm_samples", "spike_norm_steps",
                                     "eval_batch_size")
         if self.calib_samples < 0:
             raise ValueError(f"calib_samples must be >= 0 (0 = the whole training split), got {self.calib_samples!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
 
-
-CONFIG = ConversionConfig
 
 
 def _data(conf: ConversionConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,10 +78,8 @@ def _ann(conf: ConversionConfig, device: torch.device) -> torch.nn.Module:
     return build_ann(conf.arch, (1, 8, 8), 10, conf.hidden, conf.channels).to(device)
 
 
-@common.method_entry(SECTION, ConversionConfig)
-def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
+def _train(conf: ConversionConfig, run: RunDir, device: torch.device, resume: bool) -> None:
     """Train the ANN, then convert and evaluate (see the module docstring); ``threads`` applies while it runs."""
-    conf, device = common.start_run(cfg, SECTION, ConversionConfig, run)
     x_tr, y_tr = _data(conf, "train")
     x_va, y_va = _data(conf, "val")
     torch.manual_seed(conf.seed)
@@ -107,15 +105,14 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
     print(f"[conversion] ANN trained: best val acc {best:.4f}")
-    return common.report_best(evaluate, cfg, run)
 
 
-@common.method_entry(SECTION, ConversionConfig)
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+def _evaluate(conf: ConversionConfig, run: RunDir, device: torch.device, checkpoint: str) -> dict[str, Any]:
     """Convert the saved ANN with every balancing and tabulate SNN accuracy against time steps."""
-    conf, device, ck, checkpoint = common.open_checkpoint(cfg, SECTION, ConversionConfig, run, checkpoint)
+    ck, path = run.read_checkpoint(checkpoint)
+    checkpoint = path.name
     ann = _ann(conf, device)
-    common.load_model_state(ann, ck, checkpoint, "the configured ANN")
+    load_weights(ann, ck["model"], f"checkpoint {checkpoint} (the configured ANN)")
     ann.eval()
     x_tr, _ = _data(conf, "train")
     x_te, y_te = _data(conf, "test")
@@ -136,10 +133,31 @@ def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> d
     header = ["T"] + [f"SNN {b}" for b in conf.balancing] + ["ANN"]
     rows = [[t] + [results[b][t] for b in conf.balancing] + [ann_acc] for t in steps]
     table = (f"Test accuracy on {conf.dataset} ({conf.arch} ANN, {conf.encoding} input, reset {conf.reset}): "
-             f"SNN after T steps vs the ANN\n\n" + common.markdown_table(header, rows))
+             f"SNN after T steps vs the ANN\n\n" + markdown_table(header, rows))
     report = {
         "method": SECTION, "checkpoint": checkpoint, "epoch": ck.get("epoch"), "ann_test_acc": ann_acc,
         "snn_test_acc": {b: {str(t): a for t, a in r.items()} for b, r in results.items()},
         "layer_scales": scales, "encoding": conf.encoding, "reset": conf.reset,
     }
-    return common.write_report(run, report, f"test-{checkpoint[:-3]}", table)
+    return run.write_report(f"test-{path.stem}", report, table)
+
+
+class ConversionMethod(Method):
+    """ANN-to-SNN conversion; resumable from ``last.pt``."""
+
+    name = SECTION
+    settings = ConversionConfig
+    section = SECTION
+
+    def fit(self, settings: ConversionConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, resume: bool,
+            resume_epoch: int | None) -> dict[str, Any]:
+        run.write_config(self.resolved(raw, settings))
+        _train(settings, run, ctx.device, resume)
+        return self.report_best(raw, run, ctx)
+
+    def test(self, settings: ConversionConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, checkpoint: str,
+             **options: Any) -> dict[str, Any]:
+        return _evaluate(settings, run, ctx.device, checkpoint)
+
+
+METHOD = ConversionMethod()

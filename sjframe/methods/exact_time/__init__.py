@@ -8,7 +8,9 @@
 * :mod:`sjframe.methods.exact_time.encoding`  Yin-Yang / MNIST / 16x16 MNIST spike-time encodings.
 * :mod:`sjframe.methods.exact_time.plots`     figures of a run.
 
-The training method is :mod:`sjframe.methods.exact_time` (``method: exact_time`` in a config).
+* :mod:`sjframe.methods.exact_time.settings`  the ``exact_time:`` config section.
+
+The method (``method: exact_time`` in a config) is ``METHOD`` of :mod:`sjframe.methods.exact_time.method`.
 """
 
 from sjframe.methods.exact_time.lambertw import lambertw0

@@ -27,21 +27,23 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from sjframe.core import runtime as common
+from sjframe.core.distributed import DistContext
 from sjframe.core.rundir import RunDir
+from sjframe.core.runtime import load_weights, markdown_table, require_at_least_one
 from sjframe.data.toy import load_iris_split, xor_patterns
+from sjframe.methods.base import Method, MethodConfig
 from sjframe.methods.spikeprop.network import SpikePropNet, bump_silent, gaussian_rf_encode, spike_time_loss
 
-__all__ = ["CONFIG", "SpikePropConfig", "evaluate", "train"]
+__all__ = ["METHOD", "SpikePropConfig", "SpikePropMethod"]
 
 SECTION = "spikeprop"
 
 
 @dataclass(frozen=True)
-class SpikePropConfig(common.MethodConfig):
+class SpikePropConfig(MethodConfig):
     """The ``spikeprop`` config section (times in ms).
 
-    The fields of :class:`~sjframe.core.runtime.MethodConfig` (``dataset``, ``test_fraction``,
+    The fields of :class:`~sjframe.methods.base.MethodConfig` (``dataset``, ``test_fraction``,
     ``val_fraction`` and ``device`` redeclared with other defaults) and the ones below.
     """
 
@@ -81,7 +83,7 @@ class SpikePropConfig(common.MethodConfig):
             raise ValueError(f"hidden sizes must be >= 1, got {self.hidden!r}")
         if self.n_terminals < 1 or self.delay_max < self.delay_min or self.delay_min < 0:
             raise ValueError("need n_terminals >= 1 and 0 <= delay_min <= delay_max")
-        common.require_at_least_one(self, "epochs", "batch_size", "log_every")
+        require_at_least_one(self, "epochs", "batch_size", "log_every")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if len(self.w_init) != 2 or self.w_init[0] > self.w_init[1]:
@@ -91,8 +93,6 @@ class SpikePropConfig(common.MethodConfig):
         if not self.target_correct < self.target_wrong <= self.t_max:
             raise ValueError("need target_correct < target_wrong <= t_max")
 
-
-CONFIG = SpikePropConfig
 
 
 def _delays(conf: SpikePropConfig) -> list[float]:
@@ -156,13 +156,8 @@ def _measure(conf: SpikePropConfig, net: SpikePropNet, t_in: torch.Tensor, y: to
             "silent_out": float((~torch.isfinite(t_out)).float().mean())}
 
 
-@common.method_entry(SECTION, SpikePropConfig)
-def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """Train with SpikeProp; logs loss / accuracy, keeps best and last checkpoints, then evaluates.
-
-    The method's training entry point (see the module docstring); ``threads`` applies while it runs.
-    """
-    conf, device = common.start_run(cfg, SECTION, SpikePropConfig, run)
+def _train(conf: SpikePropConfig, run: RunDir, device: torch.device, resume: bool) -> None:
+    """Train with SpikeProp; logs loss / accuracy, keeps best and last checkpoints, then evaluates."""
     data = _splits(conf)
     t_tr, y_tr = data["train"]
     target_tr = _targets(conf, y_tr)
@@ -205,16 +200,15 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
                 run.save_checkpoint({"model": net.state_dict(), "epoch": epoch, "val_acc": va["acc"]}, "best.pt")
         run.save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                              "rng": gen.get_state(), "best": best}, "last.pt")
-    return common.report_best(evaluate, cfg, run)
 
 
-@common.method_entry(SECTION, SpikePropConfig)
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+def _evaluate(conf: SpikePropConfig, run: RunDir, device: torch.device, checkpoint: str) -> dict[str, Any]:
     """Train / test accuracy and loss of a saved network, and its output spike times on the test split."""
-    conf, device, ck, checkpoint = common.open_checkpoint(cfg, SECTION, SpikePropConfig, run, checkpoint)
+    ck, path = run.read_checkpoint(checkpoint)
+    checkpoint = path.name
     data = _splits(conf)
     net = _net(conf, data["train"][0].shape[1], device, None)
-    common.load_model_state(net, ck, checkpoint, "the configured network")
+    load_weights(net, ck["model"], f"checkpoint {checkpoint} (the configured network)")
     tr = _measure(conf, net, *data["train"])
     te = _measure(conf, net, *data["test"])
     with torch.no_grad():
@@ -225,8 +219,29 @@ def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> d
     if conf.dataset == "xor":
         report["solved"] = te["acc"] == 1.0
         report["output_times"] = [None if not math.isfinite(v) else round(v, 4) for v in t_out[:, 0].tolist()]
-    table = common.markdown_table(["data set", "checkpoint", "epoch", "train acc", "test acc", "test loss"],
+    table = markdown_table(["data set", "checkpoint", "epoch", "train acc", "test acc", "test loss"],
                            [[conf.dataset, checkpoint, report["epoch"], tr["acc"], te["acc"], te["loss"]]])
     if conf.dataset == "xor":
         table += f"\noutput spike times (ms) of the patterns 00, 01, 10, 11: {report['output_times']}\n"
-    return common.write_report(run, report, f"test-{checkpoint[:-3]}", table)
+    return run.write_report(f"test-{path.stem}", report, table)
+
+
+class SpikePropMethod(Method):
+    """SpikeProp; resumable from ``last.pt``."""
+
+    name = SECTION
+    settings = SpikePropConfig
+    section = SECTION
+
+    def fit(self, settings: SpikePropConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, resume: bool,
+            resume_epoch: int | None) -> dict[str, Any]:
+        run.write_config(self.resolved(raw, settings))
+        _train(settings, run, ctx.device, resume)
+        return self.report_best(raw, run, ctx)
+
+    def test(self, settings: SpikePropConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, checkpoint: str,
+             **options: Any) -> dict[str, Any]:
+        return _evaluate(settings, run, ctx.device, checkpoint)
+
+
+METHOD = SpikePropMethod()

@@ -19,20 +19,22 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from sjframe.core import runtime as common
 from sjframe.core.config import ConfigError
+from sjframe.core.distributed import DistContext
 from sjframe.core.rundir import RunDir
+from sjframe.core.runtime import load_weights, markdown_table, require_at_least_one
 from sjframe.data.toy import load_digits_split
+from sjframe.methods.base import Method, MethodConfig
 from sjframe.methods.stdp.network import DiehlCookNetwork, DiehlCookParams, assign_labels, predict_from_assignments
 
-__all__ = ["CONFIG", "StdpConfig", "evaluate", "train"]
+__all__ = ["METHOD", "StdpConfig", "StdpMethod"]
 
 SECTION = "stdp"
 
 
 @dataclass(frozen=True)
-class StdpConfig(common.MethodConfig):
-    """The ``stdp`` config section: the shared fields of :class:`~sjframe.core.runtime.MethodConfig` and the ones below.
+class StdpConfig(MethodConfig):
+    """The ``stdp`` config section: the shared fields of :class:`~sjframe.methods.base.MethodConfig` and the ones below.
 
     ``train_subset > 0``: learn from only the first that many training samples.
     """
@@ -45,12 +47,10 @@ class StdpConfig(common.MethodConfig):
     network: DiehlCookParams = field(default_factory=DiehlCookParams)
 
     def __post_init__(self) -> None:
-        common.require_at_least_one(self, "epochs", "batch_size", "eval_batch_size")
+        require_at_least_one(self, "epochs", "batch_size", "eval_batch_size")
         if self.train_subset < 0:
             raise ValueError(f"train_subset must be >= 0 (0 = all), got {self.train_subset!r}")
 
-
-CONFIG = StdpConfig
 
 
 def _data(conf: StdpConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,13 +83,8 @@ def _assign(net: DiehlCookNetwork, x: torch.Tensor, y: torch.Tensor, conf: StdpC
     net.assignments.copy_(assign_labels(counts, y, 10).to(net.assignments.device))
 
 
-@common.method_entry(SECTION, StdpConfig)
-def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """Learn the excitatory weights with STDP, assign labels, report validation and test accuracy.
-
-    The method's training entry point (see the module docstring); ``threads`` applies while it runs.
-    """
-    conf, device = common.start_run(cfg, SECTION, StdpConfig, run)
+def _train(conf: StdpConfig, run: RunDir, device: torch.device, resume: bool) -> None:
+    """Learn the excitatory weights with STDP and assign labels (see the module docstring)."""
     x_tr, y_tr = _data(conf, "train")
     if conf.train_subset:
         x_tr, y_tr = x_tr[:conf.train_subset], y_tr[:conf.train_subset]
@@ -122,15 +117,14 @@ def train(cfg: dict[str, Any], run: RunDir, resume: bool = False) -> dict[str, A
             best = val_acc
             run.save_checkpoint({**ck, "best_val": best}, "best.pt")
         run.save_checkpoint({**ck, "best_val": best}, "last.pt")
-    return common.report_best(evaluate, cfg, run)
 
 
-@common.method_entry(SECTION, StdpConfig)
-def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> dict[str, Any]:
+def _evaluate(conf: StdpConfig, run: RunDir, device: torch.device, checkpoint: str) -> dict[str, Any]:
     """Test accuracy of a saved network (its stored label assignments); writes ``reports/test-<ckpt>.{json,md}``."""
-    conf, device, ck, checkpoint = common.open_checkpoint(cfg, SECTION, StdpConfig, run, checkpoint)
+    ck, path = run.read_checkpoint(checkpoint)
+    checkpoint = path.name
     net = DiehlCookNetwork(conf.network).to(device)
-    common.load_model_state(net, ck, checkpoint, "stdp.network")
+    load_weights(net, ck["model"], f"checkpoint {checkpoint} (stdp.network)")
     gen = torch.Generator().manual_seed(conf.seed + 1)
     x_te, y_te = _data(conf, "test")
     assignments = net.assignments.cpu()
@@ -140,13 +134,34 @@ def evaluate(cfg: dict[str, Any], run: RunDir, checkpoint: str = "best.pt") -> d
         "test_acc": _accuracy(net, x_te, y_te, conf, gen, "test"),
         "assigned_per_class": torch.bincount(assignments[assignments >= 0], minlength=10).tolist(),
     }
-    table = common.markdown_table(
+    table = markdown_table(
         ["rule", "neurons", "checkpoint", "epoch", "val acc", "test acc"],
         [[conf.network.rule, conf.network.n_neurons, checkpoint, report["epoch"], report["val_acc"], report["test_acc"]]],
     )
     _save_weight_plot(net, run)
     print(f"[stdp] test accuracy {report['test_acc']:.4f} ({checkpoint}, epoch {report['epoch']})")
-    return common.write_report(run, report, f"test-{checkpoint[:-3]}", table)
+    return run.write_report(f"test-{path.stem}", report, table)
+
+
+class StdpMethod(Method):
+    """Unsupervised STDP (Diehl & Cook 2015); resumable from ``last.pt``."""
+
+    name = SECTION
+    settings = StdpConfig
+    section = SECTION
+
+    def fit(self, settings: StdpConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, resume: bool,
+            resume_epoch: int | None) -> dict[str, Any]:
+        run.write_config(self.resolved(raw, settings))
+        _train(settings, run, ctx.device, resume)
+        return self.report_best(raw, run, ctx)
+
+    def test(self, settings: StdpConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, checkpoint: str,
+             **options: Any) -> dict[str, Any]:
+        return _evaluate(settings, run, ctx.device, checkpoint)
+
+
+METHOD = StdpMethod()
 
 
 def _save_weight_plot(net: DiehlCookNetwork, run: RunDir) -> None:

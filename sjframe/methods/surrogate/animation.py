@@ -96,9 +96,9 @@ def gifs_from_run(run_dir: str | Path, n: int = 5, checkpoint: str = "best.pt", 
     from spikingjelly.activation_based import functional as sj_functional
 
     from sjframe.core.rundir import RunDir
+    from sjframe.core.runtime import load_weights, select_device
     from sjframe.data import build_dataset, time_major_collate
     from sjframe.methods.surrogate.config import resolve_config
-    from sjframe.methods.surrogate.engine import load_model_state, select_device
     from sjframe.models import build_model
 
     run = RunDir.open(run_dir)
@@ -106,7 +106,8 @@ def gifs_from_run(run_dir: str | Path, n: int = 5, checkpoint: str = "best.pt", 
     ds = build_dataset(cfg.data.name, "test", **cfg.data.dataset_options("test"))
     device = select_device(cfg.device)
     model = build_model(cfg.model.name, cfg.model.options, tuple(ds.input_shape), int(ds.num_classes)).to(device)
-    model.load_state_dict(load_model_state(run.checkpoints / checkpoint))
+    state, path = run.read_checkpoint(checkpoint)
+    load_weights(model, state["model"], f"checkpoint {path}")
     model.eval()
     x, y = time_major_collate([ds[i] for i in range(min(n, len(ds)))])
     sj_functional.reset_net(model)

@@ -34,16 +34,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from sjframe.core.config import ConfigError, dataclass_from_dict, dataclass_to_dict
+from sjframe.core.config import CliOptions, ConfigError, dataclass_from_dict, dataclass_to_dict
+from sjframe.core.config import key_type as config_key_type
+from sjframe.core.distributed import DistBackend
 
 __all__ = [
     "TEST_FLAGS",
@@ -55,10 +51,9 @@ __all__ = [
     "ModelConfig",
     "SurrogateConfig",
     "TrainConfig",
-    "apply_overrides",
+    "cli_options",
     "config_to_dict",
-    "load_yaml",
-    "parse_cli",
+    "key_type",
     "resolve_config",
 ]
 
@@ -192,7 +187,7 @@ class TrainConfig:
     compile: bool = False
     compile_backend: str = "inductor"
     sync_bn: bool = False
-    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
+    dist_backend: DistBackend = "auto"
     find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
@@ -305,34 +300,6 @@ class SurrogateConfig:
             raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
 
 
-# ----------------------------------------------------------------------------------------- YAML
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` (no dot) as a float, as people write learning rates."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a config file into a plain dict; a missing file or invalid YAML is a clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        data = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping, got {type(data).__name__}")
-    return data
-
-
 def _model_options_class(name: str) -> type | None:
     from sjframe.models import get_builder
 
@@ -410,196 +377,21 @@ TEST_FLAGS: dict[str, tuple[str, ...]] = {
 _SWITCHES: dict[str, tuple[str, Any]] = {"--best_model": ("eval.checkpoint", "best")}
 
 
-@dataclass
-class ParsedArgs:
-    """Result of :func:`parse_cli`: positional arguments, ``(path, tokens)`` overrides, special options."""
-
-    positional: list[str]
-    overrides: list[tuple[str, list[str] | Any]]
-    special: dict[str, list[str]]
-
-
-def parse_cli(argv: list[str], flags: dict[str, tuple[str, ...]], special: tuple[str, ...] = ()) -> ParsedArgs:
-    """Split ``argv`` into positionals, config overrides and ``special`` options (e.g. ``--path_to_yaml``).
-
-    ``--a.b.c v1 v2`` -> override ``("a.b.c", ["v1", "v2"])``; a seed-003 flag with several paths
-    spreads its values over them (``--FS 0.2 16 200``) and must get exactly that many values. A
-    token starting with ``--`` starts a new option (negative numbers like ``-1`` are values).
-    """
-    positional: list[str] = []
-    overrides: list[tuple[str, list[str] | Any]] = []
-    specials: dict[str, list[str]] = {}
-    i = 0
-    while i < len(argv):
-        tok = argv[i]
-        if not tok.startswith("--"):
-            positional.append(tok)
-            i += 1
-            continue
-        key, eq, inline = tok.partition("=")
-        values: list[str] = [inline] if eq else []
-        i += 1
-        if not eq:
-            while i < len(argv) and not argv[i].startswith("--"):
-                values.append(argv[i])
-                i += 1
-        if key in special:
-            specials[key] = values
-        elif key in _SWITCHES:
-            if values:
-                raise ConfigError(f"{key} takes no value, got {values}")
-            path, value = _SWITCHES[key]
-            overrides.append((path, value))
-        elif key in flags:
-            paths = flags[key]
-            if not values:
-                raise ConfigError(f"{key} needs a value")
-            if len(paths) == 1:
-                overrides.append((paths[0], values))
-            elif len(values) != len(paths):
-                raise ConfigError(f"{key} takes {len(paths)} values ({', '.join(paths)}), got {len(values)}: {values}")
-            else:
-                overrides.extend((p, [v]) for p, v in zip(paths, values))
-        elif "." in key[2:] or key[2:] in _top_level_keys():
-            if not values:
-                raise ConfigError(f"{key} needs a value")
-            overrides.append((key[2:], values))
-        else:
-            valid = sorted(set(flags) | set(_SWITCHES) | set(special))
-            raise ConfigError(
-                f"unknown option {key}; use --section.key value (e.g. --train.lr 1e-3) or one of {valid}"
-            )
-    return ParsedArgs(positional, overrides, specials)
-
-
-def _top_level_keys() -> set[str]:
-    return {f.name for f in dataclasses.fields(SurrogateConfig)}
-
-
-def _scalar(token: str) -> Any:
-    """Untyped value: int, float, bool, null, a YAML flow collection, else the string itself."""
-    low = token.lower()
-    if low in ("none", "null", "~"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
+def key_type(raw: dict[str, Any], path: list[str]) -> Any:
+    """Type of the key ``path`` in the surrogate schema; the keys under ``model`` are those of the model's options class."""
+    if path[0] == "model" and len(path) > 1:
+        if path[1] == "name":
+            return str
+        name = (raw.get("model") or {}).get("name", ModelConfig.name)
         try:
-            return conv(token)
-        except ValueError:
-            pass
-    if token[:1] in "[{":
-        try:
-            return yaml.safe_load(token)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"cannot parse {token!r}: {exc}") from exc
-    return token
+            options = _model_options_class(name)
+        except ValueError as exc:
+            raise ConfigError(f"--model.{path[1]}: {exc}") from exc
+        return Any if options is None else config_key_type(options, path[1:], prefix=("model",))
+    return config_key_type(SurrogateConfig, path)
 
 
-def _untyped(tokens: list[str]) -> Any:
-    """Tokens without a known type: one scalar, a YAML flow collection (possibly split by the shell), or a list."""
-    if tokens[0][:1] in "[{":
-        return _scalar(" ".join(tokens))
-    return [_scalar(t) for t in tokens] if len(tokens) > 1 else _scalar(tokens[0])
-
-
-def _typed(tokens: list[str], tp: Any, where: str) -> Any:
-    """Parse command-line tokens by the type ``tp`` of the key ``where``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if len(tokens) == 1 and tokens[0].lower() in ("none", "null", "~") and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            return _typed(tokens, non_none[0], where)
-        return _untyped(tokens)
-    if origin in (list, tuple):
-        item = args[0] if args else Any
-        return [_typed([t], item, f"{where}[{i}]") for i, t in enumerate(tokens)]
-    if len(tokens) != 1:
-        raise ConfigError(f"{where} takes one value, got {len(tokens)}: {tokens}")
-    token = tokens[0]
-    if tp is bool:
-        low = token.lower()
-        if low in ("true", "1", "yes", "on"):
-            return True
-        if low in ("false", "0", "no", "off"):
-            return False
-        raise ConfigError(f"{where}: expected true/false, got {token!r}")
-    if tp is int:
-        try:
-            return int(token)
-        except ValueError:
-            raise ConfigError(f"{where}: expected an integer, got {token!r}") from None
-    if tp is float:
-        try:
-            return float(token)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {token!r}") from None
-    if tp is str or origin is typing.Literal:
-        return token
-    return _untyped(tokens)
-
-
-def _key_type(raw: dict[str, Any], path: list[str]) -> Any:
-    """Type of the key ``path`` in the surrogate schema (``Any`` under free-form dicts); unknown keys raise."""
-    tp: Any = SurrogateConfig
-    for depth, key in enumerate(path):
-        where = ".".join(path[: depth + 1])
-        if depth == 1 and path[0] == "model":
-            name = (raw.get("model") or {}).get("name", ModelConfig.name)
-            if key == "name":
-                return str
-            try:
-                tp = _model_options_class(name)
-            except ValueError as exc:
-                raise ConfigError(f"--{where}: {exc}") from exc
-            if tp is None:
-                return Any
-        if typing.get_origin(tp) in (typing.Union, types.UnionType):
-            inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
-            tp = inner[0] if inner else Any
-        if tp is Any or typing.get_origin(tp) is dict or tp is dict:
-            return Any
-        if not (dataclasses.is_dataclass(tp) and isinstance(tp, type)):
-            raise ConfigError(f"--{where}: {'.'.join(path[:depth])} is not a section (it has no key {key!r})")
-        hints = typing.get_type_hints(tp)
-        if key not in hints:
-            raise ConfigError(f"--{where}: unknown key {key!r}; valid keys: {sorted(hints)}")
-        tp = hints[key]
-        if depth == 0 and key == "model":
-            tp = ModelConfig
-    return tp
-
-
-def apply_overrides(
-    raw: dict[str, Any], overrides: list[tuple[str, list[str] | Any]], typed: bool = True
-) -> dict[str, Any]:
-    """A copy of ``raw`` with each ``(dotted path, tokens)`` set (typed by the surrogate schema if ``typed``).
-
-    Tokens are parsed by the key's type; unknown keys raise :class:`ConfigError` listing the valid
-    ones. With ``typed=False`` (other methods' configs) values are parsed as untyped scalars.
-    Non-list values (from switches like ``--best_model``) are set as they are.
-    """
-    out = copy.deepcopy(raw)
-    for path, tokens in overrides:
-        keys = path.split(".")
-        if any(not k for k in keys):
-            raise ConfigError(f"--{path}: empty key in the dotted path")
-        if isinstance(tokens, list):
-            if typed:
-                value = _typed(tokens, _key_type(out, keys), path)
-            else:
-                value = _untyped(tokens)
-        else:
-            value = tokens
-        node = out
-        for k in keys[:-1]:
-            child = node.get(k)
-            if child is None:
-                child = node[k] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--{path}: {k} is a value ({child!r}), not a section")
-            node = child
-        node[keys[-1]] = value
-    return out
+def cli_options(command: str) -> CliOptions:
+    """What ``train.py`` / ``test.py`` (``command``) accept for this method besides ``--section.key value``."""
+    return CliOptions(flags=TRAIN_FLAGS if command == "train" else TEST_FLAGS, switches=_SWITCHES,
+                      top_level=frozenset(f.name for f in dataclasses.fields(SurrogateConfig)))
