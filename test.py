@@ -4,13 +4,18 @@ The test window is the one given here (``--T``, ``--T_empty``; else the config's
 ``data.test_T_empty``; else the training window): the paper tests on longer windows than it
 trains on. Prints a table (FS and FR accuracy, N_s overall and per layer, td50/td90 in steps and
 ms, firing rate of the predicted vs the other output neurons), writes it with a JSON report under
-``<run_dir>/reports/`` and saves spike rasters and first-spike pattern plots under ``plots/``.
+``<run_dir>/reports/`` and saves spike rasters and first-spike pattern plots under ``plots/``. The table
+starts with the run's protocol (``train.protocol``) and gives FS accuracy by the paper's rule and by the
+first output spike only, FR accuracy and the share of silent outputs; the confusion matrices (a silent
+column last) go to ``reports/<tag>-confusion_{fs,fr}.json`` and ``plots/<tag>/confusion_{fs,fr}.png``.
+A run trained with ``train.protocol: paper`` has no ``best.pt``: its last checkpoint is evaluated.
 
 Under ``torchrun --nproc_per_node N test.py <run_dir>`` (methods that evaluate distributed) each process evaluates
 every N-th test sample, the metrics are summed over the processes, and rank 0 prints and writes.
 
 Options (every one test.py accepts):
   <run_dir> | <checkpoint.pt> | --load_pt_file <...>   what to evaluate (seed 003's flag works too)
+  <aggregate dir>                                       print a multi-seed aggregate (train.py --seeds; no other option)
   --checkpoint best|last|<file>                        which checkpoint of the run (default best)
   --best_model                                          the best checkpoint (seed 003's flag)
   --path_to_yaml <config.yaml>                          a config to use instead of the run's
@@ -62,6 +67,14 @@ def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
+    from sjframe.aggregate import is_aggregate_dir, print_aggregate
+
+    if argv and is_aggregate_dir(argv[0]):  # train.py --seeds ...: print its table
+        if len(argv) > 1:
+            from sjframe.core.cli_errors import UserError
+
+            raise UserError(f"{argv[0]} is a multi-seed aggregate: test.py takes no other option with it", status=2)
+        return print_aggregate(argv[0])
     from sjframe.core import distributed
     from sjframe.core.cli_errors import UserError, one_line
     from sjframe.core.config import ConfigError, load_yaml, parse_cli
@@ -117,7 +130,13 @@ def _main(argv: list[str]) -> int:
         print(table)
     metrics = report.get("metrics", {})
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
-    print(f"FS accuracy: {fmt(metrics.get('acc_fs'))} %   FR accuracy: {fmt(metrics.get('acc_fr'))} %")
+    silent = metrics.get("silent_fraction")
+    print(f"FS accuracy: {fmt(metrics.get('acc_fs'))} %   FS accuracy (first spike only): "
+          f"{fmt(metrics.get('acc_fs_spike'))} %   FR accuracy: {fmt(metrics.get('acc_fr'))} %   silent outputs: "
+          f"{fmt(None if silent is None else 100.0 * silent)} %")
+    for kind, path in (report.get("confusion") or {}).items():
+        plot = [p for p in report.get("plots") or [] if p.endswith(f"confusion_{kind}.png")]
+        print(f"confusion ({kind.upper()}): {path}" + (f", plot {plot[0]}" if plot else ""))
     print(f"report: {run.path / 'reports'}")
     return 0
 

@@ -18,6 +18,13 @@ Options (every one train.py accepts):
                                                   config in effect in config.effective.yaml (config.yaml stays as it was)
   --resume <run_dir> --resume_epoch K             continue from the savepoint of epoch K (methods that keep
                                                   savepoints, e.g. exact_time: checkpoints/epoch_K.pt)
+  --protocol validated|paper                      train.protocol: validated (default: best.pt chosen on a validation
+                                                  split) or paper (seed 003's: whole training file, no validation,
+                                                  the last epoch tested; labelled in every report)
+  --seeds s1 s2 ... [--jobs K]                    one run per seed, each tested (test.py's default checkpoint), and an
+                                                  aggregate directory <runs_root>/<name>-seeds-<stamp>/ (mean, sd, 95 % t
+                                                  interval of every test metric; commands; machine); --jobs K: K runs at
+                                                  once with --threads cores // K each (see README "Multi-seed results")
   --section.key value [value ...]                 override any config value, e.g. --train.lr 3e-4, --device cpu,
                                                   --model.backend torch (top-level keys: --seed, --device, --threads, ...)
   seed 003's flags: --batch-size --test-batch-size --lr --epochs --loss_mode --T --T_empty --dt
@@ -64,6 +71,13 @@ def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
+    if any(a.partition("=")[0] in ("--seeds", "--jobs") for a in argv):  # one run per seed: sjframe/multiseed.py
+        from sjframe.core.cli_errors import UserError
+        from sjframe.multiseed import run_seeds
+
+        if not any(a.partition("=")[0] == "--seeds" for a in argv):
+            raise UserError("--jobs runs several seeds at once: give --seeds s1 s2 ... too", status=2)
+        return run_seeds(argv, SPECIAL)
     held: list[RunDir] = []  # run directories this call locked: released when it returns (in-process callers)
     try:
         return _start(argv, held)

@@ -6,7 +6,8 @@ the same kernel text through the host-C++ build; these run it through CuPy on th
 * fused neuron kernels with the LocalZO backward (Philox noise in the kernel) against the torch
   reference cores with ``rng: philox`` and the same seed: every variant, dtype, reset, odd shapes
   (T = 1, N = 1, N not a multiple of the block), every noise law;
-* the estimate the kernel uses equals the torch estimate bit for bit (up to an ulp of ``logf``);
+* the estimate the kernel uses equals the torch estimate within the derived ulp bound (the Philox
+  stream exactly; ``cupy_neurons.testing.check_localzo_estimate``);
 * device == host build (forward identical, gradients to an ulp-level tolerance);
 * the modules with ``backend='cupy'`` and ``gradient: localzo`` / ``sparse`` against
   ``backend='torch'``, with a proof that the CuPy kernels ran;
@@ -22,7 +23,16 @@ import torch
 from cupy_neurons import launch
 from cupy_neurons.neurons import run_culif
 from cupy_neurons.sparse import kernels as K
-from cupy_neurons.testing import SIXTEEN_BIT_RTOL, VARIANTS, Case, check_case, check_sparse_backward_16bit, run_case
+from cupy_neurons.testing import (
+    SIXTEEN_BIT_RTOL,
+    VARIANTS,
+    Case,
+    check_case,
+    check_localzo_estimate,
+    check_sparse_backward_16bit,
+    kernel_localzo_estimate,
+    run_case,
+)
 from sjframe.gradients import GradientSpec
 from sjframe.gradients import localzo as lz
 from sjframe.surrogate import get_surrogate
@@ -106,19 +116,30 @@ def test_cuda_kernel_estimate_is_the_torch_estimate(dist: str, dtype: torch.dtyp
     g_kernel = 2 * dv0.float()
     key = lz.draw_key(torch.Generator().manual_seed(7))
     u = out.h_seq[0].float() - 1.0 if dtype in SIXTEEN_BIT_RTOL else out.h_seq[0] - 1.0
-    g_torch = lz.localzo_estimate_with(u, dist, 0.2, 3, 50.0, "philox", None, key).to(dtype).float()
-    assert int((g_torch != 0).sum()) > 50
-    assert float((g_kernel == g_torch).double().mean()) >= 0.99
-    torch.testing.assert_close(g_kernel, g_torch, rtol=1e-5 if dtype not in SIXTEEN_BIT_RTOL else 1e-2, atol=0.0)
+    # CUDA logf vs torch's CUDA log: elementwise within the derived ulp bound (check_localzo_estimate), not
+    # bit equality of two log implementations; g_kernel = 2 * (g / 2) in the storage dtype is exact.
+    counts = check_localzo_estimate(g_kernel.to(dtype), u, dist, 0.2, 3, 50.0, key, f"{dist} {dtype}", storage=dtype)
+    assert counts["nonzero"] > 50
+
+
+def _estimate_of_the_kernels(u, distribution, delta, samples, k, rng, generator):  # noqa: ANN001, ANN202
+    """sjframe.gradients.localzo_estimate (rng='philox') with the kernels' estimate of the same key."""
+    assert rng == "philox"
+    return kernel_localzo_estimate(u, distribution, delta, samples, k, lz.draw_key(generator))
 
 
 @pytest.mark.parametrize("neuron_type", ["culif", "pculif", "pculif_neuron", "adlif", "lif"])
 @pytest.mark.parametrize("mode", ["localzo", "sparse"])
-def test_modules_cupy_backend_match_torch_and_ran_kernels(neuron_type: str, mode: str) -> None:
+def test_modules_cupy_backend_match_torch_and_ran_kernels(neuron_type: str, mode: str, monkeypatch) -> None:  # noqa: ANN001
     from spikingjelly.activation_based import functional
 
+    import sjframe.gradients
     from sjframe.neurons import build_neuron
 
+    # the torch backend's LocalZO estimate: the kernels' one, checked elementwise against torch's within the
+    # derived ulp bound of their log (CUDA logf in the kernel, torch's CUDA log in the reference: two
+    # implementations), so the two backends differ only in float64 arithmetic (as in the CPU twin)
+    monkeypatch.setattr(sjframe.gradients, "localzo_estimate", _estimate_of_the_kernels)
     gradient = zo("laplace", 0.3, 2) if mode == "localzo" else GradientSpec(mode="sparse", b_th=0.4)
     outs, grads, counts = {}, {}, []
     for backend in ("torch", "cupy"):
@@ -150,9 +171,9 @@ def test_modules_cupy_backend_match_torch_and_ran_kernels(neuron_type: str, mode
 def test_cuda_localzo_estimate_kernel_16bit(dist: str, dtype: torch.dtype) -> None:
     u = (torch.randn(5, 7, 311, generator=torch.Generator().manual_seed(0)) * 0.08).to(DEVICE, dtype)
     g_kernel = K.localzo_estimate_kernel(u, dist, 0.05, 3, 100.0, 0x1234_5678_9ABC)
-    g_torch = lz.localzo_estimate_with(u, dist, 0.05, 3, 100.0, "philox", None, 0x1234_5678_9ABC)
-    assert g_kernel.dtype == dtype and int((g_torch != 0).sum()) > 100
-    assert float((g_kernel == g_torch).double().mean()) >= 0.995
+    assert g_kernel.dtype == dtype
+    counts = check_localzo_estimate(g_kernel, u, dist, 0.05, 3, 100.0, 0x1234_5678_9ABC, f"{dist} {dtype}")
+    assert counts["nonzero"] > 100
 
 
 @pytest.mark.parametrize("dtype", list(SIXTEEN_BIT_RTOL), ids=str)

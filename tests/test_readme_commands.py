@@ -41,6 +41,9 @@ SKIP = {
     ".venv/bin/python test.py <run_dir> [--checkpoint best|last|epoch_K]": "exact_time savepoints; "
                                                                           "tests/test_exact_method.py",
     ".venv/bin/python train.py configs/stdp_digits.yaml": "STDP training, minutes; tests/test_stdp.py",
+    ".venv/bin/python train.py configs/default.yaml --seeds": "5 default runs, ~25 min; tests/test_multiseed.py "
+                                                              "runs 3 seeds of 2 epochs of 2 batches",
+    ".venv/bin/python test.py <aggregate_dir>": "needs a multi-seed aggregate; tests/test_multiseed.py",
 }
 #: command prefix -> what it runs on
 RUN = {

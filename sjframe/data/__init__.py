@@ -7,7 +7,14 @@ has the attributes ``input_shape: tuple[int, ...]``, ``num_classes: int`` and ``
 (``None`` when the time axis is not tied to milliseconds, e.g. the Yin-Yang latency code).
 
 ``split`` is ``train``, ``val`` or ``test``; the validation split is carved from the training file
-(``val_fraction``, ``val_seed``) except for Yin-Yang, which has a published validation split.
+except for Yin-Yang, which has a published validation split. ``val_split: {fraction: 0.1, by: speaker |
+random, seed: 0}`` (:mod:`sjframe.data.common`): ``by: speaker`` holds out whole speakers (no speaker in
+both ``train`` and ``val``), the default where the file carries speaker ids (``/extra/speaker``: SHD,
+SSC, the spoken-digit files); ``by: random`` holds out a random subset of samples, the default
+elsewhere; the older ``val_fraction`` / ``val_seed`` options are the random form. The test split is
+never used for any choice (the best checkpoint, tuning): it is read only by ``test.py``. The paper's
+protocol (``train.protocol: paper``) trains on the whole training file instead
+(:func:`whole_training_options`) and has no validation split.
 ``time_major_collate`` stacks a list of items into ``x [T, B, *input_shape]`` and ``y [B]``.
 
 Registry (name -> builder); see ``datasets/README.md`` for where each file goes:
@@ -35,7 +42,7 @@ from torch.utils.data import Dataset
 
 from sjframe.core.registry import lookup
 
-__all__ = ["DATASETS", "SPLITS", "build_dataset", "time_major_collate"]
+__all__ = ["DATASETS", "SPLITS", "build_dataset", "time_major_collate", "whole_training_options"]
 
 SPLITS = ("train", "val", "test")
 
@@ -62,6 +69,20 @@ def build_dataset(name: str, split: str, **options: Any) -> Dataset:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for data set {name!r}; valid: {list(SPLITS)}")
     return builder(split, **options)
+
+
+#: data sets whose ``train`` split is its own published set (no validation part is carved from it)
+PUBLISHED_VAL_SPLIT = ("yinyang",)
+
+
+def whole_training_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The ``build_dataset(name, "train", **...)`` options that keep the **whole** training file (no validation
+    split held out; the paper's protocol): ``options`` without ``val_split`` / ``val_fraction`` / ``val_seed``,
+    plus ``val_fraction: 0`` where the data set carves its validation split from the training file."""
+    out = {k: v for k, v in options.items() if k not in ("val_split", "val_fraction", "val_seed")}
+    if name not in PUBLISHED_VAL_SPLIT:
+        out["val_fraction"] = 0.0
+    return out
 
 
 def time_major_collate(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,7 +60,8 @@ __all__ = [
 #: the largest finite float32 (learning rates above it overflow in the parameters' dtype)
 FLOAT32_MAX = 3.4028234663852886e38
 LOSS_MODES = ("first_time", "firing_rate", "rate_ce", "logits_nll")
-SELECT_METRICS = ("acc", "acc_fs", "acc_fr", "loss")
+SELECT_METRICS = ("acc", "acc_fs", "acc_fs_spike", "acc_fr", "loss")
+PROTOCOLS = ("validated", "paper")
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,12 @@ class DataConfig:
         T, T_empty: training / validation window in steps (``T_empty`` empty bins appended); None: the data set's default.
         dt: bin width in ms; None: the data set's default.
         test_T, test_T_empty: test window in steps; None: the training window.
-        clamp, val_fraction, val_seed: common data set options; None: the data set's default.
+        clamp, val_fraction, val_seed: common data set options; None: the data set's default
+            (``val_fraction`` / ``val_seed``: the older, random form of ``val_split``).
+        val_split: the validation split carved from the training file, ``{fraction: 0.1, by: speaker | random,
+            seed: 0}`` (``sjframe.data.common``); None: the data set's default (by speaker where the file has
+            speaker ids, e.g. SHD and the spoken digits; random otherwise). The test set is never used for any
+            choice (``best.pt``, tuning).
         options: further data-set-specific options (e.g. Yin-Yang ``encoding``), passed as they are.
         num_workers: DataLoader worker processes.
     """
@@ -88,6 +94,7 @@ class DataConfig:
     clamp: bool | None = None
     val_fraction: float | None = None
     val_seed: int | None = None
+    val_split: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
 
@@ -104,7 +111,14 @@ class DataConfig:
             raise ValueError(f"data.dt must be a positive number of ms, got {self.dt}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
-        reserved = {"root", "T", "T_empty", "dt", "clamp", "val_fraction", "val_seed"} & set(self.options)
+        if self.val_split is not None:
+            if self.val_fraction is not None or self.val_seed is not None:
+                raise ValueError("give either data.val_split or data.val_fraction / data.val_seed (the older random "
+                                 "form), not both")
+            from sjframe.data.common import resolve_val_split
+
+            resolve_val_split({"val_split": self.val_split})  # keys, by and fraction checked before a run starts
+        reserved = {"root", "T", "T_empty", "dt", "clamp", "val_fraction", "val_seed", "val_split"} & set(self.options)
         if reserved:
             raise ValueError(f"data.options must not repeat the data keys {sorted(reserved)}; set them in data directly")
 
@@ -119,7 +133,7 @@ class DataConfig:
         """Keyword options of ``build_dataset(name, split, **options)`` (unset common options left out)."""
         T, T_empty = self.window(split)
         common = {"root": self.root, "T": T, "T_empty": T_empty, "dt": self.dt, "clamp": self.clamp,
-                  "val_fraction": self.val_fraction, "val_seed": self.val_seed}
+                  "val_fraction": self.val_fraction, "val_seed": self.val_seed, "val_split": self.val_split}
         out = {k: v for k, v in common.items() if v is not None}
         out.update(self.options)
         return out
@@ -154,6 +168,12 @@ class TrainConfig:
         milestones, gamma: MultiStepLR's.
         select_metric: validation metric choosing the best checkpoint (higher is better; ``loss`` is
             lower-better); None: ``acc_fs`` for ``first_time``, ``acc`` for ``logits_nll``, else ``acc_fr``.
+        protocol: ``validated`` (the default: a validation split held out of the training file, ``best.pt``
+            chosen on it) or ``paper`` (seed 003's protocol: train on the whole training file, no validation,
+            no ``best.pt``; the last epoch is tested, and every report says so: not comparable to validated
+            numbers). ``--protocol paper``.
+        tensorboard: also write the training curves (loss, accuracies, ``acc_fs_spike``, ``silent_fraction``,
+            N_s, lr) as TensorBoard event files under ``<run_dir>/tensorboard/`` (rank 0; a resume appends).
         log_interval: batches between progress-bar updates of the running loss.
         init_checkpoint: model weights to start from (a checkpoint file or run directory; seed 003's ``--load_pt_file``).
         max_batches: stop each epoch after this many batches (None: all; for smoke tests).
@@ -189,6 +209,8 @@ class TrainConfig:
     sync_bn: bool = False
     dist_backend: DistBackend = "auto"
     find_unused_parameters: bool = False
+    protocol: Literal["validated", "paper"] = "validated"
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "test_batch_size", "log_interval", "cosine_t_max"):
@@ -205,6 +227,11 @@ class TrainConfig:
             raise ValueError(f"train.grad_clip must be positive or null, got {self.grad_clip}")
         if self.select_metric is not None and self.select_metric not in SELECT_METRICS:
             raise ValueError(f"train.select_metric {self.select_metric!r} unknown; valid: {list(SELECT_METRICS)} or null")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"train.protocol {self.protocol!r} unknown; valid: {list(PROTOCOLS)}")
+        if self.protocol == "paper" and self.select_metric is not None:
+            raise ValueError("train.select_metric has no use under train.protocol paper (no validation split; the "
+                             "last epoch is tested); leave it null")
         if self.max_batches is not None and self.max_batches < 1:
             raise ValueError(f"train.max_batches must be >= 1 or null, got {self.max_batches}")
         if not self.compile_backend.strip():
@@ -366,6 +393,7 @@ TRAIN_FLAGS: dict[str, tuple[str, ...]] = {
     "--T": ("data.T",),
     "--T_empty": ("data.T_empty",),
     "--load_pt_file": ("train.init_checkpoint",),
+    "--protocol": ("train.protocol",),
 }
 #: test.py: ``--T`` / ``--T_empty`` set the **test** window (``--load_pt_file`` is the checkpoint, handled by test.py).
 TEST_FLAGS: dict[str, tuple[str, ...]] = {

@@ -16,6 +16,10 @@ One :class:`Trainer` per run, everything per instance (no module state):
   validation metric improves (never the test set), ``last.pt`` always; both written atomically
   and holding model, optimizer, scheduler, RNG states, epoch, best-so-far and history, so that
   :meth:`Trainer.fit` with ``resume=True`` continues exactly as an uninterrupted run would;
+* ``train.protocol: paper`` (seed 003's protocol): the whole training file, no validation, no ``best.pt``;
+  the last epoch is tested and every report carries :func:`~.evaluation.protocol_label`;
+* ``train.tensorboard: true``: the epoch records also go to TensorBoard event files under
+  ``<run_dir>/tensorboard/`` (rank 0; a resume appends, dropping events after the checkpoint's epoch);
 * a NaN / inf model output (potentials, logits, spikes of any layer), loss or gradient norm stops
   training with :class:`NonFiniteLossError` before the optimiser step, naming the epoch, the batch and
   the last good checkpoint (an event in ``metrics.jsonl``); the checkpoints of the last good epoch are
@@ -58,7 +62,7 @@ from sjframe.core.runtime import (
 )
 from sjframe.methods.surrogate import metrics as metrics_mod
 from sjframe.methods.surrogate.config import SurrogateConfig, config_to_dict
-from sjframe.methods.surrogate.evaluation import bar_disabled, compute_loss, evaluate_model, primary_coding
+from sjframe.methods.surrogate.evaluation import PAPER_LABEL, bar_disabled, compute_loss, evaluate_model, primary_coding
 from sjframe.methods.surrogate.sharding import eval_loader
 from sjframe.models import build_model
 from sjframe.models.base import ModelOutput
@@ -93,7 +97,7 @@ def _round(record: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class _Data:
     train: Dataset
-    val: Dataset
+    val: Dataset | None  # None under train.protocol paper (no validation split)
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -139,6 +143,7 @@ class Trainer:
         self.world_size = self.ctx.world_size
         self.device = self.ctx.device
         set_seed(cfg.seed)
+        self.paper = cfg.train.protocol == "paper"  # seed 003's protocol: no validation split, the last epoch
         self.data = self._build_data()
         self.input_shape = tuple(self.data.train.input_shape)
         self.num_classes = int(self.data.train.num_classes)
@@ -174,15 +179,21 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.best: dict[str, Any] = {"metric": self.select_metric, "value": None, "epoch": None}
         self.history: list[dict[str, Any]] = []
+        if self.paper:
+            self.best = {"metric": "last epoch (protocol: paper)", "value": None, "epoch": None}
+        self._tb: Any = None  # the TensorBoard SummaryWriter while fit() runs (train.tensorboard, rank 0)
 
     # ------------------------------------------------------------------------------ data
     def _build_data(self) -> _Data:
-        from sjframe.data import build_dataset
+        from sjframe.data import build_dataset, whole_training_options
 
         dc = self.cfg.data
-        out = {}
-        for split in ("train", "val"):
-            ds = build_dataset(dc.name, split, **dc.dataset_options(split))
+        out: dict[str, Any] = {"val": None}
+        for split in ("train",) if self.paper else ("train", "val"):
+            options = dc.dataset_options(split)
+            if self.paper:  # the whole training file: nothing held out
+                options = whole_training_options(dc.name, options)
+            ds = build_dataset(dc.name, split, **options)
             if getattr(ds, "time_major", True) is False:
                 raise ValueError(
                     f"data set {dc.name!r} gives items that are not time-major frames (e.g. encoding: raw); "
@@ -343,7 +354,8 @@ class Trainer:
             functional.reset_net(model)
         self._reduce(acc)
         m = acc.compute()
-        return {"train_loss": m["loss"], "train_acc_fs": m["acc_fs"], "train_acc_fr": m["acc_fr"],
+        return {"train_loss": m["loss"], "train_acc_fs": m["acc_fs"], "train_acc_fs_spike": m["acc_fs_spike"],
+                "train_acc_fr": m["acc_fr"], "train_silent_fraction": m["silent_fraction"],
                 "train_acc": m["acc"], "train_n_s": m["n_s"]}
 
     @torch.no_grad()
@@ -372,15 +384,18 @@ class Trainer:
         epochs = tqdm(range(self.epoch + 1, cfg.train.epochs + 1), desc="training", initial=self.epoch,
                       total=cfg.train.epochs, disable=bar_disabled(cfg.train.progress and self.rank == 0),
                       dynamic_ncols=True)
+        self._open_tensorboard(resume)
         try:
             self._epochs(epochs)
         except BaseException:
             epochs.close()
+            self._close_tensorboard()
             self._plot_curves(strict=False)  # also after an error or an interrupt: the curves of the epochs done
             raise
         epochs.close()
+        self._close_tensorboard()
         self._plot_curves(strict=True)
-        summary = {"epochs": self.epoch, "best": dict(self.best),
+        summary = {"epochs": self.epoch, "best": dict(self.best), "protocol": cfg.train.protocol,
                    "last": self.history[-1] if self.history else None,
                    "run_dir": None if self.run is None else str(self.run.path)}
         return summary
@@ -393,8 +408,25 @@ class Trainer:
             record.update(self.train_epoch(epoch))
             if self.scheduler is not None:
                 self.scheduler.step()
+            if self.paper:  # no validation split: the last epoch is the one tested
+                record["protocol"] = "paper"
+                record = _round(record)
+                self.epoch = epoch
+                self.best = {"metric": "last epoch (protocol: paper)", "value": None, "epoch": epoch}
+                self.history.append(record)
+                self._save_checkpoint("last.pt")
+                self._log(record)
+                self._tensorboard(record)
+                epochs.set_postfix(train_loss=f"{record.get('train_loss')}")
+                if self.rank == 0:
+                    print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "train_acc_fs", "train_acc_fr",
+                                                             "protocol") if k in record}), file=sys.stderr, flush=True)
+                for callback in self.callbacks:
+                    callback(epoch, record)
+                continue
             val = self.evaluate(self.data.val, desc=f"val {epoch}")
-            record.update({f"val_{k}": val[k] for k in ("loss", "acc", "acc_fs", "acc_fr", "n_s", "td50", "td90")})
+            record.update({f"val_{k}": val[k] for k in ("loss", "acc", "acc_fs", "acc_fs_spike", "acc_fr",
+                                                        "silent_fraction", "n_s", "td50", "td90")})
             record["val_n_s_per_layer"] = val["n_s_per_layer"]
             record = _round(record)
             self.epoch = epoch
@@ -402,7 +434,8 @@ class Trainer:
             if value is None:
                 raise ValueError(
                     f"validation metric {self.select_metric!r} (train.select_metric) is not available for model "
-                    f"{cfg.model.name!r} with loss.mode {cfg.loss.mode!r}; choose one of acc, acc_fs, acc_fr, loss"
+                    f"{cfg.model.name!r} with loss.mode {cfg.loss.mode!r}; choose one of acc, acc_fs, acc_fs_spike, "
+                    "acc_fr, loss"
                 )
             if _better(self.select_metric, value, self.best["value"]):
                 self.best = {"metric": self.select_metric, "value": value, "epoch": epoch}
@@ -412,12 +445,39 @@ class Trainer:
                 self._save_checkpoint("best.pt")
             self._save_checkpoint("last.pt")
             self._log(record)
+            self._tensorboard(record)
             epochs.set_postfix(val=f"{value}", best=f"{self.best['value']}@{self.best['epoch']}")
             if self.rank == 0:
                 print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "val_loss", "val_acc_fs", "val_acc_fr")
                                   if k in record}), file=sys.stderr, flush=True)
             for callback in self.callbacks:
                 callback(epoch, record)
+
+    def _open_tensorboard(self, resume: bool) -> None:
+        """Open the SummaryWriter of ``train.tensorboard`` (rank 0 with a run directory); a resume appends to the
+        same folder and drops the events logged after the checkpoint's epoch (``purge_step``)."""
+        if not self.cfg.train.tensorboard or self.run is None or self.rank != 0:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = self.epoch + 1 if resume and self.epoch > 0 else None
+        self._tb = SummaryWriter(log_dir=str(self.run.path / "tensorboard"), purge_step=purge)
+
+    def _close_tensorboard(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def _tensorboard(self, record: dict[str, Any]) -> None:
+        """One epoch record as TensorBoard scalars: ``train/<metric>``, ``val/<metric>`` and ``lr``, step = epoch."""
+        if self._tb is None:
+            return
+        for key, value in record.items():
+            if key == "epoch" or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            tag = key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else key
+            self._tb.add_scalar(tag, value, record["epoch"])
+        self._tb.flush()
 
     def _trim_log(self) -> None:
         """On resume, drop epoch records logged after the checkpoint (a crash between log and save)."""
@@ -436,10 +496,12 @@ class Trainer:
             return
         from sjframe.methods.surrogate.plots import plot_training_curves
 
-        keep = ("epoch", "train_loss", "val_loss", "train_acc_fs", "train_acc_fr", "val_acc_fs", "val_acc_fr")
+        keep = ("epoch", "train_loss", "val_loss", "train_acc_fs", "train_acc_fr", "val_acc_fs", "val_acc_fs_spike",
+                "val_acc_fr")
         try:
             plot_training_curves([{k: r.get(k) for k in keep} for r in self.history],
-                                 self.run.plots / "training_curves.png")
+                                 self.run.plots / "training_curves.png",
+                                 title=PAPER_LABEL if self.paper else None)
         except DiskFullError:
             if strict:
                 raise

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,11 +29,30 @@ from sjframe.core.rundir import RunDir
 from sjframe.core.runtime import load_weights, select_device, set_seed, torch_threads
 from sjframe.methods.surrogate import metrics as metrics_mod
 from sjframe.methods.surrogate.config import SurrogateConfig, resolve_config
+from sjframe.methods.surrogate.confusion import write_confusion_json
 from sjframe.methods.surrogate.sharding import eval_loader
 from sjframe.models import build_model
 from sjframe.models.base import ModelOutput
 
-__all__ = ["bar_disabled", "compute_loss", "evaluate_model", "evaluate_run", "format_report", "primary_coding"]
+__all__ = [
+    "PAPER_LABEL",
+    "bar_disabled",
+    "compute_loss",
+    "evaluate_model",
+    "evaluate_run",
+    "format_report",
+    "primary_coding",
+    "protocol_label",
+]
+
+PAPER_LABEL = "protocol: paper (no validation; last epoch; not comparable to validated numbers)"
+VALIDATED_LABEL = ("protocol: validated (checkpoint chosen on a validation split of the training file; "
+                   "test set unused for choices)")
+
+
+def protocol_label(protocol: str) -> str:
+    """The line every report carries for ``train.protocol`` (``validated`` | ``paper``)."""
+    return PAPER_LABEL if protocol == "paper" else VALIDATED_LABEL
 
 
 def compute_loss(
@@ -149,13 +169,18 @@ def format_report(report: dict[str, Any]) -> str:
         return f"{v}{unit}"
 
     m = report["metrics"]
+    silent = m.get("silent_fraction")
     rows = [
+        ("protocol", report.get("protocol_label") or protocol_label(report.get("protocol", "validated"))),
         ("checkpoint", f"{report['checkpoint']} (epoch {report.get('epoch')})"),
         ("data / split", f"{report['data']} / test, {m['n_samples']} samples"),
         ("window", f"T = {report['T']}, T_empty = {report['T_empty']} (T_in = {m['T']}), "
                    f"dt = {fmt(report['dt_ms'], ' ms')}"),
-        ("FS accuracy", fmt(m["acc_fs"], " %")),
+        ("FS accuracy (paper's rule)", fmt(m["acc_fs"], " %")),
+        ("FS accuracy (first spike only)", fmt(m.get("acc_fs_spike"), " %")),
         ("FR accuracy", fmt(m["acc_fr"], " %")),
+        ("silent outputs", "n/a" if silent is None else
+         f"{100.0 * silent:.2f} % ({round(silent * m['n_samples'])} of {m['n_samples']} samples: no output spike)"),
     ]
     if m.get("acc_logits") is not None:
         rows.append(("logits accuracy", fmt(m["acc_logits"], " %")))
@@ -201,6 +226,8 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, ctx: DistC
 
     device = ctx.device
     set_seed(cfg.seed)
+    if cfg.train.protocol == "paper" and Path(checkpoint).name in ("best", "best.pt") and not Path(checkpoint).is_file():
+        checkpoint = "last.pt"  # no validation split, no best.pt: the paper's protocol reports the last epoch
     state, ckpt_path = run.read_checkpoint(checkpoint)
     options = cfg.data.dataset_options("test")
     ds = build_dataset(cfg.data.name, "test", **options)
@@ -217,39 +244,65 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, ctx: DistC
         return {"event": "test", "checkpoint": str(ckpt_path), "metrics": metrics}
     tag = f"test-{ckpt_path.stem}-T{T}-E{T_empty}"
     report = {"event": "test", "checkpoint": str(ckpt_path), "epoch": state.get("epoch"), "data": cfg.data.name,
-              "T": T, "T_empty": T_empty, "dt_ms": dt_ms, "loss_mode": cfg.loss.mode, "metrics": metrics}
+              "T": T, "T_empty": T_empty, "dt_ms": dt_ms, "loss_mode": cfg.loss.mode,
+              "protocol": cfg.train.protocol, "protocol_label": protocol_label(cfg.train.protocol), "metrics": metrics}
+    reports = run.path / "reports"
+    class_names = getattr(ds, "class_names", None)
+    confusion = {}
+    for kind in ("fs", "fr"):
+        if metrics.get(f"confusion_{kind}") is not None:
+            path = reports / f"{tag}-confusion_{kind}.json"
+            confusion[kind] = str(write_confusion_json(metrics[f"confusion_{kind}"], path,
+                                                       "first spike" if kind == "fs" else "spike count", class_names))
+    report["confusion"] = confusion
     table = format_report(report)
     run.write_report(tag, report, table, table_suffix=".txt",
-                     log={k: v for k, v in report.items() if k != "metrics"}
-                     | {k: v for k, v in metrics.items() if not k.startswith("curve_")})
+                     log={k: v for k, v in report.items() if k not in ("metrics", "confusion")}
+                     | {k: v for k, v in metrics.items() if not k.startswith(("curve_", "confusion_"))})
     if cfg.eval.plots:
-        report["plots"] = _test_plots(run, tag, collected, cfg, metrics, dt_ms)
+        report["plots"] = _test_plots(run, tag, collected, cfg, metrics, dt_ms, class_names)
     report["table"] = table
     return report
 
 
 def _test_plots(run: RunDir, tag: str, collected: dict[str, Any], cfg: SurrogateConfig, metrics: dict[str, Any],
-                dt_ms: float | None) -> list[str]:
+                dt_ms: float | None, class_names: Any = None) -> list[str]:
     from sjframe.methods.surrogate import plots
+    from sjframe.methods.surrogate.confusion import plot_confusion
 
     out: list[str] = []
     folder = run.plots / tag
     folder.mkdir(parents=True, exist_ok=True)
+    paper = cfg.train.protocol == "paper"
+    note = f"\n{PAPER_LABEL}" if paper else ""
     for name, spikes in collected["rasters"].items():
         for j in range(min(cfg.eval.raster_samples, spikes.shape[1])):
             label = int(collected["labels"][j])
             path = folder / f"raster-{name}-sample{j}.png"
             out.append(str(plots.plot_raster(spikes[:, j].reshape(spikes.shape[0], -1), path, dt_ms=dt_ms,
-                                             title=f"{name}, test sample {j} (class {label})")))
+                                             title=f"{name}, test sample {j} (class {label}){note}")))
     if collected["t_F"] is not None:
         T_in = metrics["T"]
         out.append(str(plots.plot_first_spike_patterns(collected["t_F"], collected["labels"],
-                                                       folder / "first_spike_patterns.png", T_in=T_in, dt_ms=dt_ms)))
+                                                       folder / "first_spike_patterns.png", T_in=T_in, dt_ms=dt_ms,
+                                                       title=PAPER_LABEL if paper else None)))
         out.append(str(plots.plot_first_spike_histograms(collected["t_F"], collected["labels"],
-                                                         folder / "first_spike_histograms.png", T_in=T_in, dt_ms=dt_ms)))
+                                                         folder / "first_spike_histograms.png", T_in=T_in, dt_ms=dt_ms,
+                                                         title=PAPER_LABEL if paper else None)))
     curve_key = f"curve_{metrics.get('td_curve')}"
     if metrics.get(curve_key):
+        label = "FS (first spike) accuracy" if metrics["td_curve"] == "fs" else "FR accuracy"
         out.append(str(plots.plot_accuracy_vs_time(metrics[curve_key], folder / "accuracy_vs_time.png",
                                                    td50=metrics["td50"], td90=metrics["td90"], dt_ms=dt_ms,
-                                                   label=f"{metrics['td_curve'].upper()} accuracy")))
+                                                   label=label, title=PAPER_LABEL if paper else None)))
+    for kind, what in (("fs", "first-spike decision"), ("fr", "spike-count decision")):
+        matrix = metrics.get(f"confusion_{kind}")
+        if matrix is not None:
+            total = sum(map(sum, matrix))
+            right = sum(matrix[c][c] for c in range(len(matrix)))
+            silent = sum(row[-1] for row in matrix)
+            title = (f"{what}: accuracy {100.0 * right / max(total, 1):.1f} %, silent {100.0 * silent / max(total, 1):.1f} %"
+                     f" of {total}" + (f"\n{PAPER_LABEL}" if paper else ""))
+            out.append(str(plot_confusion(matrix, folder / f"confusion_{kind}.png", title=title,
+                                          class_names=class_names)))
     return out

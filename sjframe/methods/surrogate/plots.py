@@ -63,12 +63,12 @@ def _time_axis(T: int, dt_ms: float | None) -> tuple[np.ndarray, str]:
     return (steps * dt_ms, "time (ms)") if dt_ms else (steps, "time step")
 
 
-def plot_training_curves(records: Sequence[Mapping], path: str | Path) -> Path:
+def plot_training_curves(records: Sequence[Mapping], path: str | Path, title: str | None = None) -> Path:
     """Loss and accuracy per epoch from metrics records (dicts with an ``epoch`` key).
 
     Every numeric key whose name contains ``loss`` goes on the left panel, every one containing
     ``acc`` on the right (e.g. ``train_loss``, ``val_loss``, ``val_acc_fs``); records without an
-    ``epoch`` (test reports, ...) are skipped.
+    ``epoch`` (test reports, ...) are skipped. ``title``: a line above both panels (e.g. the protocol).
     """
     epochs = [r for r in records if isinstance(r, Mapping) and isinstance(r.get("epoch"), (int, float))]
     if not epochs:
@@ -93,6 +93,8 @@ def plot_training_curves(records: Sequence[Mapping], path: str | Path) -> Path:
         if ax.lines:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 
@@ -120,12 +122,14 @@ def _classes(labels: Tensor | np.ndarray | Sequence, n: int) -> np.ndarray:
 
 
 def plot_first_spike_patterns(t_F: Tensor | np.ndarray, labels: Tensor | np.ndarray | Sequence, path: str | Path,
-                              T_in: int | None = None, max_trials: int = 50, dt_ms: float | None = None) -> Path:
+                              T_in: int | None = None, max_trials: int = 50, dt_ms: float | None = None,
+                              title: str | None = None) -> Path:
     """Per-class first-spike patterns: one panel per class, the output neurons' first spikes across trials.
 
     ``t_F [S, N]`` (1-based, from the FS encoder), ``labels [S]``. In the panel of class ``c``, trial
     ``j`` of that class draws a dot at ``(t_F[j, n] - 1, n + offset_j)`` for every neuron that spiked
-    (``t_F <= T_in``; all entries when ``T_in`` is None); the row of neuron ``c`` is shaded.
+    (``t_F <= T_in``; all entries when ``T_in`` is None); the row of neuron ``c`` is shaded. ``title``: a
+    line above the panels (e.g. the protocol).
     """
     arr = _array("t_F", t_F, 2)
     S, N = arr.shape
@@ -151,12 +155,15 @@ def plot_first_spike_patterns(t_F: Tensor | np.ndarray, labels: Tensor | np.ndar
         ax.axis("off")
     fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)", y=-0.04)
     fig.supylabel("output neuron")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 
 def plot_first_spike_histograms(t_F: Tensor | np.ndarray, labels: Tensor | np.ndarray | Sequence, path: str | Path,
-                                T_in: int | None = None, dt_ms: float | None = None) -> Path:
-    """Per class, the histogram of the target neuron's first-spike time ``t_F[j, c] - 1`` (silent ones counted apart)."""
+                                T_in: int | None = None, dt_ms: float | None = None, title: str | None = None) -> Path:
+    """Per class, the histogram of the target neuron's first-spike time ``t_F[j, c] - 1`` (silent ones counted apart);
+    ``title``: a line above the panels (e.g. the protocol)."""
     arr = _array("t_F", t_F, 2)
     S, N = arr.shape
     lab = _classes(labels, S)
@@ -179,6 +186,8 @@ def plot_first_spike_histograms(t_F: Tensor | np.ndarray, labels: Tensor | np.nd
         ax.axis("off")
     fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)", y=-0.04)
     fig.supylabel("samples")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 
@@ -199,8 +208,10 @@ def plot_weight_histograms(weights: Mapping[str, Tensor | np.ndarray], path: str
 
 
 def plot_accuracy_vs_time(curve: Tensor | np.ndarray | Sequence[float], path: str | Path, td50: int | None = None,
-                          td90: int | None = None, dt_ms: float | None = None, label: str = "accuracy") -> Path:
-    """The accuracy-versus-time curve (percent per 0-based step) with td50 / td90 (steps) marked."""
+                          td90: int | None = None, dt_ms: float | None = None, label: str = "accuracy",
+                          title: str | None = None) -> Path:
+    """The accuracy-versus-time curve (percent per 0-based step) with td50 / td90 (steps) marked; ``title``
+    above it (e.g. the protocol)."""
     arr = _array("curve", curve, 1)
     if arr.size == 0:
         raise ValueError("curve is empty")
@@ -214,6 +225,8 @@ def plot_accuracy_vs_time(curve: Tensor | np.ndarray | Sequence[float], path: st
             ax.axvline(value * scale, color=color, linestyle="--", label=f"{name} = {value * scale:g} {unit}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
+    if title:
+        ax.set_title(title, fontsize=8)
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
