@@ -67,7 +67,7 @@ def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
-    from sjframe.aggregate import is_aggregate_dir, print_aggregate
+    from sjframe.methods.aggregate import is_aggregate_dir, print_aggregate
 
     if argv and is_aggregate_dir(argv[0]):  # train.py --seeds ...: print its table
         if len(argv) > 1:

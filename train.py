@@ -71,9 +71,9 @@ def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
-    if any(a.partition("=")[0] in ("--seeds", "--jobs") for a in argv):  # one run per seed: sjframe/multiseed.py
+    if any(a.partition("=")[0] in ("--seeds", "--jobs") for a in argv):  # one run per seed: sjframe/methods/multiseed.py
         from sjframe.core.cli_errors import UserError
-        from sjframe.multiseed import run_seeds
+        from sjframe.methods.multiseed import run_seeds
 
         if not any(a.partition("=")[0] == "--seeds" for a in argv):
             raise UserError("--jobs runs several seeds at once: give --seeds s1 s2 ... too", status=2)

@@ -20,7 +20,7 @@ from sjframe.core.rundir import atomic_write_bytes
 
 __all__ = ["HEADLINE", "collect_scalars", "is_aggregate_dir", "print_aggregate", "summarize", "write_aggregate"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: the metrics plotted (one column each) when the reports have them
 HEADLINE = ("acc_fs", "acc_fs_spike", "acc_fr", "n_s")
 

@@ -29,13 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sjframe.aggregate import collect_scalars, write_aggregate
 from sjframe.core.cli_errors import UserError
 from sjframe.core.rundir import atomic_write_bytes
+from sjframe.methods.aggregate import collect_scalars, write_aggregate
 
 __all__ = ["run_seeds", "worker"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _find_key(method: Any, field: str) -> str | None:
@@ -257,7 +257,7 @@ def _context(method: str) -> Any:
     from sjframe.methods import METHODS
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["sjframe.multiseed", "torch._dynamo", METHODS[method].partition(":")[0]])
+    ctx.set_forkserver_preload(["sjframe.methods.multiseed", "torch._dynamo", METHODS[method].partition(":")[0]])
     return ctx
 
 
