@@ -109,6 +109,22 @@ def test_three_seeds_of_the_default_config(tmp_path, capsys):
     assert "mean ± sd [95 % CI]" in printed and "acc_fs" in printed and str(agg_dir / "aggregate.json") in printed
 
 
+@pytest.mark.slow
+def test_jobs_run_seeds_at_once_with_the_threads_divided(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(multiseed.os, "cpu_count", lambda: 2)
+    status = _load("train").main(["configs/default.yaml", "--seeds", "7", "8", "--jobs", "2", *CHEAP,
+                                  "--train.epochs", "1", "--runs_root", str(tmp_path / "runs")])
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    assert "2 at a time, --threads 1 each" in out.out
+    agg_dir = _aggregate_dir(out.out)
+    agg = json.loads((agg_dir / "aggregate.json").read_text())
+    assert agg["status"] == "complete" and agg["stats"]["acc_fs"]["n"] == 2
+    commands = (agg_dir / "commands.txt").read_text()
+    assert commands.count("OMP_NUM_THREADS=1 ") == 5 and commands.count("--threads 1") == 2
+    assert json.loads((agg_dir / "environment.json").read_text())["jobs"] == 2
+
+
 def test_a_failed_seed_stops_and_names_its_log(tmp_path, capsys):
     runs = tmp_path / "runs"
     status = _load("train").main(["configs/default.yaml", "--seeds", "3", "4", *CHEAP, "--runs_root", str(runs),

@@ -176,7 +176,8 @@ def run_seeds(argv: list[str], special: tuple[str, ...]) -> int:
             k += 1
     (out / "logs").mkdir()
     ctx = _context(plan["method"])
-    extra = (["--" + plan["threads_key"], str(threads)] if threads and not plan["threads_given"] else [])
+    extra = ["--" + plan["threads_key"], str(threads)] if threads and plan["threads_key"] and not plan["threads_given"] \
+        else []
     cmd = {s: [*rest, "--" + plan["seed_key"], str(s), *extra] for s in seeds}
     state: dict[str, Any] = {"dir": out, "plan": plan, "seeds": seeds, "argv": argv, "cmd": cmd, "threads": threads,
                              "runs": {}, "failed": None, "status": "running"}
