@@ -10,7 +10,7 @@ first output spike only, FR accuracy and the share of silent outputs; the confus
 column last) go to ``reports/<tag>-confusion_{fs,fr}.json`` and ``plots/<tag>/confusion_{fs,fr}.png``.
 A run trained with ``train.protocol: paper`` has no ``best.pt``: its last checkpoint is evaluated.
 
-Under ``torchrun --nproc_per_node N test.py <run_dir>`` (surrogate method) each process evaluates
+Under ``torchrun --nproc_per_node N test.py <run_dir>`` (methods that evaluate distributed) each process evaluates
 every N-th test sample, the metrics are summed over the processes, and rank 0 prints and writes.
 
 Options (every one test.py accepts):
@@ -28,7 +28,7 @@ Options (every one test.py accepts):
   -h, --help                                            this text
 
 Config keys: see README "Experiments: configs, train.py / test.py, run directories", configs/default.yaml and
-sjframe/config.py; any key as --section.key value.
+sjframe/methods/surrogate/config.py; any key as --section.key value.
 
 Every failure ends in one line on stderr (test.py: error: ...) and an exit status: 2 a bad command line,
 config or checkpoint path; 1 a failure while evaluating; 130 Ctrl-C; 143 SIGTERM.
@@ -58,7 +58,7 @@ SPECIAL = ("--path_to_yaml", "--load_pt_file", "--checkpoint")
 
 def main(argv: list[str]) -> int:
     """Run test.py with ``argv``; every failure ends in one line on stderr and an exit status (see USAGE)."""
-    from sjframe.cli_errors import run_cli
+    from sjframe.core.cli_errors import run_cli
 
     return run_cli("test.py", _main, argv)
 
@@ -67,22 +67,23 @@ def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
-    from sjframe.aggregate import is_aggregate_dir, print_aggregate
+    from sjframe.methods.aggregate import is_aggregate_dir, print_aggregate
 
     if argv and is_aggregate_dir(argv[0]):  # train.py --seeds ...: print its table
         if len(argv) > 1:
-            from sjframe.cli_errors import UserError
+            from sjframe.core.cli_errors import UserError
 
             raise UserError(f"{argv[0]} is a multi-seed aggregate: test.py takes no other option with it", status=2)
         return print_aggregate(argv[0])
-    from sjframe import distributed
-    from sjframe.cli_errors import UserError, one_line
-    from sjframe.config import TEST_FLAGS, ConfigError, apply_overrides, load_yaml, parse_cli, resolve_config
-    from sjframe.methods import get_method
-    from sjframe.rundir import RunDir, read_checkpoint
+    from sjframe.core import distributed
+    from sjframe.core.cli_errors import UserError, one_line
+    from sjframe.core.config import ConfigError, load_yaml, parse_cli
+    from sjframe.core.rundir import RunDir, read_checkpoint
+    from sjframe.core.runtime import select_device
+    from sjframe.methods import method_of
 
     try:
-        args = parse_cli(argv, TEST_FLAGS, special=SPECIAL)
+        args = parse_cli(argv, special=SPECIAL)
         targets = list(args.positional) + list(args.special.get("--load_pt_file", []))
         if len(targets) != 1:
             raise ConfigError(f"give exactly one run directory or checkpoint (got {targets or 'none'}); see --help")
@@ -98,9 +99,9 @@ def _main(argv: list[str]) -> int:
             raw = state["config"]
         else:
             raise ConfigError(f"{run_path} has no config.yaml; pass --path_to_yaml <config.yaml>")
-        method_name = raw.get("method", "surrogate")
-        method = get_method(method_name)
-        raw = apply_overrides(raw, args.overrides, typed=method_name == "surrogate")
+        method = method_of(raw)
+        raw = method.apply_overrides(raw, args.overrides(method.cli_options("test")))
+        settings = method.parse(raw)
         if (run_path / "config.yaml").is_file():
             run = RunDir.open(run_path)
         else:  # a loose checkpoint: reports go to a folder next to it
@@ -109,25 +110,19 @@ def _main(argv: list[str]) -> int:
             checkpoint = args.special["--checkpoint"][0]
         elif ckpt_file is not None:
             checkpoint = str(ckpt_file)
-        elif method_name == "surrogate":
-            checkpoint = (raw.get("eval") or {}).get("checkpoint", "best")
         else:
-            checkpoint = None  # the method's own default
-        backend, device = "auto", "auto"
-        if method_name == "surrogate":
-            cfg = resolve_config(raw)
-            backend, device = cfg.train.dist_backend, cfg.device
-            if distributed.env_world()[1] == 1:
-                from sjframe.engine import select_device
-
-                select_device(device)
-        elif distributed.env_world()[1] > 1:
-            raise ConfigError(f"method {method_name!r} evaluates in one process; start it without torchrun")
+            checkpoint = method.default_checkpoint(settings)
+        world = distributed.env_world()[1]
+        if world > 1 and not method.capabilities.supports_distributed:
+            raise ConfigError(f"method {method.name!r} evaluates in one process; start it without torchrun")
+        backend, device = method.dist_backend(settings), method.device_spec(settings)
+        if world == 1:
+            select_device(device, method.device_key())
         distributed.check_launch(backend, device)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(one_line(exc), status=2) from exc
     with distributed.launch(backend, device) as ctx:  # a process group under torchrun, else nothing
-        report = method.evaluate(raw, run) if checkpoint is None else method.evaluate(raw, run, checkpoint)
+        report = method.evaluate(raw, run, checkpoint, ctx=ctx)
         if not ctx.is_main:
             return 0
     table = report.get("table")

@@ -1,10 +1,12 @@
 """Train an experiment from a YAML config: ``python train.py <config.yaml> [--key value ...]``.
 
-Dispatches on the config's top-level ``method`` (default ``surrogate``) to
-``sjframe.methods.<method>.train``. The run goes to ``<runs_root>/<name>-<timestamp>/`` (``name``:
+Dispatches on the config's top-level ``method`` (default ``surrogate``) to that method's ``Method``
+object (:mod:`sjframe.methods.registry`); what it offers (``--resume``, ``--resume_epoch``, torchrun)
+comes from its declared capabilities. The run goes to ``<runs_root>/<name>-<timestamp>/`` (``name``:
 the config's ``name`` or the file's stem) and the last line printed is ``run_dir: <path>``.
 
-Several processes / GPUs / nodes (surrogate method): ``torchrun --nproc_per_node N train.py <config.yaml>``
+Several processes / GPUs / nodes (methods that train distributed, e.g. surrogate):
+``torchrun --nproc_per_node N train.py <config.yaml>``
 (DistributedDataParallel; ``train.batch_size`` is the global batch; rank 0 creates the run directory and
 writes every file; ``--resume`` works the same way). See README, "Training on several GPUs".
 
@@ -32,7 +34,7 @@ Options (every one train.py accepts):
   -h, --help                                      this text
 
 Config keys: see README "Experiments: configs, train.py / test.py, run directories", configs/default.yaml and
-sjframe/config.py (surrogate method); other methods: their section in README. Any key as --section.key value.
+sjframe/methods/surrogate/config.py (surrogate method); other methods: README. Any key as --section.key value.
 
 Every failure ends in one line on stderr (train.py: error: ...) and an exit status: 2 a bad command line or
 config, or the run directory is in use; 1 anything else (an unreadable checkpoint, a full disk, NaN / inf);
@@ -42,16 +44,15 @@ directory behind.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sjframe.distributed import DistContext
-    from sjframe.rundir import RunDir
+    from sjframe.core.distributed import DistContext
+    from sjframe.core.rundir import RunDir
+    from sjframe.methods.base import Method
 
 USAGE = __doc__
 
@@ -61,7 +62,7 @@ SPECIAL = ("--path_to_yaml", "--resume", "--resume_epoch", "--runs_root")
 
 def main(argv: list[str]) -> int:
     """Run train.py with ``argv``; every failure ends in one line on stderr and an exit status (see USAGE)."""
-    from sjframe.cli_errors import run_cli
+    from sjframe.core.cli_errors import run_cli
 
     return run_cli("train.py", _main, argv)
 
@@ -70,9 +71,9 @@ def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
-    if any(a.partition("=")[0] in ("--seeds", "--jobs") for a in argv):  # one run per seed: sjframe/multiseed.py
-        from sjframe.cli_errors import UserError
-        from sjframe.multiseed import run_seeds
+    if any(a.partition("=")[0] in ("--seeds", "--jobs") for a in argv):  # one run per seed: sjframe/methods/multiseed.py
+        from sjframe.core.cli_errors import UserError
+        from sjframe.methods.multiseed import run_seeds
 
         if not any(a.partition("=")[0] == "--seeds" for a in argv):
             raise UserError("--jobs runs several seeds at once: give --seeds s1 s2 ... too", status=2)
@@ -86,15 +87,16 @@ def _main(argv: list[str]) -> int:
 
 
 def _start(argv: list[str], held: list[RunDir]) -> int:
-    from sjframe import distributed
-    from sjframe.cli_errors import UserError, one_line
-    from sjframe.config import TRAIN_FLAGS, apply_overrides, load_yaml, parse_cli, resolve_config
-    from sjframe.methods import get_method
-    from sjframe.rundir import RunDir
+    from sjframe.core import distributed
+    from sjframe.core.cli_errors import UserError, one_line
+    from sjframe.core.config import load_yaml, parse_cli
+    from sjframe.core.rundir import RunDir
+    from sjframe.core.runtime import select_device
+    from sjframe.methods import method_of
 
     main_rank = distributed.env_world()[0] == 0
     try:
-        args = parse_cli(argv, TRAIN_FLAGS, special=SPECIAL)
+        args = parse_cli(argv, special=SPECIAL)
         resume_dir = args.special.get("--resume")
         resume_epoch = _resume_epoch(args.special.get("--resume_epoch"), resume_dir is not None)
         config_paths = list(args.positional) + list(args.special.get("--path_to_yaml", []))
@@ -112,23 +114,27 @@ def _start(argv: list[str], held: list[RunDir]) -> int:
                 raise UserError(f"give exactly one config file (got {config_paths or 'none'}); see --help", status=2)
             raw = load_yaml(config_paths[0])
             run = None
-        method_name = raw.get("method", "surrogate")
-        method = get_method(method_name)
-        if resume_epoch is not None and "resume_epoch" not in inspect.signature(method.train).parameters:
-            raise UserError(f"method {method_name!r} keeps no savepoints: --resume_epoch is not available "
+        method = method_of(raw)
+        caps = method.capabilities
+        if resume_dir is not None and not caps.supports_resume:
+            raise UserError(f"method {method.name!r} cannot continue a run: --resume is not available", status=2)
+        if resume_epoch is not None and not caps.keeps_savepoints:
+            raise UserError(f"method {method.name!r} keeps no savepoints: --resume_epoch is not available "
                             "(--resume continues from the last checkpoint)", status=2)
         if run is not None:
             resume_from = _check_resume(run, resume_epoch)
-        raw = apply_overrides(raw, args.overrides, typed=method_name == "surrogate")
-        backend, device = "auto", "auto"
-        if method_name == "surrogate":
-            cfg = resolve_config(raw)  # validate before a run directory is created
-            backend, device = cfg.train.dist_backend, cfg.device
-        if distributed.env_world()[1] > 1 and method_name != "surrogate":
-            raise UserError(f"method {method_name!r} runs in one process; start it without torchrun "
-                            "(only the surrogate method trains distributed)", status=2)
+        overrides = args.overrides(method.cli_options("train"))
+        raw = method.apply_overrides(raw, overrides)
+        settings = method.parse(raw)  # validate before a run directory is created
+        world = distributed.env_world()[1]
+        if world > 1 and not caps.supports_distributed:
+            raise UserError(f"method {method.name!r} runs in one process; start it without torchrun "
+                            "(it does not train distributed)", status=2)
+        backend, device = method.dist_backend(settings), method.device_spec(settings)
         distributed.check_launch(backend, device)
-        _precheck(method_name, method, raw)
+        if world == 1:
+            select_device(device, method.device_key())
+        method.precheck(settings)  # e.g. kernel backends, initial weights (the data files are read when training starts)
         name = (raw.get("name") or Path(config_paths[0]).stem) if run is None else None
         roots = args.special.get("--runs_root") or [raw.get("runs_root", "runs")]
         if len(roots) != 1:
@@ -139,7 +145,7 @@ def _start(argv: list[str], held: list[RunDir]) -> int:
         if run.repair_log():
             print(f"train.py: note: {run.metrics_path} ended in a partial line (a write cut off); dropped it, "
                   "resuming from the last complete record", file=sys.stderr)
-        run.record_resume({path: _get(raw, path) for path, _ in args.overrides}, *resume_from, argv)
+        run.record_resume({path: _get(raw, path) for path, _ in overrides}, *resume_from, argv)
     # under torchrun: every process runs from here on, in one process group; rank 0 creates the run
     # directory, writes every file and prints
     with distributed.launch(backend, device) as ctx:
@@ -151,7 +157,7 @@ def _start(argv: list[str], held: list[RunDir]) -> int:
 
 def _check_resume(run: RunDir, resume_epoch: int | None) -> tuple[str, Any]:
     """``(checkpoint name, its epoch)`` of the checkpoint a resume starts from; an unreadable one is an error now."""
-    from sjframe.cli_errors import UserError, one_line
+    from sjframe.core.cli_errors import UserError, one_line
 
     name = "last.pt" if resume_epoch is None else f"epoch_{resume_epoch}.pt"
     try:
@@ -168,52 +174,9 @@ def _get(raw: dict, path: str) -> Any:
     return node
 
 
-def _precheck(method_name: str, method: ModuleType, raw: dict) -> None:
-    """What can be checked before a run directory exists: devices, kernel backends, initial weights, the
-    method's own config section (the data files are read when training starts; a failed start removes the
-    then still empty run directory)."""
-    import dataclasses
-
-    import torch
-
-    from sjframe.cli_errors import UserError
-    from sjframe.configtools import dataclass_from_dict
-
-    if method_name == "surrogate":
-        from sjframe import distributed
-        from sjframe.config import resolve_config
-        from sjframe.engine import load_model_state, select_device
-
-        cfg = resolve_config(raw)
-        if distributed.env_world()[1] == 1:
-            select_device(cfg.device)
-        for where, value in _walk(cfg.model.options, "model"):
-            if where.endswith(".backend") and value == "cupy":
-                from sjframe.neurons.base import cupy_unavailable_reason
-
-                reason = cupy_unavailable_reason()
-                if reason is not None:
-                    raise UserError(f"--{where} cupy cannot run here: {reason}; use --{where} torch", status=2)
-        if cfg.train.init_checkpoint:
-            load_model_state(cfg.train.init_checkpoint)  # readable and holding weights (shapes: at model build)
-        return
-    conf = dataclass_from_dict(method.CONFIG, raw.get(method_name), method_name)
-    for where, value in _walk(dataclasses.asdict(conf), method_name):
-        if where.endswith(".device") and isinstance(value, str) and value.startswith("cuda") \
-                and not torch.cuda.is_available():
-            raise UserError(f"{where} {value!r} requested but CUDA is not available here; use cpu or auto", status=2)
-
-
-def _walk(node: Any, prefix: str) -> list[tuple[str, Any]]:
-    """``(dotted path, value)`` of every leaf of nested dicts."""
-    if not isinstance(node, dict):
-        return [(prefix, node)]
-    return [item for key, value in node.items() for item in _walk(value, f"{prefix}.{key}")]
-
-
 def _resume_epoch(values: list[str] | None, resuming: bool) -> int | None:
     """The ``--resume_epoch K`` value (an int >= 0), checked; None when not given."""
-    from sjframe.config import ConfigError
+    from sjframe.core.config import ConfigError
 
     if values is None:
         return None
@@ -224,13 +187,13 @@ def _resume_epoch(values: list[str] | None, resuming: bool) -> int | None:
     return int(values[0])
 
 
-def _train(method: ModuleType, raw: dict, run: RunDir, resume: bool, ctx: DistContext,
+def _train(method: Method, raw: dict, run: RunDir, resume: bool, ctx: DistContext,
            resume_epoch: int | None = None) -> int:
     """Train into ``run``: exit status 0, 1 (a training error), 130 (Ctrl-C) or 143 (SIGTERM).
 
     A fresh run that failed before writing anything but its config is removed (nothing left behind).
     """
-    from sjframe.cli_errors import SIGINT_STATUS, SIGTERM_STATUS, Terminated, UserError, describe
+    from sjframe.core.cli_errors import SIGINT_STATUS, SIGTERM_STATUS, Terminated, UserError, describe
 
     def say(*values: object, **kwargs: Any) -> None:
         if ctx.is_main:
@@ -238,8 +201,7 @@ def _train(method: ModuleType, raw: dict, run: RunDir, resume: bool, ctx: DistCo
 
     say(f"run_dir: {run.path}", file=sys.stderr, flush=True)
     try:
-        kwargs = {} if resume_epoch is None else {"resume_epoch": resume_epoch}
-        summary = method.train(raw, run, resume=resume, **kwargs)
+        summary = method.train(raw, run, resume=resume, resume_epoch=resume_epoch, ctx=ctx)
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         if ctx.is_main and not resume and run.remove_if_empty():

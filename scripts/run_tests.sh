@@ -10,7 +10,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 .venv/bin/python -m pytest -q "$@"
 # 2. The numerically sensitive files (kernel versus torch, backend versus backend) again under torch's
 #    scalar kernels (issue #15): the same tests must hold with another implementation of log / exp, as
-#    on another CPU model; their bounds are ulp bounds (cupy_neurons/testing.py), not bit equality.
+#    on another CPU model; their bounds are ulp bounds (tests/support/kernel_cases.py), not bit equality.
 #    Skipped when arguments select tests. Adds about 65 s of CPU time (measured with OMP_NUM_THREADS=2 on
 #    the 2-core AMD EPYC development machine, best capability AVX2: 110 s wall there while other jobs shared
 #    the cores, 577 tests).

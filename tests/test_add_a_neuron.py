@@ -8,7 +8,7 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional
 
-from sjframe.configtools import ConfigError
+from sjframe.core.config import ConfigError
 from sjframe.models import build_model
 from sjframe.neurons import build_neuron, neuron_names
 from tests.support.if_neuron import IF, IFState, if_multi_step

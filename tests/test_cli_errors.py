@@ -22,10 +22,10 @@ import pytest
 import torch
 import yaml
 
-from sjframe.cli_errors import UserError
-from sjframe.config import TEST_FLAGS, TRAIN_FLAGS
+from sjframe.core.cli_errors import UserError
+from sjframe.core.rundir import RunDir, file_mode
 from sjframe.data.writers import random_dataset_files
-from sjframe.rundir import RunDir, file_mode
+from sjframe.methods.surrogate.config import TEST_FLAGS, TRAIN_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where there is no GPU")
@@ -281,12 +281,12 @@ def test_disk_full_while_writing_a_plot(trained, tmp_path):
 
 _CTRL_C_IN_TEST = """
 import os, signal
-import sjframe.engine as engine
-real = engine.evaluate_model
+import sjframe.methods.surrogate.evaluation as evaluation
+real = evaluation.evaluate_model
 def evaluate_model(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the test set is evaluated
     return real(*args, **kwargs)
-engine.evaluate_model = evaluate_model
+evaluation.evaluate_model = evaluate_model
 """
 
 
@@ -411,7 +411,7 @@ def test_partial_metrics_line_in_process(tmp_path):
 
 
 def test_disk_full_in_the_atomic_writer_in_process(tmp_path, monkeypatch):
-    from sjframe import rundir
+    from sjframe.core import rundir
 
     run = RunDir.create("full", root=tmp_path)
     run.save_checkpoint({"epoch": 1}, "last.pt")

@@ -7,24 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from sjframe.config import (
-    TEST_FLAGS,
-    TRAIN_FLAGS,
-    ConfigError,
-    SurrogateConfig,
-    apply_overrides,
-    config_to_dict,
-    load_yaml,
-    parse_cli,
-    resolve_config,
-)
+from sjframe.core.config import ConfigError, apply_overrides, load_yaml, parse_cli
+from sjframe.methods.surrogate.config import SurrogateConfig, cli_options, config_to_dict, key_type, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(argv: str, raw: dict | None = None, flags: dict = TRAIN_FLAGS) -> SurrogateConfig:
-    args = parse_cli(argv.split(), flags)
-    return resolve_config(apply_overrides(raw or {}, args.overrides))
+def _cli(argv: str, raw: dict | None = None, command: str = "train") -> SurrogateConfig:
+    args = parse_cli(argv.split())
+    return resolve_config(apply_overrides(raw or {}, args.overrides(cli_options(command)), key_type))
 
 
 def test_defaults_are_filled_and_frozen():
@@ -94,9 +85,9 @@ def test_seed_003_run_sh_line():
         "--loss_mode first_time --T 100 --T_empty 0 --dt 10 --hidden_size 256 256 --FS 0.2 16 200 "
         "--neuron1 5. 5. 0.5 --neuron2 60. 60. 10 --treg 0.01 0.02"
     )
-    args = parse_cli(line.split(), TRAIN_FLAGS, special=("--path_to_yaml",))
+    args = parse_cli(line.split(), special=("--path_to_yaml",))
     assert args.special["--path_to_yaml"] == ["cfg.yaml"]
-    cfg = resolve_config(apply_overrides({}, args.overrides))
+    cfg = resolve_config(apply_overrides({}, args.overrides(cli_options("train")), key_type))
     assert cfg.train.log_interval == 5 and cfg.train.lr == 1e-3
     assert cfg.train.batch_size == 128 and cfg.train.test_batch_size == 256 and cfg.train.epochs == 80
     assert cfg.loss.mode == "first_time"
@@ -123,7 +114,7 @@ def test_flags_and_generic_overrides():
 
 
 def test_test_flags_set_the_test_window():
-    cfg = _cli("--T 250 --T_empty 0", raw={"data": {"T": 80, "T_empty": 20}}, flags=TEST_FLAGS)
+    cfg = _cli("--T 250 --T_empty 0", raw={"data": {"T": 80, "T_empty": 20}}, command="test")
     assert (cfg.data.T, cfg.data.T_empty) == (80, 20)
     assert cfg.data.window("test") == (250, 0)
     assert cfg.data.window("val") == (80, 20)

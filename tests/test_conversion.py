@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from sjframe.configtools import ConfigError
-from sjframe.learning.conversion import (
+from sjframe.core.config import ConfigError
+from sjframe.core.rundir import RunDir
+from sjframe.methods import get_method
+from sjframe.methods.conversion.convert import (
     build_ann,
     convert,
     encode_step,
@@ -15,8 +17,6 @@ from sjframe.learning.conversion import (
     simulate,
     spike_counts,
 )
-from sjframe.methods import get_method
-from sjframe.rundir import RunDir
 from tests.conftest import requires_cuda
 
 

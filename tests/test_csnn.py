@@ -11,10 +11,11 @@ from PIL import Image
 from spikingjelly.activation_based import functional as sj_functional
 
 from sjframe.coding.losses import rate_ce_loss
-from sjframe.config import ConfigError, load_yaml, resolve_config
+from sjframe.core.config import ConfigError, load_yaml
 from sjframe.data.writers import random_dataset_files
-from sjframe.engine import Trainer
-from sjframe.learning.animation import animate_spike_counts, spike_count_gifs
+from sjframe.methods.surrogate.animation import animate_spike_counts, spike_count_gifs
+from sjframe.methods.surrogate.config import resolve_config
+from sjframe.methods.surrogate.engine import Trainer
 from sjframe.models import build_model
 from sjframe.neurons.lif import LIF
 
@@ -103,9 +104,9 @@ def test_spike_count_animation(tmp_path):
 
 
 def test_gifs_from_a_trained_run(data_roots, tmp_path):
-    from sjframe.learning.animation import main as animation_main
+    from sjframe.core.rundir import RunDir
     from sjframe.methods import get_method
-    from sjframe.rundir import RunDir
+    from sjframe.methods.surrogate.animation import main as animation_main
 
     raw = load_yaml(ROOT / "configs" / "csnn_mnist.yaml")
     raw["data"].update({"root": str(data_roots["mnist"]), "T": 3, "val_fraction": 0.25})

@@ -1,4 +1,4 @@
-"""Distributed data-parallel training (sjframe.distributed): 2 CPU processes with gloo vs one process.
+"""Distributed data-parallel training (sjframe.methods.surrogate.distributed): 2 CPU processes with gloo vs one process.
 
 The 2-process test spawns two workers (``torch.multiprocessing``) that open the process group from
 torchrun's environment variables (the path ``train.py`` takes under torchrun) on a small SHD data
@@ -22,13 +22,15 @@ import pytest
 import torch
 import yaml
 
-from sjframe import distributed
-from sjframe.config import resolve_config
+from sjframe.core import distributed as core_dist
+from sjframe.core.rundir import RunDir
 from sjframe.data.writers import random_dataset_files
-from sjframe.engine import Trainer, evaluate_run
-from sjframe.metrics import EvalAccumulator
+from sjframe.methods.surrogate import distributed, sharding
+from sjframe.methods.surrogate.config import resolve_config
+from sjframe.methods.surrogate.engine import Trainer
+from sjframe.methods.surrogate.evaluation import evaluate_run
+from sjframe.methods.surrogate.metrics import EvalAccumulator
 from sjframe.models.base import ModelOutput
-from sjframe.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN_FILE, N_TEST = 45, 11  # val_fraction 0.29 -> 13 validation, 32 training samples
@@ -86,7 +88,7 @@ def test_train_shards_give_the_single_process_batches():
         single = [y for _, y in Trainer._loader(engine_self, ds, train=True, epoch=epoch)]
         shards = []
         for rank in range(W):
-            sampler = distributed.ShardSampler(ds, W, rank, shuffle=True, seed=7)
+            sampler = sharding.ShardSampler(ds, W, rank, shuffle=True, seed=7)
             sampler.set_epoch(epoch)
             shards.append([y for _, y in DataLoader(ds, batch_size=B // W, sampler=sampler)])
         assert len(shards[0]) == len(shards[1]) == len(single) == 4
@@ -94,46 +96,46 @@ def test_train_shards_give_the_single_process_batches():
             together = torch.cat([shards[r][i] for r in range(W)])
             assert sorted(together.tolist()) == sorted(batch.tolist())
         orders.append(torch.cat(single).tolist())
-        assert orders[-1] == distributed.engine_permutation(32, 7, epoch)
+        assert orders[-1] == sharding.engine_permutation(32, 7, epoch)
     assert orders[0] != orders[1] and sorted(orders[0]) == list(range(32))
 
 
 def test_train_shards_pad_and_eval_shards_do_not():
     ds = list(range(7))
-    train = [list(distributed.ShardSampler(ds, 3, r, shuffle=True, seed=0)) for r in range(3)]
+    train = [list(sharding.ShardSampler(ds, 3, r, shuffle=True, seed=0)) for r in range(3)]
     assert [len(s) for s in train] == [3, 3, 3]  # padded to 9: every rank runs the same number of steps
     flat = sum(train, [])
     assert set(flat) == set(range(7)) and len(flat) == 9
-    evals = [list(distributed.ShardSampler(ds, 3, r, shuffle=False, pad=False)) for r in range(3)]
+    evals = [list(sharding.ShardSampler(ds, 3, r, shuffle=False, pad=False)) for r in range(3)]
     assert evals == [[0, 3, 6], [1, 4], [2, 5]]
-    assert [len(distributed.ShardSampler(ds, 3, r, shuffle=False, pad=False)) for r in range(3)] == [3, 2, 2]
+    assert [len(sharding.ShardSampler(ds, 3, r, shuffle=False, pad=False)) for r in range(3)] == [3, 2, 2]
     with pytest.raises(ValueError, match="shuffle without padding"):
-        distributed.ShardSampler(ds, 3, 0, shuffle=True, pad=False)
+        sharding.ShardSampler(ds, 3, 0, shuffle=True, pad=False)
 
 
 def test_interleave_restores_the_original_order():
     items = torch.arange(11 * 2).reshape(11, 2)
     parts = [items[r::3] for r in range(3)]
-    torch.testing.assert_close(distributed.interleave(parts), items)
+    torch.testing.assert_close(core_dist.interleave(parts), items)
     spikes = torch.rand(4, 5, 3)  # rasters: samples on dim 1
-    torch.testing.assert_close(distributed.interleave([spikes[:, r::2] for r in range(2)], dim=1), spikes)
+    torch.testing.assert_close(core_dist.interleave([spikes[:, r::2] for r in range(2)], dim=1), spikes)
     with pytest.raises(ValueError, match="round-robin"):
-        distributed.interleave([items[:3], items[3:]])
+        core_dist.interleave([items[:3], items[3:]])
 
 
 def test_global_batch_must_divide_and_other_boundary_errors():
-    assert distributed.per_rank_batch(128, 4) == 32
+    assert sharding.per_rank_batch(128, 4) == 32
     with pytest.raises(ValueError, match="train.batch_size 10 is the global batch.*divisible by the number of processes 4"):
-        distributed.per_rank_batch(10, 4)
+        sharding.per_rank_batch(10, 4)
     with pytest.raises(ValueError, match="nccl needs CUDA"):
-        distributed.resolve_backend("nccl", torch.device("cpu"))
+        core_dist.resolve_backend("nccl", torch.device("cpu"))
     with pytest.raises(ValueError, match="dist_backend must be one of"):
-        distributed.resolve_backend("mpi", torch.device("cpu"))
-    assert distributed.resolve_backend("auto", torch.device("cpu")) == "gloo"
+        core_dist.resolve_backend("mpi", torch.device("cpu"))
+    assert core_dist.resolve_backend("auto", torch.device("cpu")) == "gloo"
     with pytest.raises(ValueError, match="pins every process to one GPU"):
-        distributed.rank_device("cuda:0", 1, 2)
-    assert distributed.rank_device("cpu", 1, 2) == torch.device("cpu")
-    assert distributed.rank_seed(0, 1) != distributed.rank_seed(0, 2) != distributed.rank_seed(1, 1)
+        core_dist.rank_device("cuda:0", 1, 2)
+    assert core_dist.rank_device("cpu", 1, 2) == torch.device("cpu")
+    assert core_dist.rank_seed(0, 1) != core_dist.rank_seed(0, 2) != core_dist.rank_seed(1, 1)
     with pytest.raises(ValueError, match="compile_backend 'nope' unknown"):
         distributed.apply_compile(torch.nn.Linear(2, 2), resolve_config({"train": {"compile": True,
                                                                                  "compile_backend": "nope"}}))
@@ -141,20 +143,20 @@ def test_global_batch_must_divide_and_other_boundary_errors():
 
 def test_torchrun_environment_is_read_and_checked(monkeypatch):
     _without_torchrun_env(monkeypatch)
-    assert distributed.env_world() == (0, 1, 0)
-    with distributed.launch("gloo", "cpu") as ctx:  # no torchrun: no process group
+    assert core_dist.env_world() == (0, 1, 0)
+    with core_dist.launch("gloo", "cpu") as ctx:  # no torchrun: no process group
         assert not ctx.is_distributed and ctx.is_main and ctx.world_size == 1
         assert not torch.distributed.is_initialized()
         assert ctx.broadcast_object("x") == "x" and ctx.all_true(False) is False
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "5")
     with pytest.raises(ValueError, match="inconsistent torchrun environment"):
-        distributed.env_world()
+        core_dist.env_world()
     monkeypatch.setenv("RANK", "1")
     with pytest.raises(RuntimeError, match="no process group is open"):
-        distributed.current_context("cpu")
+        core_dist.current_context("cpu")
     with pytest.raises(ValueError, match="nccl needs CUDA"):
-        distributed.check_launch("nccl", "cpu")
+        core_dist.check_launch("nccl", "cpu")
 
 
 def test_single_process_trainer_is_unchanged(shd_root, monkeypatch):
@@ -166,7 +168,7 @@ def test_single_process_trainer_is_unchanged(shd_root, monkeypatch):
 
 def test_sync_bn_needs_cuda_and_keeps_the_optimizer_parameters(shd_root):
     cfg = resolve_config(tiny(shd_root, model={"batchnorm": True}, train={"sync_bn": True}))
-    ctx = distributed.DistContext(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"), backend="gloo")
+    ctx = core_dist.DistContext(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"), backend="gloo")
     with pytest.raises(ValueError, match="sync_bn needs CUDA"):
         distributed.DistributedTrainer(cfg, None, ctx)
     # the conversion DistributedTrainer does on GPUs keeps the parameters the optimiser holds
@@ -183,7 +185,7 @@ def test_reduce_accumulator_is_a_no_op_in_one_process():
     spikes = (torch.rand(5, 3, 4) > 0.5).float()
     acc.update(ModelOutput(spikes=spikes, h=torch.rand(5, 3, 4), layer_spikes={"output": spikes}), torch.tensor([0, 1, 2]))
     before = acc.compute()
-    distributed.DistContext().reduce_accumulator(acc)
+    core_dist.DistContext().reduce_accumulator(acc)
     assert acc.compute() == before
 
 
@@ -218,7 +220,7 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
     import train as train_cli
 
     out: dict = {}
-    with distributed.launch("gloo", "cpu") as ctx:
+    with core_dist.launch("gloo", "cpu") as ctx:
         assert ctx.is_distributed and ctx.rank == rank and ctx.world_size == world
         # 0. the collectives: a flag false on one rank is false everywhere; accumulators that differ are an error
         out["all_true"] = (ctx.all_true(True), ctx.all_true(rank == 0))
@@ -231,7 +233,7 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
         except ValueError as exc:
             out["mismatch"] = str(exc)
         # 1. the same config as the single-process reference, 2 epochs x 4 steps of global batch 8
-        run = distributed.create_run_dir("ddp", job["runs"], ctx)
+        run = core_dist.create_run_dir("ddp", job["runs"], ctx)
         trainer = distributed.make_trainer(resolve_config(job["exact"]), run)
         assert isinstance(trainer, distributed.DistributedTrainer) and trainer.local_batch == 4
         trainer.fit()
@@ -241,10 +243,10 @@ def _worker(rank: int, world: int, port: int, job: dict) -> None:
         out["ref_val"] = trainer.evaluate(trainer.data.val)
         # 3. exact resume under 2 processes (dropout: the per-rank RNG states matter)
         cfg = resolve_config(job["dropout"])
-        straight = distributed.make_trainer(cfg, distributed.create_run_dir("straight", job["runs"], ctx))
+        straight = distributed.make_trainer(cfg, core_dist.create_run_dir("straight", job["runs"], ctx))
         straight.fit()
         out["straight"] = _summary(straight)
-        resumed_run = distributed.create_run_dir("resumed", job["runs"], ctx)
+        resumed_run = core_dist.create_run_dir("resumed", job["runs"], ctx)
 
         def stop_after_one(epoch: int, record: dict) -> None:
             if epoch == 1:

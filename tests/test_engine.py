@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from sjframe.coding import losses
-from sjframe.config import resolve_config
+from sjframe.core import runtime
+from sjframe.core.rundir import RunDir
 from sjframe.data.writers import random_dataset_files
-from sjframe.engine import NonFiniteLossError, Trainer, compute_loss, evaluate_run
+from sjframe.methods.surrogate.config import resolve_config
+from sjframe.methods.surrogate.engine import NonFiniteLossError, Trainer
+from sjframe.methods.surrogate.evaluation import compute_loss, evaluate_run
 from sjframe.models.base import ModelOutput
-from sjframe.rundir import RunDir
 from tests.conftest import requires_cuda
 
 
@@ -240,9 +242,7 @@ def test_multistep_schedule(shd_root):
 def test_cuda_rng_states_restore_on_a_different_gpu_count(monkeypatch, saved, visible):
     """A checkpoint written with ``saved`` visible GPUs resumes with ``visible`` GPUs: the states of the
     devices both have are restored, none past the last visible device (no GPU needed: torch.cuda mocked)."""
-    from sjframe import engine
-
-    state = engine._rng_state()  # the CPU states, taken before torch.cuda is mocked
+    state = runtime.rng_state()  # the CPU states, taken before torch.cuda is mocked
     state["cuda"] = [torch.full((4,), i, dtype=torch.uint8) for i in range(saved)]
     restored = {}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -253,7 +253,7 @@ def test_cuda_rng_states_restore_on_a_different_gpu_count(monkeypatch, saved, vi
         restored[index] = state
 
     monkeypatch.setattr(torch.cuda, "set_rng_state", set_state)
-    engine._set_rng_state(state)
+    runtime.set_rng_state(state)
     assert sorted(restored) == list(range(min(saved, visible)))
     assert all(int(restored[i][0]) == i for i in restored)
 
@@ -261,18 +261,16 @@ def test_cuda_rng_states_restore_on_a_different_gpu_count(monkeypatch, saved, vi
 def test_rng_state_of_a_cpu_run_does_not_initialise_cuda(monkeypatch):
     """On a GPU machine a CPU run (CUDA never initialised) saves no CUDA states: reading them would
     initialise CUDA and open a context on the GPU (torch.cuda mocked: no GPU needed)."""
-    from sjframe import engine
-
     def refuse() -> list:
         raise AssertionError("CUDA RNG states read in a process that never used CUDA")
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", refuse)
-    assert "cuda" not in engine._rng_state()
+    assert "cuda" not in runtime.rng_state()
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.zeros(4, dtype=torch.uint8)])
-    assert len(engine._rng_state()["cuda"]) == 1
+    assert len(runtime.rng_state()["cuda"]) == 1
 
 
 def test_nan_inside_the_forward_pass_stops_with_the_last_good_checkpoint(shd_root, tmp_path):

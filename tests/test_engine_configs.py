@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sjframe.config import load_yaml, resolve_config
+from sjframe.core.config import load_yaml
 from sjframe.data.writers import random_dataset_files
-from sjframe.engine import Trainer
+from sjframe.methods.surrogate.config import resolve_config
+from sjframe.methods.surrogate.engine import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = sorted(p for p in (ROOT / "configs").glob("*.yaml")

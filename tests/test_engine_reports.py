@@ -12,12 +12,15 @@ import torch
 from torch import nn
 
 import sjframe.data
-import sjframe.engine
-from sjframe.config import ConfigError, apply_overrides, config_to_dict, load_yaml, parse_cli, resolve_config
+import sjframe.methods.surrogate.engine
+import sjframe.methods.surrogate.evaluation
+from sjframe.core.config import ConfigError, apply_overrides, load_yaml, parse_cli
+from sjframe.core.rundir import RunDir
 from sjframe.data.writers import random_dataset_files
-from sjframe.engine import PAPER_LABEL, Trainer
+from sjframe.methods.surrogate.config import cli_options, config_to_dict, key_type, resolve_config
+from sjframe.methods.surrogate.engine import Trainer
+from sjframe.methods.surrogate.evaluation import PAPER_LABEL
 from sjframe.models.base import ModelOutput
-from sjframe.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +98,8 @@ class _Known(torch.utils.data.Dataset):
 
 def test_known_silent_samples_flow_through_test_py(shd_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sjframe.data, "build_dataset", lambda name, split, **options: _Known())
-    monkeypatch.setattr(sjframe.engine, "build_model", lambda *args, **kwargs: _Replay())
+    monkeypatch.setattr(sjframe.methods.surrogate.engine, "build_model", lambda *args, **kwargs: _Replay())
+    monkeypatch.setattr(sjframe.methods.surrogate.evaluation, "build_model", lambda *args, **kwargs: _Replay())
     cfg = resolve_config(tiny(shd_root, data={"T": T, "T_empty": 0}, eval={"plots": True}))
     run = RunDir.create("silent", root=tmp_path)
     run.write_config(config_to_dict(cfg))
@@ -174,8 +178,8 @@ def test_tensorboard_is_off_by_default(shd_root, tmp_path):
 
 # ----------------------------------------------------------------------------- the paper's protocol
 def test_paper_protocol_whole_training_file_last_epoch_labelled(shd_root, tmp_path, capsys, monkeypatch):
-    import sjframe.confusion
-    import sjframe.plots
+    import sjframe.methods.surrogate.confusion
+    import sjframe.methods.surrogate.plots
 
     titles: dict[str, str | None] = {}
 
@@ -189,8 +193,8 @@ def test_paper_protocol_whole_training_file_last_epoch_labelled(shd_root, tmp_pa
 
     for name in ("plot_training_curves", "plot_accuracy_vs_time", "plot_raster", "plot_first_spike_patterns",
                  "plot_first_spike_histograms"):
-        recording(sjframe.plots, name)
-    recording(sjframe.confusion, "plot_confusion")
+        recording(sjframe.methods.surrogate.plots, name)
+    recording(sjframe.methods.surrogate.confusion, "plot_confusion")
     train, test = _load("train"), _load("test")
     config = tmp_path / "tiny.yaml"
     import yaml
@@ -241,8 +245,8 @@ def test_val_split_in_the_config(shd_root):
                        ({"options": {"val_split": {"fraction": 0.1}}}, "must not repeat")):
         with pytest.raises(ConfigError, match=match):
             resolve_config({"data": bad})
-    args = parse_cli(["--data.val_split", "{fraction: 0.5, by: random}"], {})
-    raw = apply_overrides(tiny(shd_root, data={"val_fraction": None}), args.overrides)
+    args = parse_cli(["--data.val_split", "{fraction: 0.5, by: random}"])
+    raw = apply_overrides(tiny(shd_root, data={"val_fraction": None}), args.overrides(cli_options("train")), key_type)
     cfg = resolve_config(raw)
     assert cfg.data.val_split == {"fraction": 0.5, "by": "random"}
     trainer = Trainer(cfg, None)

@@ -9,11 +9,11 @@ import pytest
 import scipy.special
 import torch
 
-from sjframe.exact.encoding import encode_mnist, encode_values
-from sjframe.exact.lambertw import BRANCH_POINT, lambertw0
-from sjframe.exact.loss import WeightBumper, exact_time_loss, predict
-from sjframe.exact.network import ExactLayer, ExactTimeNet
-from sjframe.exact.spiketime import (
+from sjframe.methods.exact_time.encoding import encode_mnist, encode_values
+from sjframe.methods.exact_time.lambertw import BRANCH_POINT, lambertw0
+from sjframe.methods.exact_time.loss import WeightBumper, exact_time_loss, predict
+from sjframe.methods.exact_time.network import ExactLayer, ExactTimeNet
+from sjframe.methods.exact_time.spiketime import (
     _search,
     _search_candidates,
     kappa,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import math
 import struct
 from pathlib import Path
@@ -13,10 +12,13 @@ import pytest
 import torch
 import yaml
 
-from sjframe.configtools import ConfigError
-from sjframe.methods import exact_time as et
+from sjframe.core.cli_errors import CheckpointError
+from sjframe.core.config import ConfigError
+from sjframe.core.rundir import RunDir
 from sjframe.methods import get_method
-from sjframe.rundir import RunDir
+from sjframe.methods.base import Method
+from sjframe.methods.exact_time.method import METHOD as et
+from sjframe.methods.exact_time.settings import ExactTimeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,19 +34,20 @@ def _small_cfg(**train: object) -> dict:
 
 
 def test_contract_and_config_validation() -> None:
-    assert get_method("exact_time") is et and et.CONFIG is et.ExactTimeConfig
-    c = et.parse_config({"method": "exact_time"})
+    assert get_method("exact_time") is et and isinstance(et, Method) and et.settings is ExactTimeConfig
+    assert et.capabilities.keeps_savepoints and not et.capabilities.supports_distributed
+    c = et.parse({"method": "exact_time"})
     assert c.net.layer_sizes == (120, 3) and c.train.max_silent_fraction == (0.3, 0.0)
     with pytest.raises(ConfigError, match="unknown key"):
-        et.parse_config({"method": "exact_time", "exact_time": {"train": {"epoch": 3}}})
+        et.parse({"method": "exact_time", "exact_time": {"train": {"epoch": 3}}})
     with pytest.raises(ConfigError, match="one entry per layer"):
-        et.parse_config({"method": "exact_time", "exact_time": {"net": {"layer_sizes": [10, 20, 3]}}})
+        et.parse({"method": "exact_time", "exact_time": {"net": {"layer_sizes": [10, 20, 3]}}})
     with pytest.raises(ConfigError, match="expected a number"):
-        et.parse_config({"method": "exact_time", "exact_time": {"train": {"lr": "fast"}}})
+        et.parse({"method": "exact_time", "exact_time": {"train": {"lr": "fast"}}})
     with pytest.raises(ConfigError, match="method"):
-        et.parse_config({"method": "surrogate"})
+        et.parse({"method": "surrogate"})
     for name in ("exact_yinyang", "exact_mnist16", "exact_mnist"):  # the shipped configs parse
-        et.parse_config(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()))
+        et.parse(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()))
 
 
 def test_smoke_training_writes_a_complete_run(tmp_path: Path) -> None:
@@ -104,24 +107,39 @@ def test_evaluate_reports_and_plots(tmp_path: Path) -> None:
         et.evaluate(run.read_config(), run, "broken")
     other = run.read_config()
     other["exact_time"]["net"]["layer_sizes"] = [30, 3]
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="does not fit"):
         et.evaluate(other, run, "last")
 
 
-def test_cli_train_inference_continue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _entry_point(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_sjframe_{name}_py", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_train_test_continue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The method runs through train.py / test.py, with typed overrides (seed 001's verbs: train, inference, continue)."""
+    train_py, test_py = _entry_point("train"), _entry_point("test")
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(_small_cfg(epochs=1)))
     runs = tmp_path / "runs"
-    assert et.main(["train", str(cfg_path), "--runs-root", str(runs), "--exact_time.data.max_train_samples", "150"]) == 0
+    assert train_py.main([str(cfg_path), "--runs_root", str(runs), "--exact_time.data.max_train_samples", "150"]) == 0
     (run_dir,) = list(runs.iterdir())
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["exact_time"]["data"]["max_train_samples"] == 150
-    assert et.main(["inference", str(run_dir), "--checkpoint", "last"]) == 0
+    capsys.readouterr()
+    assert test_py.main([str(run_dir), "--checkpoint", "last"]) == 0
     out = capsys.readouterr().out
-    assert "test accuracy" in out and json.loads(out.strip().splitlines()[-1])["event"] == "test"
-    assert et.main(["continue", str(run_dir), "--exact_time.train.epochs", "2"]) == 0
+    assert "test accuracy" in out and (run_dir / "reports" / "exact_time_last.json").is_file()
+    assert (run_dir / "reports" / "exact_time_last.md").is_file()
+    assert train_py.main(["--resume", str(run_dir), "--exact_time.train.epochs", "2"]) == 0
     assert RunDir.open(run_dir).load_checkpoint("last.pt")["epoch"] == 2
-    with pytest.raises(ConfigError, match="unknown key"):
-        et.main(["train", str(cfg_path), "--runs-root", str(runs), "--exact_time.train.nope", "1"])
+    assert train_py.main([str(cfg_path), "--runs_root", str(runs), "--exact_time.train.nope", "1"]) == 2
+    assert "unknown key 'nope'" in capsys.readouterr().err
+    assert train_py.main([str(cfg_path), "--runs_root", str(runs), "--exact_time.train.epochs", "two"]) == 2
+    assert "expected an integer" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ MNIST on tiny IDX files
@@ -170,11 +188,7 @@ def test_mnist_missing_files_error(tmp_path: Path) -> None:
 
 
 def test_train_py_resumes_from_a_savepoint_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_sjframe_train_py", ROOT / "train.py")
-    train_py = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_py)
+    train_py = _entry_point("train")
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(_small_cfg(epochs=2)))
     runs = tmp_path / "runs"

@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sjframe.config import load_yaml, resolve_config
+from sjframe.core.config import load_yaml
 from sjframe.layers import sparse_linear_lif as sparse_layer
 from sjframe.layers.sparse_linear_lif import ActiveSet, SparseLinearLIF, sparse_linear_lif
+from sjframe.methods.surrogate.config import resolve_config
 from sjframe.models import build_model
 from sjframe.models.s3gd_net import S3GDNet, S3GDNetOptions
 from sjframe.neurons.lif import lif_multi_step

@@ -3,13 +3,11 @@
 Every module of both packages is parsed with :mod:`ast` (imports inside functions included, since
 a lazy import is still a dependency; ``if TYPE_CHECKING:`` blocks too). ``from pkg import name``
 counts as an import of ``pkg.name`` when that is a module. A module's *unit* is ``cupy_neurons`` or
-the sub-package / root module of ``sjframe`` it belongs to (``sjframe.neurons``, ``sjframe.engine``,
+the sub-package / root module of ``sjframe`` it belongs to (``sjframe.neurons``, ``sjframe.core``,
 ...), and each unit has a layer in :data:`LAYERS` (lowest first). An import from a unit to another
 unit of a higher layer fails the test, and so does any import loop between modules.
 
-:data:`ALLOWED` lists the current exceptions of the top half of the package (the surrogate method's
-engine and its helpers at the package root, issue 18's second part), each with its reason; that
-work keeps it empty. The bottom (``cupy_neurons`` .. ``models``) never has any.
+:data:`ALLOWED` would list exceptions, each with its reason; it is empty and stays so.
 """
 
 from __future__ import annotations
@@ -23,25 +21,18 @@ PACKAGES = ("cupy_neurons", "sjframe")
 #: the layers, lowest first; a unit may import units of its own layer or lower ones (never higher)
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cupy_neurons",),  # kernels, build, launch, generated ops: imports nothing of sjframe
-    ("sjframe", "sjframe.configtools", "sjframe.cli_errors", "sjframe.rundir"),  # core: typed configs, errors, run dirs
+    ("sjframe", "sjframe.core"),  # core: typed configs, runtime, run dirs, errors, distributed context, registry
     ("sjframe.spike",),  # surrogate, GradientSpec, LocalZO, Philox
     ("sjframe.neurons",),  # base, registry, one folder per neuron
     ("sjframe.layers",),  # common layers, the sparse Linear + LIF layer
     ("sjframe.models",),  # network builders (no neuron type named)
     ("sjframe.coding", "sjframe.data", "sjframe.speech"),  # codings and losses, data sets, the digit generator
-    ("sjframe.metrics", "sjframe.plots", "sjframe.confusion", "sjframe.aggregate"),  # reports (top half, at the root)
-    ("sjframe.config",),  # the surrogate method's config (top half)
-    ("sjframe.engine",),  # the surrogate method's training loop (top half)
-    ("sjframe.distributed",),  # its multi-process runner (top half)
-    ("sjframe.exact", "sjframe.learning"),  # the other methods' algorithms (top half)
-    ("sjframe.methods",),  # the methods
-    ("sjframe.multiseed",),  # several seeds of one method and their aggregate (top half)
+    ("sjframe.methods",),  # one folder per method, the Method contract, the multi-seed driver
 )
 
-#: current exceptions ``{(importer module, imported module): reason}``, for the top half while it is restructured
-#: (issue 18, second part); the list only shrinks. Empty: with the layer order above (the top half's root modules
-#: ordered as they depend on each other today: metrics < config < engine < distributed < methods) no import of
-#: the top half goes up and none closes a loop.
+#: exceptions ``{(importer module, imported module): reason}``; the list only shrinks, and is empty: with the layer
+#: order above no import goes up and none closes a loop (tests/test_import_graph_top.py adds the rules inside
+#: ``methods``: no method folder imports another, only the entry points and the registry name them).
 ALLOWED: dict[tuple[str, str], str] = {}
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sjframe.metrics import EvalAccumulator, layer_spike_counts, spike_count, td
+from sjframe.methods.surrogate.metrics import EvalAccumulator, layer_spike_counts, spike_count, td
 from sjframe.models.base import ModelOutput
 
 

@@ -11,8 +11,8 @@ import torch
 
 from sjframe.coding.decode import SILENT, first_spike_steps, fr_predict, fs_predict, fs_spike_predict
 from sjframe.coding.fs import first_spike_times_nograd
-from sjframe.confusion import confusion_summary, plot_confusion, write_confusion_json
-from sjframe.metrics import EvalAccumulator, td
+from sjframe.methods.surrogate.confusion import confusion_summary, plot_confusion, write_confusion_json
+from sjframe.methods.surrogate.metrics import EvalAccumulator, td
 from sjframe.models.base import ModelOutput
 
 

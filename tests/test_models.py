@@ -8,7 +8,7 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional
 
-from sjframe.configtools import ConfigError
+from sjframe.core.config import ConfigError
 from sjframe.layers.common import TimeFixedDropout
 from sjframe.models import MODELS, ModelOutput, build_model
 from sjframe.models.fcnet import FCNet

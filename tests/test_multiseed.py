@@ -1,6 +1,6 @@
 """Multi-seed experiments (issue #16 part 2): ``train.py <config> --seeds ...`` and its aggregate directory.
 
-The statistics are checked against numpy / scipy computed here, independently of ``sjframe.multiseed``.
+The statistics are checked against numpy / scipy computed here, independently of ``sjframe.methods.multiseed``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sjframe import aggregate, multiseed
+from sjframe.methods import aggregate, multiseed
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEAP = ["--train.epochs", "2", "--train.max_batches", "2", "--model.hidden_sizes", "16", "--train.progress", "false",

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sjframe import plots
-from sjframe.rundir import RunDir
+from sjframe.core.rundir import RunDir
+from sjframe.methods.surrogate import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

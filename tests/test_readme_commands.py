@@ -38,7 +38,6 @@ SKIP = {
     ".venv/bin/python train.py configs/exact_yinyang.yaml": "exact_time training, minutes; tests/test_exact_method.py",
     ".venv/bin/python train.py --resume <run_dir> --resume_epoch": "needs an exact_time run with savepoints; "
                                                                    "tests/test_exact_method.py",
-    ".venv/bin/python -m sjframe.methods.exact_time continue": "needs an exact_time run; tests/test_exact_method.py",
     ".venv/bin/python test.py <run_dir> [--checkpoint best|last|epoch_K]": "exact_time savepoints; "
                                                                           "tests/test_exact_method.py",
     ".venv/bin/python train.py configs/stdp_digits.yaml": "STDP training, minutes; tests/test_stdp.py",

@@ -253,7 +253,8 @@ def test_generate_end_to_end_is_deterministic_for_any_worker_count(tmp_path: Pat
 @pytest.mark.parametrize("neuron", ["culif", "adlif"])
 @pytest.mark.parametrize("coding", ["fs", "fr"])
 def test_configs_resolve(neuron: str, coding: str) -> None:
-    from sjframe.config import load_yaml, resolve_config
+    from sjframe.core.config import load_yaml
+    from sjframe.methods.surrogate.config import resolve_config
 
     cfg = resolve_config(load_yaml(ROOT / "configs" / f"spoken_digits_{neuron}_{coding}.yaml"))
     assert cfg.data.name == "spoken_digits" and cfg.data.options == {"variant": "small", "num_classes": 10}

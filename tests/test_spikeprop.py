@@ -10,8 +10,10 @@ import torch
 import yaml
 from scipy.optimize import brentq
 
-from sjframe.configtools import ConfigError
-from sjframe.learning.spikeprop import (
+from sjframe.core.config import ConfigError
+from sjframe.core.rundir import RunDir
+from sjframe.methods import get_method
+from sjframe.methods.spikeprop.network import (
     SpikePropLayer,
     SpikePropNet,
     bump_silent,
@@ -19,8 +21,6 @@ from sjframe.learning.spikeprop import (
     gaussian_rf_encode,
     spike_time_loss,
 )
-from sjframe.methods import get_method
-from sjframe.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 F64 = torch.float64

@@ -8,8 +8,10 @@ import pytest
 import torch
 import yaml
 
-from sjframe.configtools import ConfigError
-from sjframe.learning.stdp import (
+from sjframe.core.config import ConfigError
+from sjframe.core.rundir import RunDir
+from sjframe.methods import get_method
+from sjframe.methods.stdp.network import (
     DiehlCookNetwork,
     DiehlCookParams,
     assign_labels,
@@ -18,8 +20,6 @@ from sjframe.learning.stdp import (
     power_law_update,
     predict_from_assignments,
 )
-from sjframe.methods import get_method
-from sjframe.rundir import RunDir
 from tests.conftest import requires_cuda
 
 TAU = 20.0
@@ -52,7 +52,7 @@ def test_post_pre_rule_on_a_crafted_spike_pair():
 def test_post_pre_rule_equals_spikingjelly_stdp_learner():
     from spikingjelly.activation_based.functional.learning import stdp_linear_step
 
-    from sjframe.learning.stdp import sj_trace_tau
+    from sjframe.methods.stdp.network import sj_trace_tau
 
     p = DiehlCookParams(rule="post_pre", nu_pre=3e-3, nu_post=2e-2, tau_pre=7.0, tau_post=11.0)
     g = torch.Generator().manual_seed(1)

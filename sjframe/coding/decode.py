@@ -16,7 +16,7 @@ class index, so it never equals a target) for such a sample.
   sample gives :data:`SILENT`, and its decision step is ``T`` (never reached in the window).
 * :func:`fr_predict`: ``y_hat = argmax_n sum_t S[t, b, n]`` on output spikes ``[T, B, N]``; ties
   (equal counts) go to the lowest neuron index; **a silent sample gives** :data:`SILENT` (no spike,
-  no rate decision). :mod:`sjframe.metrics` uses these decoders, so ``acc_fr`` scores a silent
+  no rate decision). :mod:`sjframe.methods.surrogate.metrics` uses these decoders, so ``acc_fr`` scores a silent
   sample as wrong, exactly as ``fr_predict`` does.
 """
 

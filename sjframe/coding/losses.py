@@ -122,7 +122,7 @@ def spike_count_loss(n_s: Tensor, target_n_s: float, lambda_s: float) -> Tensor:
     """``lambda_s |N_s - target N_s|`` for a (differentiable) spike count ``n_s`` (a scalar tensor).
 
     ``n_s`` is the average number of spikes per neuron per sample over the window, summed over the
-    hidden and output layers (:func:`sjframe.metrics.spike_count` builds it from layer spikes).
+    hidden and output layers (:func:`sjframe.methods.surrogate.metrics.spike_count` builds it from layer spikes).
     """
     if not isinstance(n_s, Tensor) or n_s.numel() != 1:
         raise ValueError(f"n_s must be a one-element tensor, got {n_s!r}")

@@ -34,12 +34,13 @@ Registry (name -> builder); see ``datasets/README.md`` for where each file goes:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+from sjframe.core.registry import lookup
 
 __all__ = ["DATASETS", "SPLITS", "build_dataset", "time_major_collate", "whole_training_options"]
 
@@ -64,12 +65,9 @@ def build_dataset(name: str, split: str, **options: Any) -> Dataset:
 
     Unknown names, splits or option keys raise ``ValueError`` listing the valid ones.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; valid: {sorted(DATASETS)}")
+    builder = lookup(DATASETS, name, "data set")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for data set {name!r}; valid: {list(SPLITS)}")
-    module_name, fn_name = DATASETS[name].split(":")
-    builder = getattr(importlib.import_module(module_name), fn_name)
     return builder(split, **options)
 
 

@@ -9,12 +9,12 @@ affect that model).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
+from sjframe.core.registry import lookup
 from sjframe.models.base import ModelOutput
 
 __all__ = ["MODELS", "ModelOutput", "build_model", "get_builder"]
@@ -34,13 +34,7 @@ MODELS: dict[str, str] = {
 
 def get_builder(name: str) -> Builder:
     """The builder function of model ``name``; unknown names raise ``ValueError`` listing the valid ones."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid: {sorted(MODELS)}")
-    target = MODELS[name]
-    if callable(target):
-        return target
-    module_name, _, func_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), func_name)
+    return lookup(MODELS, name, "model")
 
 
 def build_model(

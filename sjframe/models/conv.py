@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sjframe.configtools import dataclass_from_dict
+from sjframe.core.config import dataclass_from_dict
 from sjframe.layers.common import (
     RecurrentSpikingLinear,
     SpikingOptions,

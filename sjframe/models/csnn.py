@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sjframe.configtools import dataclass_from_dict
+from sjframe.core.config import dataclass_from_dict
 from sjframe.layers.common import SpikingOptions, make_layer_neuron, seq_apply
 from sjframe.models.base import ModelOutput
 from sjframe.models.fcnet import check_input

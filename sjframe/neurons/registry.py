@@ -102,7 +102,7 @@ def neuron_config(name: str, config: Mapping[str, Any] | NeuronConfig | None, wh
     ignored, so one group section serves when only ``neuron_type`` changes; a key no neuron knows
     raises ``ConfigError`` listing the valid keys.
     """
-    from sjframe.configtools import ConfigError, dataclass_from_dict
+    from sjframe.core.config import ConfigError, dataclass_from_dict
 
     cls = get_neuron(name).config_cls
     if config is None:

@@ -1,0 +1,1 @@
+"""The ``conversion`` method (see :mod:`sjframe.methods.conversion.method`)."""

@@ -1,0 +1,1 @@
+"""The ``spikeprop`` method (see :mod:`sjframe.methods.spikeprop.method`)."""

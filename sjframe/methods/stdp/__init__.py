@@ -1,0 +1,1 @@
+"""The ``stdp`` method (see :mod:`sjframe.methods.stdp.method`)."""

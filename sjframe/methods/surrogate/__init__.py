@@ -1,0 +1,1 @@
+"""The ``surrogate`` method (see :mod:`sjframe.methods.surrogate.method`)."""
