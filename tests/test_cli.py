@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,35 +11,17 @@ import pytest
 import torch
 import yaml
 
-from sjframe.data.writers import random_dataset_files
+from tests.support.entry_points import load_entry_point, write_tiny_shd_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_sjframe_cli_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_load = load_entry_point
 
 
 @pytest.fixture(scope="module")
 def tiny_config(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("cli")
-    data = random_dataset_files("shd", folder / "data", n_train=24, n_test=8, events=300, seed=2)
-    cfg = {
-        "threads": 1,
-        "data": {"name": "shd", "root": str(data), "T": 10, "T_empty": 3, "dt": 50, "val_fraction": 0.25},
-        "model": {"name": "fcnet", "hidden_sizes": [12],
-                  "neuron1": {"tau_m_steps": 3, "tau_s_steps": 3, "theta": 0.1},
-                  "neuron2": {"tau_m_steps": 3, "tau_s_steps": 3, "theta": 0.1}},
-        "train": {"epochs": 1, "batch_size": 6, "test_batch_size": 8, "max_batches": 2, "progress": False},
-        "loss": {"D": 4, "A": 50},
-        "eval": {"raster_samples": 1},
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_tiny_shd_config(tmp_path_factory.mktemp("cli"), plots=True)
 
 
 def _run(script: str, *args: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,6 @@ injected by a small wrapper that patches one function and then runs the script w
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import signal
@@ -24,37 +23,19 @@ import yaml
 
 from sjframe.core.cli_errors import UserError
 from sjframe.core.rundir import RunDir, file_mode
-from sjframe.data.writers import random_dataset_files
 from sjframe.methods.surrogate.config import TEST_FLAGS, TRAIN_FLAGS
+from tests.support.entry_points import load_entry_point, write_tiny_shd_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where there is no GPU")
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_sjframe_cli_errors_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_load = load_entry_point
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("clierr")
-    data = random_dataset_files("shd", folder / "data", n_train=24, n_test=8, events=300, seed=2)
-    cfg = {
-        "threads": 1,
-        "data": {"name": "shd", "root": str(data), "T": 10, "T_empty": 3, "dt": 50, "val_fraction": 0.25},
-        "model": {"name": "fcnet", "hidden_sizes": [12],
-                  "neuron1": {"tau_m_steps": 3, "tau_s_steps": 3, "theta": 0.1},
-                  "neuron2": {"tau_m_steps": 3, "tau_s_steps": 3, "theta": 0.1}},
-        "train": {"epochs": 1, "batch_size": 6, "test_batch_size": 8, "max_batches": 2, "progress": False},
-        "loss": {"D": 4, "A": 50},
-        "eval": {"raster_samples": 1, "plots": False},
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_tiny_shd_config(tmp_path_factory.mktemp("clierr"), plots=False)
 
 
 @pytest.fixture(scope="module")

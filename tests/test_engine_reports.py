@@ -3,7 +3,6 @@ the paper's protocol (``train.protocol: paper``) and ``data.val_split`` in the c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -21,15 +20,12 @@ from sjframe.methods.surrogate.config import cli_options, config_to_dict, key_ty
 from sjframe.methods.surrogate.engine import Trainer
 from sjframe.methods.surrogate.evaluation import PAPER_LABEL
 from sjframe.models.base import ModelOutput
+from tests.support.entry_points import load_entry_point
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_sjframe_reports_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_load = load_entry_point
 
 
 @pytest.fixture(scope="module")

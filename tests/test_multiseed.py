@@ -5,7 +5,6 @@ The statistics are checked against numpy / scipy computed here, independently of
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -15,17 +14,14 @@ import pytest
 from scipy import stats
 
 from sjframe.methods import aggregate, multiseed
+from tests.support.entry_points import load_entry_point
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEAP = ["--train.epochs", "2", "--train.max_batches", "2", "--model.hidden_sizes", "16", "--train.progress", "false",
          "--eval.plots", "false"]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_sjframe_multiseed_test_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_load = load_entry_point
 
 
 @pytest.mark.parametrize("values", [[95.2], [95.2, 96.6], [95.2, 95.8, 96.6, 94.1, 97.0]])

@@ -12,7 +12,6 @@ the same arguments (the interpreter start and torch import would cost seconds pe
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from sjframe.data.writers import random_dataset_files
+from tests.support.entry_points import load_entry_point
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,11 +83,7 @@ def test_every_readme_command_is_listed():
     assert not unlisted, f"README commands in neither RUN nor SKIP of {__file__}: {unlisted}"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_sjframe_readme_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_load = load_entry_point
 
 
 def _argv(command: str, run_dir: Path, config: Path) -> list[str]:
