@@ -1,4 +1,5 @@
-"""The import graph of ``sjframe`` and ``cupy_neurons``: no import loop, imports only go down the layers.
+"""The import graph of ``sjframe`` and ``cupy_neurons``: no import loop, imports only go down the layers;
+``sjframe.core`` imports only itself; a method folder imports no other method; the entry points name none.
 
 Every module of both packages is parsed with :mod:`ast` (imports inside functions included, since
 a lazy import is still a dependency; ``if TYPE_CHECKING:`` blocks too). ``from pkg import name``
@@ -31,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 #: exceptions ``{(importer module, imported module): reason}``; the list only shrinks, and is empty: with the layer
-#: order above no import goes up and none closes a loop (tests/test_import_graph_top.py adds the rules inside
+#: order above no import goes up and none closes a loop (the tests at the end add the rules inside
 #: ``methods``: no method folder imports another, only the entry points and the registry name them).
 ALLOWED: dict[tuple[str, str], str] = {}
 
@@ -164,3 +165,44 @@ def test_the_checker_sees_function_level_and_from_imports(tmp_path: Path) -> Non
     src.write_text("def f():\n    from sjframe import engine\n    import cupy_neurons.build\n")
     modules = {"sjframe.engine": Path(), "cupy_neurons.build": Path(), "sjframe.x": src}
     assert _imports(src, "sjframe.x", modules) == {"sjframe.engine", "cupy_neurons.build"}
+
+
+# ------------------------------------------------------------------ inside the top layer (issue 18, rule 3)
+def _under(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_core_imports_nothing_above_it() -> None:
+    bad = [f"{src} imports {dst}" for src, targets in _graph().items() if _under(src, "sjframe.core")
+           for dst in sorted(targets) if not _under(dst, "sjframe.core") and dst != "sjframe"]
+    assert not bad, "sjframe.core may only import sjframe.core:\n" + "\n".join(bad)
+
+
+def test_a_method_folder_imports_no_other_method() -> None:
+    # the contract, the registry and the method-agnostic multi-seed driver (train.py --seeds) with its aggregates
+    shared = {"sjframe.methods", "sjframe.methods.base", "sjframe.methods.registry", "sjframe.methods.multiseed",
+              "sjframe.methods.aggregate"}
+    bad = []
+    for src, targets in _graph().items():
+        if not _under(src, "sjframe.methods") or src in shared:
+            continue
+        own = ".".join(src.split(".")[:3])
+        bad += [f"{src} imports {dst}" for dst in sorted(targets)
+                if _under(dst, "sjframe.methods") and dst not in shared and not _under(dst, own)]
+    for src in shared:  # the contract and the registry name no method module
+        bad += [f"{src} imports {dst}" for dst in sorted(_graph()[src]) if _under(dst, "sjframe.methods")
+                and dst not in shared]
+    assert not bad, "\n".join(bad)
+
+
+def test_entry_points_import_no_method_module() -> None:
+    """train.py / test.py reach a method only through the registry (sjframe.methods), never a method's folder."""
+    modules = _modules()
+    for entry in ("train.py", "test.py"):
+        found = _imports(ROOT / entry, entry[:-3], modules)
+        named = [m for m in found if _under(m, "sjframe.methods") and m not in
+                 ("sjframe.methods", "sjframe.methods.base", "sjframe.methods.multiseed", "sjframe.methods.aggregate")]
+        assert not named, f"{entry} imports {named}"
+        text = (ROOT / entry).read_text()
+        code = "\n".join(line for line in text.split('"""', 2)[-1].splitlines() if not line.lstrip().startswith("#"))
+        assert '"surrogate"' not in code and "'surrogate'" not in code, f"{entry} names a method"
