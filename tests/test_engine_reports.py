@@ -254,3 +254,18 @@ def test_spoken_digit_configs_validate_on_held_out_speakers(name):
     cfg = resolve_config(load_yaml(ROOT / "configs" / f"spoken_digits_{name}.yaml"))
     assert cfg.data.val_split == {"fraction": 0.1, "by": "speaker"}
     assert cfg.data.val_fraction is None and cfg.data.val_seed is None
+
+
+def test_an_unset_T_empty_is_reported_as_the_zero_bins_used(shd_root, tmp_path, capsys):
+    """``data.T_empty`` unset: the data set appends no empty bins, and the report says 0 (not None)."""
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny(shd_root, data={"T_empty": None})))
+    assert _load("train").main([str(config), "--runs_root", str(tmp_path / "runs")]) == 0
+    (path,) = (tmp_path / "runs").iterdir()
+    assert _load("test").main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "T_empty = 0 (T_in = 6)" in out and "None" not in out.split("window", 1)[1].splitlines()[0]
+    (report_path,) = (path / "reports").glob("test-best-T6-E0.json")
+    assert json.loads(report_path.read_text())["T_empty"] == 0

@@ -232,6 +232,7 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, ctx: DistC
     options = cfg.data.dataset_options("test")
     ds = build_dataset(cfg.data.name, "test", **options)
     T, T_empty = cfg.data.window("test")
+    T_empty = 0 if T_empty is None else T_empty  # unset: every data set's builder appends no empty bins
     model = build_model(cfg.model.name, cfg.model.options, tuple(ds.input_shape), int(ds.num_classes)).to(device)
     load_weights(model, state["model"], f"checkpoint {ckpt_path}")
     loader = eval_loader(ctx, ds, cfg.train.test_batch_size, cfg.data.num_workers)
