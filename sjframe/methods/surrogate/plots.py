@@ -121,6 +121,19 @@ def _classes(labels: Tensor | np.ndarray | Sequence, n: int) -> np.ndarray:
     return lab.astype(np.int64)
 
 
+def _finish_class_panels(fig: plt.Figure, axes: np.ndarray, used: int, dt_ms: float | None, ylabel: str, title: str | None,
+                         path: str | Path) -> Path:
+    """The end of a one-panel-per-class figure of first-spike times: unused panels off, the shared axis labels
+    (ms when ``dt_ms`` is given, else steps ``t_F - 1``), the optional ``title`` above; saved to ``path``."""
+    for ax in axes.flat[used:]:
+        ax.axis("off")
+    fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)", y=-0.04)
+    fig.supylabel(ylabel)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
 def plot_first_spike_patterns(t_F: Tensor | np.ndarray, labels: Tensor | np.ndarray | Sequence, path: str | Path,
                               T_in: int | None = None, max_trials: int = 50, dt_ms: float | None = None,
                               title: str | None = None) -> Path:
@@ -151,13 +164,7 @@ def plot_first_spike_patterns(t_F: Tensor | np.ndarray, labels: Tensor | np.ndar
             ax.scatter((row[fired] - 1) * scale, np.nonzero(fired)[0] + offset, s=5, color="k")
         ax.set_title(f"class {c} ({len(trials)} trials)", fontsize=9)
         ax.set_ylim(-0.5, N - 0.5)
-    for ax in axes.flat[classes.size:]:
-        ax.axis("off")
-    fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)", y=-0.04)
-    fig.supylabel("output neuron")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return _finish_class_panels(fig, axes, classes.size, dt_ms, "output neuron", title, path)
 
 
 def plot_first_spike_histograms(t_F: Tensor | np.ndarray, labels: Tensor | np.ndarray | Sequence, path: str | Path,
@@ -182,13 +189,7 @@ def plot_first_spike_histograms(t_F: Tensor | np.ndarray, labels: Tensor | np.nd
         if fired.any():
             ax.hist((times[fired] - 1) * scale, bins=20, color="tab:blue")
         ax.set_title(f"class {c}: {int((~fired).sum())} silent", fontsize=9)
-    for ax in axes.flat[classes.size:]:
-        ax.axis("off")
-    fig.supxlabel("first-spike time (ms)" if dt_ms else "first-spike step (t_F - 1)", y=-0.04)
-    fig.supylabel("samples")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return _finish_class_panels(fig, axes, classes.size, dt_ms, "samples", title, path)
 
 
 def plot_weight_histograms(weights: Mapping[str, Tensor | np.ndarray], path: str | Path, bins: int = 50) -> Path:
