@@ -19,6 +19,7 @@ subclass and one instance of it, ``METHOD``, registered by name in :mod:`sjframe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -152,11 +153,29 @@ class Method:
              **options: Any) -> dict[str, Any]:
         raise NotImplementedError
 
-    def report_best(self, raw: dict[str, Any], run: RunDir, ctx: DistContext) -> dict[str, Any]:
-        """The end of a toy-set method's training: evaluate ``best.pt``, print its table, return the report."""
+
+class ToySetMethod(Method):
+    """A toy-set method (``stdp``, ``conversion``, ``spikeprop``): its module's training loop and test report.
+
+    ``train_loop(settings, run, device, resume)`` trains (writing ``last.pt`` / ``best.pt``);
+    ``test_report(settings, run, device, checkpoint)`` evaluates one checkpoint and writes its report.
+    :meth:`fit` writes the resolved config, trains, then evaluates ``best.pt`` and prints its table.
+    """
+
+    train_loop: ClassVar[Callable[[Any, RunDir, Any, bool], None]]
+    test_report: ClassVar[Callable[[Any, RunDir, Any, str], dict[str, Any]]]
+
+    def fit(self, settings: Any, raw: dict[str, Any], run: RunDir, ctx: DistContext, resume: bool,
+            resume_epoch: int | None) -> dict[str, Any]:
+        run.write_config(self.resolved(raw, settings))
+        self.train_loop(settings, run, ctx.device, resume)
         report = self.evaluate(raw, run, "best.pt", ctx=ctx)
         print(report["table"])
         return report
+
+    def test(self, settings: Any, raw: dict[str, Any], run: RunDir, ctx: DistContext, checkpoint: str,
+             **options: Any) -> dict[str, Any]:
+        return self.test_report(settings, run, ctx.device, checkpoint)
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,10 @@ from typing import Any, Literal
 
 import torch
 
-from sjframe.core.distributed import DistContext
 from sjframe.core.rundir import RunDir
 from sjframe.core.runtime import load_weights, markdown_table, require_at_least_one
 from sjframe.data.toy import load_digits_split
-from sjframe.methods.base import Method, MethodConfig
+from sjframe.methods.base import MethodConfig, ToySetMethod
 from sjframe.methods.conversion.convert import build_ann, convert, evaluate_ann, scaler_pairs, simulate, train_ann_epoch
 
 __all__ = ["METHOD", "ConversionConfig", "ConversionMethod"]
@@ -142,22 +141,14 @@ def _evaluate(conf: ConversionConfig, run: RunDir, device: torch.device, checkpo
     return run.write_report(f"test-{path.stem}", report, table)
 
 
-class ConversionMethod(Method):
+class ConversionMethod(ToySetMethod):
     """ANN-to-SNN conversion; resumable from ``last.pt``."""
 
     name = SECTION
     settings = ConversionConfig
     section = SECTION
-
-    def fit(self, settings: ConversionConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, resume: bool,
-            resume_epoch: int | None) -> dict[str, Any]:
-        run.write_config(self.resolved(raw, settings))
-        _train(settings, run, ctx.device, resume)
-        return self.report_best(raw, run, ctx)
-
-    def test(self, settings: ConversionConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, checkpoint: str,
-             **options: Any) -> dict[str, Any]:
-        return _evaluate(settings, run, ctx.device, checkpoint)
+    train_loop = staticmethod(_train)
+    test_report = staticmethod(_evaluate)
 
 
 METHOD = ConversionMethod()

@@ -27,11 +27,10 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from sjframe.core.distributed import DistContext
 from sjframe.core.rundir import RunDir
 from sjframe.core.runtime import load_weights, markdown_table, require_at_least_one
 from sjframe.data.toy import load_iris_split, xor_patterns
-from sjframe.methods.base import Method, MethodConfig
+from sjframe.methods.base import MethodConfig, ToySetMethod
 from sjframe.methods.spikeprop.network import SpikePropNet, bump_silent, gaussian_rf_encode, spike_time_loss
 
 __all__ = ["METHOD", "SpikePropConfig", "SpikePropMethod"]
@@ -226,22 +225,14 @@ def _evaluate(conf: SpikePropConfig, run: RunDir, device: torch.device, checkpoi
     return run.write_report(f"test-{path.stem}", report, table)
 
 
-class SpikePropMethod(Method):
+class SpikePropMethod(ToySetMethod):
     """SpikeProp; resumable from ``last.pt``."""
 
     name = SECTION
     settings = SpikePropConfig
     section = SECTION
-
-    def fit(self, settings: SpikePropConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, resume: bool,
-            resume_epoch: int | None) -> dict[str, Any]:
-        run.write_config(self.resolved(raw, settings))
-        _train(settings, run, ctx.device, resume)
-        return self.report_best(raw, run, ctx)
-
-    def test(self, settings: SpikePropConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, checkpoint: str,
-             **options: Any) -> dict[str, Any]:
-        return _evaluate(settings, run, ctx.device, checkpoint)
+    train_loop = staticmethod(_train)
+    test_report = staticmethod(_evaluate)
 
 
 METHOD = SpikePropMethod()

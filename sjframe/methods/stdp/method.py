@@ -20,11 +20,10 @@ import torch
 from tqdm import tqdm
 
 from sjframe.core.config import ConfigError
-from sjframe.core.distributed import DistContext
 from sjframe.core.rundir import RunDir
 from sjframe.core.runtime import load_weights, markdown_table, require_at_least_one
 from sjframe.data.toy import load_digits_split
-from sjframe.methods.base import Method, MethodConfig
+from sjframe.methods.base import MethodConfig, ToySetMethod
 from sjframe.methods.stdp.network import DiehlCookNetwork, DiehlCookParams, assign_labels, predict_from_assignments
 
 __all__ = ["METHOD", "StdpConfig", "StdpMethod"]
@@ -143,22 +142,14 @@ def _evaluate(conf: StdpConfig, run: RunDir, device: torch.device, checkpoint: s
     return run.write_report(f"test-{path.stem}", report, table)
 
 
-class StdpMethod(Method):
+class StdpMethod(ToySetMethod):
     """Unsupervised STDP (Diehl & Cook 2015); resumable from ``last.pt``."""
 
     name = SECTION
     settings = StdpConfig
     section = SECTION
-
-    def fit(self, settings: StdpConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, resume: bool,
-            resume_epoch: int | None) -> dict[str, Any]:
-        run.write_config(self.resolved(raw, settings))
-        _train(settings, run, ctx.device, resume)
-        return self.report_best(raw, run, ctx)
-
-    def test(self, settings: StdpConfig, raw: dict[str, Any], run: RunDir, ctx: DistContext, checkpoint: str,
-             **options: Any) -> dict[str, Any]:
-        return _evaluate(settings, run, ctx.device, checkpoint)
+    train_loop = staticmethod(_train)
+    test_report = staticmethod(_evaluate)
 
 
 METHOD = StdpMethod()
