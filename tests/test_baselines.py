@@ -79,8 +79,8 @@ def test_parameter_counts_of_the_spoken_digit_configs_match_the_snn():
     snn = resolve_config(load_yaml(ROOT / "configs" / "spoken_digits_adlif_fs.yaml"))
     fcnet = parameter_count(build_model(snn.model.name, snn.model.options, (700,), 10))
     assert counts == {"logreg": 700 * 10 + 10, "mlp": 700 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10,
-                      "gru": 3 * 103 * (700 + 103) + 6 * 103 + 103 * 10 + 10}
-    assert counts == {"logreg": 7010, "mlp": 247818, "gru": 249785} and fcnet == 250368  # the README's numbers
+                      "gru": 3 * 254 * (70 + 254) + 6 * 254 + 254 * 10 + 10}
+    assert counts == {"logreg": 7010, "mlp": 247818, "gru": 250962} and fcnet == 250368  # the README's numbers
     for name in ("mlp", "gru"):
         assert abs(counts[name] - fcnet) / fcnet < 0.015, (name, counts[name], fcnet)
 
@@ -201,7 +201,7 @@ def test_multi_seed_aggregate_carries_the_accuracy(tmp_path, capsys):
     assert agg["status"] == "complete" and agg["finished_seeds"] == [0, 1]
     acc = agg["stats"]["acc"]
     assert acc["n"] == 2 and acc["mean"] is not None and acc["sd"] is not None and len(acc["ci95"]) == 2
-    assert set(agg["stats"]) == {"n_samples", "loss", "acc", "acc_logits"}  # no spike metric, no T (one window)
+    assert set(agg["stats"]) == {"n_samples", "dt_ms", "loss", "acc", "acc_logits"}  # no spike metric
     md = (agg_dir / "aggregate.md").read_text()
     assert "| seed | acc | loss | run |" in md and "mean ± sd [95 % CI]" in md
 
