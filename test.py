@@ -131,9 +131,12 @@ def _main(argv: list[str]) -> int:
     metrics = report.get("metrics", {})
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     silent = metrics.get("silent_fraction")
-    print(f"FS accuracy: {fmt(metrics.get('acc_fs'))} %   FS accuracy (first spike only): "
-          f"{fmt(metrics.get('acc_fs_spike'))} %   FR accuracy: {fmt(metrics.get('acc_fr'))} %   silent outputs: "
-          f"{fmt(None if silent is None else 100.0 * silent)} %")
+    if metrics.get("primary") == "logits" and metrics.get("n_s") is None:  # a non-spiking baseline: no spike metric
+        print(f"accuracy (argmax of the logits): {fmt(metrics.get('acc'))} %   (non-spiking model: no spike metrics)")
+    else:
+        print(f"FS accuracy: {fmt(metrics.get('acc_fs'))} %   FS accuracy (first spike only): "
+              f"{fmt(metrics.get('acc_fs_spike'))} %   FR accuracy: {fmt(metrics.get('acc_fr'))} %   silent outputs: "
+              f"{fmt(None if silent is None else 100.0 * silent)} %")
     for kind, path in (report.get("confusion") or {}).items():
         plot = [p for p in report.get("plots") or [] if p.endswith(f"confusion_{kind}.png")]
         print(f"confusion ({kind.upper()}): {path}" + (f", plot {plot[0]}" if plot else ""))

@@ -44,6 +44,9 @@ SKIP = {
     ".venv/bin/python train.py configs/default.yaml --seeds": "5 default runs, ~25 min; tests/test_multiseed.py "
                                                               "runs 3 seeds of 2 epochs of 2 batches",
     ".venv/bin/python test.py <aggregate_dir>": "needs a multi-seed aggregate; tests/test_multiseed.py",
+    "nice -n 10 .venv/bin/python train.py configs/baseline_": "5 seeds of a non-spiking baseline, minutes; "
+                                                               "tests/test_baselines.py runs train.py, test.py and "
+                                                               "--seeds with a baseline on the tiny SHD file",
 }
 #: command prefix -> what it runs on
 RUN = {

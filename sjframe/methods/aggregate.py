@@ -90,7 +90,10 @@ def write_aggregate(state: dict[str, Any], plot: bool = True) -> None:
            "per_seed": per_seed, "stats": stats}
     atomic_write_bytes(out / "aggregate.json", json.dumps(agg, indent=2).encode())
     by_acc = sorted(names, key=lambda m: "acc" not in m)  # other methods: their accuracies first
-    head = [m for m in (*HEADLINE[:3], "silent_fraction", "n_s", "td50") if m in stats] or by_acc[:6]
+    head = [m for m in (*HEADLINE[:3], "silent_fraction", "n_s", "td50") if m in stats]
+    if "acc_logits" in stats:  # a logits readout (a non-spiking baseline, S3GD): its accuracy is acc, then loss
+        head = ["acc", *head] if head else ["acc", "loss"]
+    head = head or by_acc[:6]
     cell = lambda st: (_fmt(st["mean"]) + ("" if st["sd"] is None else  # noqa: E731
                                            f" ± {_fmt(st['sd'])} [{_fmt(st['ci95'][0])}, {_fmt(st['ci95'][1])}]"))
     lines = [f"# Multi-seed aggregate: {plan['name']} ({plan['method']}), {state['status']}", "",
@@ -125,7 +128,9 @@ def write_aggregate(state: dict[str, Any], plot: bool = True) -> None:
             text.append(f"{prefix}{python} {ROOT / 'test.py'} {shlex.quote(runs[s]['run_dir'])}")
     atomic_write_bytes(out / "commands.txt", ("\n".join(text) + "\n").encode())
     if plot and done:
-        _plot(out / "aggregate.png", [m for m in HEADLINE if m in stats] or by_acc[:4], per_seed, stats)
+        plotted = [m for m in HEADLINE if m in stats]
+        plotted = (["acc", *plotted] if "acc_logits" in stats else plotted) or by_acc[:4]
+        _plot(out / "aggregate.png", plotted, per_seed, stats)
 
 
 def _plot(path: Path, metrics: list[str], per_seed: dict[str, dict[str, float | None]],

@@ -4,7 +4,9 @@ Every registered model's ``forward(x [T, B, *input_shape])`` returns a
 :class:`sjframe.models.base.ModelOutput`. To add a model, write a builder
 ``builder(options: dict, input_shape: tuple[int, ...], num_classes: int) -> nn.Module`` and add one
 line to ``MODELS`` below (builders are imported lazily, so a model module's import errors only
-affect that model).
+affect that model). A builder may carry ``options_class`` (its options dataclass, validating the
+config's keys) and ``non_spiking = True`` (the model returns logits only: it trains with
+``loss.mode: logits_nll`` and may take static, one-frame inputs; :func:`is_non_spiking`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 from sjframe.core.registry import lookup
 from sjframe.models.base import ModelOutput
 
-__all__ = ["MODELS", "ModelOutput", "build_model", "get_builder"]
+__all__ = ["MODELS", "ModelOutput", "build_model", "get_builder", "is_non_spiking"]
 
 Builder = Callable[[dict[str, Any], tuple[int, ...], int], nn.Module]
 
@@ -29,12 +31,21 @@ MODELS: dict[str, str] = {
     "dvsplane_net": "sjframe.models.conv:build_dvsplane_net",
     "s3gd_net": "sjframe.models.s3gd_net:build_s3gd_net",
     "csnn": "sjframe.models.csnn:build_csnn",
+    # non-spiking baselines (logits only; builders carry non_spiking = True): see sjframe/models/baselines.py
+    "logreg": "sjframe.models.baselines:build_logreg",
+    "mlp": "sjframe.models.baselines:build_mlp",
+    "gru": "sjframe.models.baselines:build_gru",
 }
 
 
 def get_builder(name: str) -> Builder:
     """The builder function of model ``name``; unknown names raise ``ValueError`` listing the valid ones."""
     return lookup(MODELS, name, "model")
+
+
+def is_non_spiking(name: str) -> bool:
+    """Whether model ``name`` is a non-spiking baseline (its builder's ``non_spiking`` flag)."""
+    return bool(getattr(get_builder(name), "non_spiking", False))
 
 
 def build_model(

@@ -357,7 +357,22 @@ def resolve_config(raw: dict[str, Any]) -> SurrogateConfig:
     else:
         options = model_raw
     cfg = dataclass_from_dict(SurrogateConfig, raw, "config")
+    _check_non_spiking(name, cfg)
     return dataclasses.replace(cfg, model=ModelConfig(name=name, options=options))
+
+
+def _check_non_spiking(name: str, cfg: SurrogateConfig) -> None:
+    """A non-spiking baseline (``logreg``, ``mlp``, ``gru``) trains on its logits and has no spike metric to select on."""
+    from sjframe.models import is_non_spiking
+
+    if not is_non_spiking(name):
+        return
+    if cfg.loss.mode != "logits_nll":
+        raise ConfigError(f"config.loss.mode: model {name!r} is non-spiking (it returns logits, no spikes); "
+                          f"set loss.mode: logits_nll (cross-entropy on the logits), not {cfg.loss.mode!r}")
+    if cfg.train.select_metric not in (None, "acc", "loss"):
+        raise ConfigError(f"config.train.select_metric: model {name!r} is non-spiking; choose acc or loss "
+                          f"(or null: acc), not {cfg.train.select_metric!r}")
 
 
 def config_to_dict(cfg: SurrogateConfig) -> dict[str, Any]:

@@ -62,7 +62,14 @@ from sjframe.core.runtime import (
 )
 from sjframe.methods.surrogate import metrics as metrics_mod
 from sjframe.methods.surrogate.config import SurrogateConfig, config_to_dict
-from sjframe.methods.surrogate.evaluation import PAPER_LABEL, bar_disabled, compute_loss, evaluate_model, primary_coding
+from sjframe.methods.surrogate.evaluation import (
+    PAPER_LABEL,
+    as_frames,
+    bar_disabled,
+    compute_loss,
+    evaluate_model,
+    primary_coding,
+)
 from sjframe.methods.surrogate.sharding import eval_loader
 from sjframe.models import build_model
 from sjframe.models.base import ModelOutput
@@ -193,13 +200,7 @@ class Trainer:
             options = dc.dataset_options(split)
             if self.paper:  # the whole training file: nothing held out
                 options = whole_training_options(dc.name, options)
-            ds = build_dataset(dc.name, split, **options)
-            if getattr(ds, "time_major", True) is False:
-                raise ValueError(
-                    f"data set {dc.name!r} gives items that are not time-major frames (e.g. encoding: raw); "
-                    "the surrogate method needs [T, ...] frames"
-                )
-            out[split] = ds
+            out[split] = as_frames(build_dataset(dc.name, split, **options), self.cfg)
         return _Data(**out)
 
     def _loader(self, ds: Dataset, train: bool, epoch: int = 0) -> DataLoader:
@@ -448,8 +449,10 @@ class Trainer:
             self._tensorboard(record)
             epochs.set_postfix(val=f"{value}", best=f"{self.best['value']}@{self.best['epoch']}")
             if self.rank == 0:
-                print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "val_loss", "val_acc_fs", "val_acc_fr")
-                                  if k in record}), file=sys.stderr, flush=True)
+                logits_only = record.get("val_acc_fs") is None and record.get("val_acc_fr") is None
+                shown = ("val_acc",) if logits_only else ("val_acc_fs", "val_acc_fr")
+                print(json.dumps({k: record[k] for k in ("epoch", "train_loss", "val_loss", *shown) if k in record}),
+                      file=sys.stderr, flush=True)
             for callback in self.callbacks:
                 callback(epoch, record)
 
@@ -498,6 +501,9 @@ class Trainer:
 
         keep = ("epoch", "train_loss", "val_loss", "train_acc_fs", "train_acc_fr", "val_acc_fs", "val_acc_fs_spike",
                 "val_acc_fr")
+        last = self.history[-1]
+        if last.get("train_acc_fs") is None and last.get("train_acc_fr") is None:  # a logits readout: its accuracy
+            keep += ("train_acc", "val_acc")
         try:
             plot_training_curves([{k: r.get(k) for k in keep} for r in self.history],
                                  self.run.plots / "training_curves.png",

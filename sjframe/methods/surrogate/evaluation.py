@@ -7,7 +7,13 @@
 * :func:`evaluate_model`: FS / FR accuracy, N_s, td50 / td90 through
   :class:`~sjframe.methods.surrogate.metrics.EvalAccumulator` (sums all-reduced across processes);
 * :func:`evaluate_run`: ``test.py``'s report of a checkpoint on the test window, with rasters and
-  first-spike plots.
+  first-spike plots;
+* :func:`as_frames`: a data set as time-major frames; static items (Yin-Yang ``encoding: raw``) become one
+  frame ``[1, *input_shape]``, for the non-spiking baselines only (``sjframe.models.is_non_spiking``).
+
+Non-spiking baselines (``model.name: logreg | mlp | gru``) return logits only: their metrics hold ``acc`` (the
+argmax of the logits, also ``acc_logits``) and ``loss``; every spike metric (``acc_fs``, ``acc_fr``, ``N_s``,
+``td50``, ...) is ``None``, and :func:`format_report` prints the accuracy without FS / FR rows.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 import torch
 from spikingjelly.activation_based import functional
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from sjframe.coding import fs as fs_mod
@@ -32,11 +38,13 @@ from sjframe.methods.surrogate import metrics as metrics_mod
 from sjframe.methods.surrogate.config import SurrogateConfig, resolve_config
 from sjframe.methods.surrogate.confusion import write_confusion_json
 from sjframe.methods.surrogate.sharding import eval_loader
-from sjframe.models import build_model
+from sjframe.models import build_model, is_non_spiking
 from sjframe.models.base import ModelOutput
 
 __all__ = [
     "PAPER_LABEL",
+    "OneFrame",
+    "as_frames",
     "bar_disabled",
     "compute_loss",
     "evaluate_model",
@@ -54,6 +62,39 @@ VALIDATED_LABEL = ("protocol: validated (checkpoint chosen on a validation split
 def protocol_label(protocol: str) -> str:
     """The line every report carries for ``train.protocol`` (``validated`` | ``paper``)."""
     return PAPER_LABEL if protocol == "paper" else VALIDATED_LABEL
+
+
+class OneFrame(Dataset):
+    """A data set of static items ``(x [*input_shape], y)`` seen as one-frame sequences ``(x [1, *input_shape], y)``."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+        self.input_shape = tuple(ds.input_shape)
+        self.num_classes = int(ds.num_classes)
+        self.dt_ms = getattr(ds, "dt_ms", None)
+        self.class_names = getattr(ds, "class_names", None)
+        self.time_major = True
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x, y = self.ds[index]
+        return x.unsqueeze(0), y
+
+
+def as_frames(ds: Dataset, cfg: SurrogateConfig) -> Dataset:
+    """``ds`` when its items are time-major frames; static items (``time_major = False``) as one frame
+    (:class:`OneFrame`) when the model is a non-spiking baseline; otherwise ``ValueError``."""
+    if getattr(ds, "time_major", True) is not False:
+        return ds
+    if not is_non_spiking(cfg.model.name):
+        raise ValueError(
+            f"data set {cfg.data.name!r} gives items that are not time-major frames (e.g. encoding: raw); "
+            f"the surrogate method needs [T, ...] frames for the spiking model {cfg.model.name!r} (the non-spiking "
+            "baselines logreg / mlp / gru take them as one frame)"
+        )
+    return OneFrame(ds)
 
 
 def compute_loss(
@@ -170,6 +211,20 @@ def format_report(report: dict[str, Any]) -> str:
         return f"{v}{unit}"
 
     m = report["metrics"]
+    if m.get("primary") == "logits" and m.get("n_s") is None:  # a non-spiking baseline: no spike metric at all
+        rows = [
+            ("protocol", report.get("protocol_label") or protocol_label(report.get("protocol", "validated"))),
+            ("model", f"{report.get('model', 'n/a')} (non-spiking: logits only)"),
+            ("checkpoint", f"{report['checkpoint']} (epoch {report.get('epoch')})"),
+            ("data / split", f"{report['data']} / test, {m['n_samples']} samples"),
+            ("window", "one frame (static inputs)" if report["T"] is None else
+                       f"T = {report['T']}, T_empty = {report['T_empty']}, dt = {fmt(report['dt_ms'], ' ms')}"),
+            ("accuracy (argmax of the logits)", fmt(m["acc"], " %")),
+            ("spike metrics", "none (no FS / FR decoding, silent fraction, N_s or td50 for a non-spiking model)"),
+            ("test loss", fmt(m["loss"])),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
     silent = m.get("silent_fraction")
     rows = [
         ("protocol", report.get("protocol_label") or protocol_label(report.get("protocol", "validated"))),
@@ -235,7 +290,7 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, ctx: DistC
         checkpoint = "last.pt"
     state, ckpt_path = run.read_checkpoint(checkpoint)
     options = cfg.data.dataset_options("test")
-    ds = build_dataset(cfg.data.name, "test", **options)
+    ds = as_frames(build_dataset(cfg.data.name, "test", **options), cfg)
     T, T_empty = cfg.data.window("test")
     T_empty = 0 if T_empty is None else T_empty  # unset: every data set's builder appends no empty bins
     model = build_model(cfg.model.name, cfg.model.options, tuple(ds.input_shape), int(ds.num_classes)).to(device)
@@ -250,7 +305,7 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, ctx: DistC
         return {"event": "test", "checkpoint": str(ckpt_path), "metrics": metrics}
     tag = f"test-{ckpt_path.stem}-T{T}-E{T_empty}"
     report = {"event": "test", "checkpoint": str(ckpt_path), "epoch": state.get("epoch"), "data": cfg.data.name,
-              "T": T, "T_empty": T_empty, "dt_ms": dt_ms, "loss_mode": cfg.loss.mode,
+              "model": cfg.model.name, "T": T, "T_empty": T_empty, "dt_ms": dt_ms, "loss_mode": cfg.loss.mode,
               "protocol": cfg.train.protocol, "protocol_label": protocol_label(cfg.train.protocol), "metrics": metrics}
     reports = run.path / "reports"
     class_names = getattr(ds, "class_names", None)

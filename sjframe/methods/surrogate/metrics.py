@@ -279,7 +279,8 @@ class EvalAccumulator:
     def compute(self) -> dict:
         """The metrics as plain Python values (percent for accuracies and curves; ``None`` where not defined).
 
-        Keys: ``n_samples``, ``loss``, ``acc`` (primary decoding -- ``acc_fs`` or ``acc_fr`` -- or the
+        Keys: ``n_samples``, ``primary`` (the accumulator's ``fs`` / ``fr``, or ``logits`` for a logits readout
+        without output spikes), ``loss``, ``acc`` (primary decoding -- ``acc_fs`` or ``acc_fr`` -- or the
         logits' argmax for a non-spiking readout), ``acc_fs`` (the paper's rule), ``acc_fs_spike``
         (first output spike only, silent = wrong), ``acc_fr`` (silent = wrong), ``silent_fraction``
         (fraction in ``[0, 1]``), ``confusion_fs`` / ``confusion_fr`` (``[C][C + 1]`` ints, last
@@ -307,6 +308,8 @@ class EvalAccumulator:
         out["acc_logits"] = pct("correct_logits", n)
         if out["acc_logits"] is not None:
             out["acc"] = out["acc_logits"]
+            if n_spk == 0:  # a logits readout without output spikes: say so rather than name a spike coding
+                out["primary"] = "logits"
         else:
             out["acc"] = out["acc_fs"] if self.primary == "fs" else out["acc_fr"]
         per_layer = {name: float(s[f"n_s_sum/{name}"]) / n for name in self.layer_names if f"n_s_sum/{name}" in s}
