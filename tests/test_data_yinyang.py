@@ -142,3 +142,18 @@ def test_latency_substep_data_set() -> None:
     assert len(build_dataset("yinyang", "test", encoding="latency_substep", T=32, t_min=1.0, t_span=30.0)) == 1000
     with pytest.raises(ValueError, match="tau_s"):
         build_dataset("yinyang", "test", encoding="latency_substep", tau_s=0.0)
+
+
+def test_default_config_substep_tau_matches_the_first_layer() -> None:
+    """latency_substep's amplitudes are exact only for the synaptic decay they assume: configs/default.yaml
+    must give the encoder the first layer's tau_s."""
+    from pathlib import Path
+
+    from sjframe.core.config import load_yaml
+
+    cfg = load_yaml(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
+    options = cfg["data"]["options"]
+    assert options["encoding"] == "latency_substep"
+    assert float(options["tau_s"]) == float(cfg["model"]["neuron1"]["tau_s_steps"])
+    ds = build_dataset("yinyang", "val", T=cfg["data"]["T"], **options)
+    assert ds[0][0].shape == (cfg["data"]["T"], 5)
