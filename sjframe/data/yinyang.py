@@ -128,7 +128,8 @@ class YinYangDataset(Dataset):
       after step ``n >= k_i`` the input's share of ``I_n`` is
       ``w * gam^(n - k_i) * exp(-(k_i + 1 - s_i) / tau_s) = w * exp(-(n + 1 - s_i) / tau_s)``:
       exactly the current at the step boundary ``n + 1`` of an exponential synapse driven by a spike at
-      the continuous time ``s_i``. Nothing is quantised (``s_i = k_i + 1 + tau_s * ln(x[k_i, i])``
+      the continuous time ``s_i`` (a BatchNorm after the Linear layer scales ``w`` and adds the same
+      constant at every step: the input's share stays exact). Nothing is quantised (``s_i = k_i + 1 + tau_s * ln(x[k_i, i])``
       recovers the input exactly), so the classifier's ceiling is the raw inputs' one. ``tau_s``
       (steps) should equal the first layer's synaptic time constant (``model.neuron1.tau_s_steps``).
     * ``encoding="raw"``: items ``x`` float32 ``[4]`` = ``(x, y, 1 - x, 1 - y)``, not time-major
