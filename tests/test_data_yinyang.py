@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sjframe.data import build_dataset, time_major_collate
-from sjframe.data.yinyang import R_BIG, YINYANG_SPLITS, make_yinyang, yinyang_class
+from sjframe.data.yinyang import R_BIG, YINYANG_SPLITS, encode_latency, make_yinyang, yinyang_class
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -85,3 +85,75 @@ def test_bad_options() -> None:
         build_dataset("yinyang", "validation")
     with pytest.raises(ValueError, match="n must be"):
         make_yinyang(-1, 0)
+
+
+
+def test_latency_substep_exact_values_by_hand() -> None:
+    # t_min 1, t_span 10, tau_s 2: v = 0.25 -> s = 3.5: step 3, amplitude exp(-(4 - 3.5) / 2) = exp(-1/4);
+    # v = 0.75 -> s = 8.5: step 8, exp(-1/4); v = 0 -> s = 1 (a whole step): step 1, exp(-1/2);
+    # v = 0.98 -> s = 10.8: step 10, exp(-0.1); bias 1 at step 5
+    frames, steps = encode_latency(torch.tensor([[0.25, 0.75, 0.0, 0.98]]), 14, 1.0, 10.0, substep=True,
+                                   tau_s=2.0, bias_step=5)
+    expected = torch.zeros(1, 14, 5)
+    expected[0, 3, 0] = math.exp(-0.25)
+    expected[0, 8, 1] = math.exp(-0.25)
+    expected[0, 1, 2] = math.exp(-0.5)
+    expected[0, 10, 3] = math.exp(-0.1)
+    expected[0, 5, 4] = 1.0
+    assert steps.tolist() == [[3, 8, 1, 10]]
+    assert torch.allclose(frames, expected, rtol=1e-6, atol=0)
+    # the same values through latency: ones at the rounded steps 4 (3.5 rounds up), 9, 1, 11
+    frames, steps = encode_latency(torch.tensor([[0.25, 0.75, 0.0, 0.98]]), 14, 1.0, 10.0, bias_step=None)
+    assert steps.tolist() == [[4, 9, 1, 11]] and frames.shape == (1, 14, 4) and frames.sum() == 4
+
+
+def test_latency_substep_current_is_the_continuous_one() -> None:
+    """CuLIF's I_n = gam I_{n-1} + x_n, fed the encoded column, equals exp(-(n + 1 - s) / tau_s) after the event."""
+    tau_s = 5.0
+    gam = math.exp(-1.0 / tau_s)
+    for v in (0.0, 0.137, 0.5, 0.999):
+        s = 1.0 + v * 30.0
+        frames, _ = encode_latency(torch.tensor([[v, v, v, v]]), 40, 1.0, 30.0, substep=True, tau_s=tau_s)
+        cur = 0.0
+        for n in range(40):
+            cur = gam * cur + float(frames[0, n, 0])
+            want = math.exp(-(n + 1 - s) / tau_s) if n + 1 > s else 0.0
+            assert cur == pytest.approx(want, rel=1e-6, abs=1e-12)
+
+
+def test_latency_substep_data_set() -> None:
+    ds = build_dataset("yinyang", "test", encoding="latency_substep", T=45, t_min=1.0, t_span=30.0,
+                       bias_step=15, tau_s=5.0)
+    assert ds.input_shape == (5,) and ds.time_major and ds.dt_ms is None
+    X, y = make_yinyang(*YINYANG_SPLITS["test"])
+    for i in (0, 7, 999):
+        frame, label = ds[i]
+        assert frame.shape == (45, 5) and frame.dtype == torch.float32 and label == int(y[i])
+        assert ((frame > 0).sum(0) == 1).all()  # one event per input and the bias
+        for j in range(4):
+            s = 1.0 + float(X[i, j]) * 30.0
+            k = math.floor(s)
+            assert int(frame[:, j].argmax()) == k
+            assert float(frame[k, j]) == pytest.approx(math.exp(-(k + 1 - s) / 5.0), rel=1e-6)
+            assert k + 1 + 5.0 * math.log(float(frame[k, j])) == pytest.approx(s, abs=1e-4)  # invertible
+        assert float(frame[15, 4]) == 1.0
+    with pytest.raises(ValueError, match="T=31 too short"):
+        build_dataset("yinyang", "test", encoding="latency_substep", T=31, t_min=1.0, t_span=30.0)
+    assert len(build_dataset("yinyang", "test", encoding="latency_substep", T=32, t_min=1.0, t_span=30.0)) == 1000
+    with pytest.raises(ValueError, match="tau_s"):
+        build_dataset("yinyang", "test", encoding="latency_substep", tau_s=0.0)
+
+
+def test_default_config_substep_tau_matches_the_first_layer() -> None:
+    """latency_substep's amplitudes are exact only for the synaptic decay they assume: configs/default.yaml
+    must give the encoder the first layer's tau_s."""
+    from pathlib import Path
+
+    from sjframe.core.config import load_yaml
+
+    cfg = load_yaml(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
+    options = cfg["data"]["options"]
+    assert options["encoding"] == "latency_substep"
+    assert float(options["tau_s"]) == float(cfg["model"]["neuron1"]["tau_s_steps"])
+    ds = build_dataset("yinyang", "val", T=cfg["data"]["T"], **options)
+    assert ds[0][0].shape == (cfg["data"]["T"], 5)
