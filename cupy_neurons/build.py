@@ -71,6 +71,7 @@ __all__ = [
     "host_library",
     "kernel_sigs",
     "nvcc_path",
+    "prebuild",
     "read_source",
     "render_device",
     "render_device_bundle",
@@ -108,7 +109,7 @@ _C_DECL = {
 PARAM_KINDS = tuple(_C_DECL)
 HOST_CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math", "-w")
 #: neurons per call of a lane kernel in the fast CPU build (``SJ_CPU_LANES``; common.cuh)
-CPU_LANES = 64
+CPU_LANES = 256
 _FAST_FLAGS = ("-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-fno-fast-math", "-w",
                # unswitch the lane loops on their uniform conditions (null gradients, t > 0, parameter gradients)
                # so that each version vectorises (GCC cannot vectorise a load masked by a uniform condition)
@@ -462,6 +463,25 @@ def host_library(items: tuple[tuple[Specialisation, tuple[KernelSig, ...]], ...]
     if kind not in HOST_BUILDS:
         raise ValueError(f"host build kind must be one of {sorted(HOST_BUILDS)}, got {kind!r}")
     return HostLibrary(compile_host_source(render_host_bundle(items, kind), HOST_BUILDS[kind][0]), items, kind)
+
+
+def prebuild(items: Sequence[tuple[Specialisation, Sequence[KernelSig]]], kind: str = "fast",
+             jobs: int | None = None) -> list[Path]:
+    """Compile, ahead of use, the host libraries the launcher builds at first use, into :func:`cache_dir`.
+
+    ``items``: ``(specialisation, every kernel of its source)`` pairs, each compiled alone (the bundle
+    :func:`cupy_neurons.launch.launch` builds for it, so the launch finds it in the disk cache);
+    ``kind``: the host build (:data:`HOST_BUILDS`); ``jobs``: compilers run at once (default: the CPU count).
+    Returns the libraries' paths (already cached ones are not rebuilt).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if kind not in HOST_BUILDS:
+        raise ValueError(f"host build kind must be one of {sorted(HOST_BUILDS)}, got {kind!r}")
+    flags = HOST_BUILDS[kind][0]
+    texts = [render_host_bundle([(spec, tuple(sigs))], kind) for spec, sigs in items]
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda text: compile_host_source(text, flags), texts))
 
 
 # ---------------------------------------------------------------------------------- nvcc check
