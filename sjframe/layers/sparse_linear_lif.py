@@ -314,8 +314,10 @@ def sparse_linear_lif(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     backend = kernel_backend(backend, x, "sparse_linear_lif")
-    if backend != "torch" and x.device.type != ("cuda" if backend == "cupy" else "cpu"):
-        raise ValueError(f"sparse_linear_lif(backend={backend!r}): x is on {x.device}")
+    if backend != "torch":
+        check_backend(backend, "sparse_linear_lif")
+        if x.device.type != ("cuda" if backend == "cupy" else "cpu"):
+            raise ValueError(f"sparse_linear_lif(backend={backend!r}): x is on {x.device}")
     sur = get_surrogate("fast_sigmoid", rho=100.0) if surrogate is None else surrogate_from_config(surrogate)
     spec = GradientSpec.from_config(gradient)
     if spec.mode == "dense":
@@ -325,7 +327,6 @@ def sparse_linear_lif(
         out = lif_multi_step(F.linear(x, weight), None, float(beta), float(theta), make_spike_fn(sur, spec))
         return SparseLIFOutput(out.spikes, None)
     if backend != "torch":
-        check_backend(backend, "sparse_linear_lif")
         if spec.mode == "localzo" and spec.rng != "philox":
             spec = GradientSpec(**{**spec.__dict__, "rng": "philox"})
     cfg = _OpConfig(float(beta), float(theta), spec.surrogate_for(sur), spec, backend)
