@@ -210,7 +210,9 @@ def test_torch_compile_of_a_cpu_module_matches_eager() -> None:
 
 
 def test_sparse_linear_lif_on_the_cpu_backend(threads) -> None:  # noqa: ANN001
-    """The fused Linear + LIF layer with backend='cpu' (S3GD kernels, 2 threads: atomic sums) against torch."""
+    """The fused Linear + LIF layer with backend='cpu' against torch: the dense mode through the LIF kernel, the sparse
+    mode through the torch sparse backward (faster than the S3GD kernels on a CPU; the kernels themselves run in the
+    fast build, 2 threads with atomic sums, in test_gradients_kernels.py)."""
     from sjframe.layers.sparse_linear_lif import sparse_linear_lif
 
     threads(2)
@@ -218,13 +220,18 @@ def test_sparse_linear_lif_on_the_cpu_backend(threads) -> None:  # noqa: ANN001
     x = ((torch.rand(8, 4, 30, generator=g) < 0.3).double()).requires_grad_()
     w = (torch.randn(20, 30, generator=g, dtype=torch.float64) * 0.6).requires_grad_()
     grads = {}
-    for backend in ("torch", "cpu"):
-        out = sparse_linear_lif(x, w, 0.85, 1.0, gradient={"mode": "sparse", "b_th": 0.5}, backend=backend)
-        r = torch.randn(out.spikes.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-        grads[backend] = (out.spikes, *torch.autograd.grad((out.spikes * r).sum(), [x, w]))
-    assert 0.0 < float(grads["torch"][0].mean()) < 1.0
-    for a, b in zip(grads["cpu"], grads["torch"], strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    for mode in ("dense", "sparse"):
+        before = launch.launch_counts().get(("cpu", "lif_backward"), 0)
+        for backend in ("torch", "cpu"):
+            out = sparse_linear_lif(x, w, 0.85, 1.0, gradient={"mode": mode, "b_th": 0.5} if mode == "sparse" else mode,
+                                    backend=backend)
+            r = torch.randn(out.spikes.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+            grads[backend] = (out.spikes, *torch.autograd.grad((out.spikes * r).sum(), [x, w]))
+        assert 0.0 < float(grads["torch"][0].mean()) < 1.0
+        for a, b in zip(grads["cpu"], grads["torch"], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+        ran = launch.launch_counts().get(("cpu", "lif_backward"), 0) - before
+        assert ran == (1 if mode == "dense" else 0)
 
 
 # ------------------------------------------------------------------------------------ errors, pre-build

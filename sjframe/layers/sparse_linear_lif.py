@@ -302,9 +302,10 @@ def sparse_linear_lif(
             there); None computes the full input gradient when ``x`` requires one.
         generator: LocalZO noise generator (None: torch's global RNG).
         backend: ``torch``, ``cupy`` (CUDA tensors), ``cpu`` (CPU tensors) or ``auto`` (``cupy`` / ``cpu`` by
-            ``x``'s device): the sparse backward kernels of ``cupy_neurons/sparse`` (LocalZO noise then comes
-            from the kernel's Philox generator, i.e. ``rng`` is ``philox``); in ``dense`` mode the fused LIF
-            kernel of ``cupy_neurons`` with cuBLAS / the CPU BLAS for the Linear.
+            ``x``'s device). ``cupy``: the sparse backward kernels of ``cupy_neurons/sparse`` (LocalZO noise
+            then comes from the kernel's Philox generator, i.e. ``rng`` is ``philox``); ``cpu``: the torch
+            sparse backward (faster than the kernels on a CPU, see below), LocalZO noise Philox as well. In
+            ``dense`` mode both run the fused LIF kernel of ``cupy_neurons`` with cuBLAS / the CPU BLAS.
     """
     _check_args(x, weight, in_active)
     if not (isinstance(beta, (int, float)) and 0.0 < beta <= 1.0):
@@ -329,7 +330,12 @@ def sparse_linear_lif(
     if backend != "torch":
         if spec.mode == "localzo" and spec.rng != "philox":
             spec = GradientSpec(**{**spec.__dict__, "rng": "philox"})
-    cfg = _OpConfig(float(beta), float(theta), spec.surrogate_for(sur), spec, backend)
+    # On the CPU the S3GD / LocalZO kernels (atomic adds per (event, input) pair) lose to the torch ops of the same
+    # backward (benchmarks/bench_gradients.py, T 100, N 1000, B 32, one thread: 3.2 s vs 0.17 s), which lose to the
+    # dense backward (0.15 s; the BLAS products dominate): backend='cpu' runs the torch ops here (the same gradients,
+    # Philox noise as on the kernels), the kernels only on CUDA.
+    sparse_backend = "torch" if backend == "cpu" else backend
+    cfg = _OpConfig(float(beta), float(theta), spec.surrogate_for(sur), spec, sparse_backend)
     in_index = None if in_active is None else in_active.index
     spikes, index = _SparseLinearLIFFn.apply(x, weight, cfg, in_index, generator)
     return SparseLIFOutput(spikes, ActiveSet(index, (x.shape[0], x.shape[1], weight.shape[0])))
