@@ -210,8 +210,10 @@ def test_paper_protocol_whole_training_file_last_epoch_labelled(shd_root, tmp_pa
     assert len(trainer.data.train) == 24 and trainer.data.val is None  # the whole training file, no validation
 
     assert test.main([str(path), "--eval.plots", "true"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert PAPER_LABEL in out
+    assert "instead of" not in captured.err  # the default checkpoint of a paper run is last.pt: nothing to note
     (report_path,) = (path / "reports").glob("test-last-*[0-9].json")
     report = json.loads(report_path.read_text())
     assert report["checkpoint"].endswith("last.pt") and report["epoch"] == 2
@@ -220,6 +222,11 @@ def test_paper_protocol_whole_training_file_last_epoch_labelled(shd_root, tmp_pa
     assert test_record["protocol_label"] == PAPER_LABEL and test_record["checkpoint"].endswith("last.pt")
     # every plot of the run says it too
     assert len(titles) == 6 and all(PAPER_LABEL in (title or "") for title in titles.values()), titles
+
+    # an explicit --checkpoint best cannot be honoured (no best.pt): last.pt is evaluated, and the user is told
+    assert test.main([str(path), "--checkpoint", "best"]) == 0
+    err = capsys.readouterr().err
+    assert "protocol: paper" in err and "evaluating last.pt instead of 'best'" in err
 
 
 def test_paper_protocol_rejects_a_select_metric():

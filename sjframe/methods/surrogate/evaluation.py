@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,11 @@ def _evaluate_run(cfg: SurrogateConfig, run: RunDir, checkpoint: str, ctx: DistC
     device = ctx.device
     set_seed(cfg.seed)
     if cfg.train.protocol == "paper" and Path(checkpoint).name in ("best", "best.pt") and not Path(checkpoint).is_file():
-        checkpoint = "last.pt"  # no validation split, no best.pt: the paper's protocol reports the last epoch
+        # no validation split, no best.pt: the paper's protocol reports the last epoch; say so rather than swap silently
+        if ctx.is_main:
+            print(f"test.py: note: {run.path} was trained with protocol: paper (no validation, no best.pt); "
+                  f"evaluating last.pt instead of {checkpoint!r}", file=sys.stderr)
+        checkpoint = "last.pt"
     state, ckpt_path = run.read_checkpoint(checkpoint)
     options = cfg.data.dataset_options("test")
     ds = build_dataset(cfg.data.name, "test", **options)

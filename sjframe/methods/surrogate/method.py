@@ -48,6 +48,9 @@ class SurrogateMethod(Method):
         return settings.train.dist_backend
 
     def default_checkpoint(self, settings: SurrogateConfig) -> str:
+        """``eval.checkpoint`` (``best``), or ``last`` for a run of the paper's protocol (it has no ``best.pt``)."""
+        if settings.train.protocol == "paper" and settings.eval.checkpoint in ("best", "best.pt"):
+            return "last"
         return settings.eval.checkpoint
 
     def precheck(self, settings: SurrogateConfig) -> None:
