@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=0.05, help="input spike probability per step")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", default="torch", choices=["torch", "cupy"])
+    p.add_argument("--backend", default="torch", choices=["torch", "cupy", "cpu"])
     p.add_argument("--b_th", type=float, default=0.2)
     p.add_argument("--delta", type=float, default=0.05)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU runs)")

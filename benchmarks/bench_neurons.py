@@ -1,9 +1,19 @@
-"""Linear + neuron layer, forward + backward on the CPU: sjframe neurons beside other libraries.
+"""Neurons forward + backward on the CPU: the CPU kernels, the fused torch path and other libraries.
 
-Setting of the foundation issue: T = 100, B = 128, Linear 700 -> 256, 2 CPU threads; the median
-wall time of ``loss = (layer(x) * r).sum(); loss.backward()`` over ``--repeats`` runs (after
-warm-up), all measured in one run, interleaved round by round so that machine load hits every row
-alike. The ratio column is the time relative to SpikingJelly's ``LIFNode`` (torch backend).
+Two tables, all rows measured in one run, interleaved round by round so that machine load hits every
+row alike (median wall time over ``--repeats`` rounds after warm-up; T = 100, B = 128, 256 neurons,
+2 CPU threads by default):
+
+1. **The neuron alone** (``y = neuron(x); y.backward(r)``, ``x [T, B, 256]`` requiring grad): the fused
+   torch path (``backend='torch'``) beside the CPU kernels (``backend='cpu'``: the ``fast`` host build, no
+   FMA contraction, and the ``fma`` build with contraction), the speed-up, and the **memory-bound limit**:
+   the bytes the neuron must read and write (the ``[T, N]`` sequences its forward and backward kernels
+   touch, e.g. CuLIF: ``x``, ``s``, ``h`` forward, ``gs``, ``h``, ``dx`` backward) divided by the copy
+   bandwidth measured in the same run (``dst.copy_(src)`` of 3 ``[T, N]`` float32 sequences, counted as
+   read + write). ``% of limit`` = limit / kernel time.
+2. **Linear + neuron** (Linear 700 -> 256 without bias, ``loss = (layer(x) * r).sum(); loss.backward()``):
+   the sjframe neurons on the fused torch path and on the CPU kernels beside SpikingJelly's ``LIFNode``,
+   snnTorch and Norse; the ratio column is the time relative to ``LIFNode`` (torch backend).
 
     .venv/bin/python benchmarks/bench_neurons.py [--repeats 15] [--threads 2] [--T 100] [--B 128]
 """
@@ -11,6 +21,7 @@ alike. The ratio column is the time relative to SpikingJelly's ``LIFNode`` (torc
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -22,6 +33,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cupy_neurons import launch  # noqa: E402
 from sjframe.neurons.adlif import AdLIF  # noqa: E402
 from sjframe.neurons.culif import CuLIF, PCuLIF  # noqa: E402
 from sjframe.neurons.lif import LIF  # noqa: E402
@@ -48,32 +60,115 @@ class _StepLoop(nn.Module):
         return torch.stack(out)
 
 
-def _candidates(n_out: int) -> dict[str, Callable[[], nn.Module]]:
-    rows: dict[str, Callable[[], nn.Module]] = {
-        "sjframe LIF": lambda: LIF(tau_m=2.0, theta=1.0),
-        "sjframe CuLIF": lambda: CuLIF(tau_m=2.0, tau_s=2.0, theta=1.0),
-        "sjframe PCuLIF": lambda: PCuLIF(tau_m=2.0, tau_s=2.0, theta=1.0, per_neuron=True, num_neurons=n_out),
-        "sjframe AdLIF": lambda: AdLIF(num_neurons=n_out, tau_m=2.0, theta=1.0),
-    }
+#: neuron -> (constructor, [T, N] sequences its forward + backward kernels read or write with a loss on the spikes)
+_NEURONS: dict[str, tuple[Callable[..., nn.Module], int]] = {
+    "LIF": (lambda n, backend: LIF(tau_m=2.0, theta=1.0, backend=backend), 6),  # x s h | gs h dx
+    "CuLIF": (lambda n, backend: CuLIF(tau_m=2.0, tau_s=2.0, theta=1.0, backend=backend), 6),  # x s h | gs h dx
+    # + I_{t-1} written forward and read backward (the decay gradients)
+    "PCuLIF": (lambda n, backend: PCuLIF(tau_m=2.0, tau_s=2.0, theta=1.0, per_neuron=True, num_neurons=n,
+                                         backend=backend), 8),
+    # x s h w_{t-1} | gs h x w_{t-1} dx
+    "AdLIF": (lambda n, backend: AdLIF(num_neurons=n, tau_m=2.0, theta=1.0, backend=backend), 9),
+}
+#: row label -> host build of the CPU-kernel rows ($SJFRAME_HOST_BUILD while the row runs; None: torch)
+_BUILDS = {"torch": None, "cpu": "fast", "cpu fma": "fma"}
+
+
+class _Build:
+    """Sets ``$SJFRAME_HOST_BUILD`` for one row's run (the launcher reads it at every launch)."""
+
+    def __init__(self, kind: str | None) -> None:
+        self.kind, self.old = kind, None
+
+    def __enter__(self) -> None:
+        self.old = os.environ.get("SJFRAME_HOST_BUILD")
+        if self.kind is not None:
+            os.environ["SJFRAME_HOST_BUILD"] = self.kind
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is None:
+            os.environ.pop("SJFRAME_HOST_BUILD", None)
+        else:
+            os.environ["SJFRAME_HOST_BUILD"] = self.old
+
+
+def _candidates(n_out: int) -> dict[str, tuple[Callable[[], nn.Module], str | None]]:
+    rows: dict[str, tuple[Callable[[], nn.Module], str | None]] = {}
+    for label, build in (("torch", None), ("cpu", "fast")):
+        for name, (make, _) in _NEURONS.items():
+            rows[f"sjframe {name} ({label})"] = (lambda make=make, label=label: make(n_out, label), build)
     try:
         from spikingjelly.activation_based import neuron as sj_neuron
 
-        rows["SpikingJelly LIFNode (torch)"] = lambda: sj_neuron.LIFNode(tau=2.0, step_mode="m")
+        rows["SpikingJelly LIFNode (torch)"] = (lambda: sj_neuron.LIFNode(tau=2.0, step_mode="m"), None)
     except ImportError as exc:  # pragma: no cover
         print(f"# SpikingJelly missing: {exc}")
     try:
         import snntorch
 
-        rows["snnTorch Leaky"] = lambda: _StepLoop(snntorch.Leaky(beta=0.5), "snntorch")
+        rows["snnTorch Leaky"] = (lambda: _StepLoop(snntorch.Leaky(beta=0.5), "snntorch"), None)
     except ImportError as exc:  # pragma: no cover
         print(f"# snnTorch missing: {exc}")
     try:
         import norse.torch as norse
 
-        rows["Norse LIF"] = lambda: norse.LIF()  # time-major [T, B, N] multi-step module
+        rows["Norse LIF"] = (lambda: norse.LIF(), None)  # time-major [T, B, N] multi-step module
     except ImportError as exc:  # pragma: no cover
         print(f"# Norse missing: {exc}")
     return rows
+
+
+def _median_ms(ts: list[float]) -> float:
+    return statistics.median(ts) * 1e3
+
+
+def neuron_alone(args: argparse.Namespace) -> None:
+    """Table 1: each neuron alone on the fused torch path and the CPU kernels, and the copy-bandwidth limit."""
+    T, B, N = args.T, args.B, args.n_out
+    x = (torch.randn(T, B, N) * 0.6 + 0.4).requires_grad_()
+    r = torch.randn(T, B, N)
+    src, dst = torch.randn(3 * T * B * N), torch.empty(3 * T * B * N)
+    rows = {(name, label): (make(N, "torch" if build is None else "cpu"), build)
+            for name, (make, _) in _NEURONS.items() for label, build in _BUILDS.items()}
+
+    def run(neuron: nn.Module, build: str | None) -> float:
+        x.grad = None
+        for p in neuron.parameters():
+            p.grad = None
+        neuron.reset()
+        with _Build(build):
+            t0 = time.perf_counter()
+            neuron(x).backward(r)
+            return time.perf_counter() - t0
+
+    def copy() -> float:
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        return time.perf_counter() - t0
+
+    times: dict[object, list[float]] = {key: [] for key in [*rows, "copy"]}
+    for rnd in range(args.warmup + args.repeats):
+        for key, (neuron, build) in rows.items():
+            elapsed = run(neuron, build)
+            if rnd >= args.warmup:
+                times[key].append(elapsed)
+        elapsed = copy()
+        if rnd >= args.warmup:
+            times["copy"].append(elapsed)
+    bandwidth = 2 * src.numel() * 4 / statistics.median(times["copy"])  # bytes read + written per second
+    print(f"# The neuron alone, forward + backward (loss on the spikes), T = {T}, B = {B}, N = {N}, "
+          f"{args.threads} CPU threads, float32, median of {args.repeats} interleaved rounds (torch {torch.__version__})")
+    print(f"# copy bandwidth (copy_ of {src.numel() * 4 / 1e6:.0f} MB, read + write) measured in this run: "
+          f"{bandwidth / 1e9:.1f} GB/s")
+    print("| neuron | fused torch ms | cpu kernels ms | speed-up | cpu fma build ms | bytes read + written | "
+          "memory-bound limit ms | % of limit |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, (_, seqs) in _NEURONS.items():
+        torch_ms, cpu_ms, fma_ms = (_median_ms(times[(name, label)]) for label in _BUILDS)
+        nbytes = seqs * T * B * N * 4
+        limit_ms = nbytes / bandwidth * 1e3
+        print(f"| {name} | {torch_ms:.1f} | {cpu_ms:.1f} | {torch_ms / cpu_ms:.2f}x | {fma_ms:.1f} | "
+              f"{nbytes / 1e6:.0f} MB | {limit_ms:.1f} | {100 * limit_ms / cpu_ms:.0f} % |")
 
 
 def main() -> None:
@@ -85,40 +180,58 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-alone", action="store_true", help="only the Linear + neuron table")
+    parser.add_argument("--skip-linear", action="store_true", help="only the neuron-alone table")
+    parser.add_argument("--malloc-tune", choices=("on", "off"), default="on",
+                        help="on: glibc keeps freed blocks <= 32 MiB (cupy_neurons.launch.tune_cpu_allocator, what the "
+                             "CPU kernels do at their first launch) from the start, for every row alike; off: never")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.malloc_tune == "on":
+        print(f"# allocator tuned for every row: {launch.tune_cpu_allocator()}")
+    else:
+        os.environ[launch.MALLOC_TUNE_ENV] = "0"
+        print("# allocator left as it is (glibc defaults) for every row")
+    if not args.skip_alone:
+        neuron_alone(args)
+        print()
+    if args.skip_linear:
+        return
 
     x = (torch.rand(args.T, args.B, args.n_in) < 0.05).float()
     r = torch.randn(args.T, args.B, args.n_out)
     layers = {}
-    for name, make in _candidates(args.n_out).items():
+    builds = {}
+    for name, (make, build) in _candidates(args.n_out).items():
         linear = nn.Linear(args.n_in, args.n_out, bias=False)
         nn.init.normal_(linear.weight, 0.0, 4.0 / args.n_in**0.5)
         layers[name] = (linear, make())
+        builds[name] = build
 
-    def run(linear: nn.Module, neuron: nn.Module) -> float:
+    def run(linear: nn.Module, neuron: nn.Module, build: str | None) -> float:
         for p in list(linear.parameters()) + list(neuron.parameters()):
             p.grad = None
         if hasattr(neuron, "reset"):
             neuron.reset()
-        t0 = time.perf_counter()
-        y = neuron(linear(x))
-        if isinstance(y, tuple):  # Norse returns (spikes, state)
-            y = y[0]
-        (y * r).sum().backward()
-        elapsed = time.perf_counter() - t0
+        with _Build(build):
+            t0 = time.perf_counter()
+            y = neuron(linear(x))
+            if isinstance(y, tuple):  # Norse returns (spikes, state)
+                y = y[0]
+            (y * r).sum().backward()
+            elapsed = time.perf_counter() - t0
         layers_rate[id(neuron)] = y.mean().item()
         return elapsed
 
     layers_rate: dict[int, float] = {}
     times: dict[str, list[float]] = {name: [] for name in layers}
     for _ in range(args.warmup):
-        for linear, neuron in layers.values():
-            run(linear, neuron)
+        for name, (linear, neuron) in layers.items():
+            run(linear, neuron, builds[name])
     for _ in range(args.repeats):  # interleaved rounds
         for name, (linear, neuron) in layers.items():
-            times[name].append(run(linear, neuron))
+            times[name].append(run(linear, neuron, builds[name]))
 
     ref_name = "SpikingJelly LIFNode (torch)"
     ref = statistics.median(times[ref_name]) if ref_name in times else float("nan")

@@ -1,4 +1,5 @@
-// AdLIF multi-step forward and backward (time-major [T, N], one thread per neuron).
+// AdLIF multi-step forward and backward (time-major [T, N], one thread per neuron on the GPU; a chunk
+// of neurons per call, vectorised, on the CPU: SJ_LANES_BEGIN / SJ_FOR_LANES of common.cuh).
 //
 // Rendered by cupy_neurons/build.py (SJ_SCALAR, SJ_ACC, SJ_SURROGATE, SJ_NS, SJ_NAME,
 // SJ_DETACH_RESET, SJ_LOCALZO: 1 = the spike derivative g is the LocalZO estimate, see spike_grad).
@@ -56,6 +57,7 @@ SJ_HD acc_t adlif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, c
 
 // x_seq [T, N]; v0, w0, h0, s0 [N] (h0, s0: the step before the first); alpha, beta, a, b [P].
 // Outputs s_seq, h_seq [T, N]; v_last, w_last [N]; wprev_seq [T, N] (w_{t-1}; may be null).
+// Neurons n = sj_n0 + j of the thread's lanes (common.cuh: one on the GPU, a vector chunk on the CPU).
 extern "C" __global__ void SJ_NAME(adlif_forward)(
     const scalar_t* __restrict__ x_seq, const scalar_t* __restrict__ v0, const scalar_t* __restrict__ w0,
     const scalar_t* __restrict__ h0, const scalar_t* __restrict__ s0,
@@ -63,23 +65,35 @@ extern "C" __global__ void SJ_NAME(adlif_forward)(
     const acc_t* __restrict__ b, const acc_t theta, const int T, const sj_index N, const sj_index P,
     scalar_t* __restrict__ s_seq, scalar_t* __restrict__ h_seq, scalar_t* __restrict__ v_last,
     scalar_t* __restrict__ w_last, scalar_t* __restrict__ wprev_seq) {
-    const sj_index n = sj_thread_index();
-    if (n >= N) return;
-    const sj_index p = n % P;
-    const acc_t al = alpha[p], be = beta[p], aa = a[p], bb = b[p];
-    acc_t v = sj_widen(v0[n]);
-    acc_t w = sj_widen(w0[n]);
-    acc_t h = sj_widen(h0[n]);
-    acc_t s = sj_widen(s0[n]);
-    for (int t = 0; t < T; ++t) {
-        const sj_index k = (sj_index)t * N + n;
-        if (wprev_seq) sj_narrow(wprev_seq + k, w);
-        adlif_step_forward(sj_widen(x_seq[k]), al, be, aa, bb, theta, v, w, h, s);
-        sj_narrow(h_seq + k, h);
-        sj_narrow(s_seq + k, s);
+    SJ_LANES_BEGIN(N);
+    acc_t al[SJ_MAX_LANES], be[SJ_MAX_LANES], aa[SJ_MAX_LANES], bb[SJ_MAX_LANES];
+    acc_t v[SJ_MAX_LANES], w[SJ_MAX_LANES], h[SJ_MAX_LANES], s[SJ_MAX_LANES];
+    SJ_FOR_LANES(j) {
+        const sj_index n = sj_n0 + j;
+        const sj_index p = n % P;
+        al[j] = alpha[p];
+        be[j] = beta[p];
+        aa[j] = a[p];
+        bb[j] = b[p];
+        v[j] = sj_widen(v0[n]);
+        w[j] = sj_widen(w0[n]);
+        h[j] = sj_widen(h0[n]);
+        s[j] = sj_widen(s0[n]);
     }
-    sj_narrow(v_last + n, v);
-    sj_narrow(w_last + n, w);
+    for (int t = 0; t < T; ++t) {
+        const sj_index row = (sj_index)t * N + sj_n0;
+        SJ_FOR_LANES(j) {
+            const sj_index k = row + j;
+            if (wprev_seq) sj_narrow(wprev_seq + k, w[j]);
+            adlif_step_forward(sj_widen(x_seq[k]), al[j], be[j], aa[j], bb[j], theta, v[j], w[j], h[j], s[j]);
+            sj_narrow(h_seq + k, h[j]);
+            sj_narrow(s_seq + k, s[j]);
+        }
+    }
+    SJ_FOR_LANES(j) {
+        sj_narrow(v_last + sj_n0 + j, v[j]);
+        sj_narrow(w_last + sj_n0 + j, w[j]);
+    }
 }
 
 // Gradients of the outputs gs_seq, gh_seq [T, N], gv_last, gw_last [N] (each may be null = 0).
@@ -97,54 +111,73 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
     scalar_t* __restrict__ dh0, scalar_t* __restrict__ ds0,
     acc_t* __restrict__ dalpha_part, acc_t* __restrict__ dbeta_part, acc_t* __restrict__ da_part,
     acc_t* __restrict__ db_part) {
-    const sj_index n = sj_thread_index();
-    if (n >= N) return;
-    const sj_index p = n % P;
-    const acc_t al = alpha[p], be = beta[p], aa = a[p], bb = b[p];
+    SJ_LANES_BEGIN(N);
     const bool params = dalpha_part != nullptr;
     const sj_localzo_law law = SJ_ZO_LAW();
-    acc_t cv = sj_load_or_zero(gv_last, n);
-    acc_t cw = sj_load_or_zero(gw_last, n);
-    acc_t ch = (acc_t)0, cs = (acc_t)0;
-    acc_t gal = (acc_t)0, gbe = (acc_t)0, ga = (acc_t)0, gb = (acc_t)0;
-    // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
-    acc_t h = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
-    for (int t = T - 1; t >= 0; --t) {
-        const sj_index k = (sj_index)t * N + n;
-        const acc_t h_next = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;  // h_{t-1}
-        const acc_t dw = cw;  // dL/dw_t
-        const acc_t sg = spike_grad(h - theta, n, t, zo_keys, law);
-        const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, sg, al, be,
-                                             aa, bb, theta, cv, cw, ch, cs);
-        sj_narrow(dx_seq + k, ((acc_t)1 - al) * dh);
-        if (params) {
-            acc_t h_prev, s_prev, v_prev;
-            if (t > 0) {
-                h_prev = h_next;
-                s_prev = heaviside(h_prev - theta);
-                v_prev = h_prev * ((acc_t)1 - s_prev);
-            } else {
-                h_prev = sj_widen(h0[n]);
-                s_prev = sj_widen(s0[n]);
-                v_prev = sj_widen(v0[n]);
-            }
-            const acc_t w_prev = sj_widen(wprev_seq[k]);
-            gal += (v_prev - sj_widen(x_seq[k]) + w_prev) * dh;
-            gbe += w_prev * dw;
-            ga += h_prev * dw;
-            gb += s_prev * dw;
-        }
-        h = h_next;
+    acc_t al[SJ_MAX_LANES], be[SJ_MAX_LANES], aa[SJ_MAX_LANES], bb[SJ_MAX_LANES];
+    acc_t cv[SJ_MAX_LANES], cw[SJ_MAX_LANES], ch[SJ_MAX_LANES], cs[SJ_MAX_LANES], h[SJ_MAX_LANES];
+    acc_t gal[SJ_MAX_LANES], gbe[SJ_MAX_LANES], ga[SJ_MAX_LANES], gb[SJ_MAX_LANES];
+    SJ_FOR_LANES(j) {
+        const sj_index n = sj_n0 + j;
+        const sj_index p = n % P;
+        al[j] = alpha[p];
+        be[j] = beta[p];
+        aa[j] = a[p];
+        bb[j] = b[p];
+        cv[j] = sj_load_or_zero(gv_last, n);
+        cw[j] = sj_load_or_zero(gw_last, n);
+        ch[j] = (acc_t)0;
+        cs[j] = (acc_t)0;
+        gal[j] = (acc_t)0;
+        gbe[j] = (acc_t)0;
+        ga[j] = (acc_t)0;
+        gb[j] = (acc_t)0;
+        // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
+        h[j] = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     }
-    sj_narrow(dv0 + n, cv);
-    sj_narrow(dw0 + n, cw);
-    sj_narrow(dh0 + n, ch);
-    sj_narrow(ds0 + n, cs);
-    if (params) {
-        dalpha_part[n] = gal;
-        dbeta_part[n] = gbe;
-        da_part[n] = ga;
-        db_part[n] = gb;
+    for (int t = T - 1; t >= 0; --t) {
+        const sj_index row = (sj_index)t * N + sj_n0;
+        SJ_FOR_LANES(j) {
+            const sj_index n = sj_n0 + j;
+            const sj_index k = row + j;
+            const acc_t h_next = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;  // h_{t-1}
+            const acc_t dw = cw[j];  // dL/dw_t
+            const acc_t sg = spike_grad(h[j] - theta, n, t, zo_keys, law);
+            const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h[j], sg,
+                                                 al[j], be[j], aa[j], bb[j], theta, cv[j], cw[j], ch[j], cs[j]);
+            sj_narrow(dx_seq + k, ((acc_t)1 - al[j]) * dh);
+            if (params) {
+                acc_t h_prev, s_prev, v_prev;
+                if (t > 0) {
+                    h_prev = h_next;
+                    s_prev = heaviside(h_prev - theta);
+                    v_prev = h_prev * ((acc_t)1 - s_prev);
+                } else {
+                    h_prev = sj_widen(h0[n]);
+                    s_prev = sj_widen(s0[n]);
+                    v_prev = sj_widen(v0[n]);
+                }
+                const acc_t w_prev = sj_widen(wprev_seq[k]);
+                gal[j] += (v_prev - sj_widen(x_seq[k]) + w_prev) * dh;
+                gbe[j] += w_prev * dw;
+                ga[j] += h_prev * dw;
+                gb[j] += s_prev * dw;
+            }
+            h[j] = h_next;
+        }
+    }
+    SJ_FOR_LANES(j) {
+        const sj_index n = sj_n0 + j;
+        sj_narrow(dv0 + n, cv[j]);
+        sj_narrow(dw0 + n, cw[j]);
+        sj_narrow(dh0 + n, ch[j]);
+        sj_narrow(ds0 + n, cs[j]);
+        if (params) {
+            dalpha_part[n] = gal[j];
+            dbeta_part[n] = gbe[j];
+            da_part[n] = ga[j];
+            db_part[n] = gb[j];
+        }
     }
 }
 }  // namespace SJ_NS

@@ -67,9 +67,11 @@ __all__ = [
     "compile_nvcc",
     "cupy_module",
     "double_precision_expr",
+    "host_compiler_missing",
     "host_library",
     "kernel_sigs",
     "nvcc_path",
+    "prebuild",
     "read_source",
     "render_device",
     "render_device_bundle",
@@ -106,6 +108,25 @@ _C_DECL = {
 }
 PARAM_KINDS = tuple(_C_DECL)
 HOST_CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math", "-w")
+#: neurons per call of a lane kernel in the fast CPU build (``SJ_CPU_LANES``; common.cuh)
+CPU_LANES = 256
+_FAST_FLAGS = ("-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-fno-fast-math", "-w",
+               # unswitch the lane loops on their uniform conditions (null gradients, t > 0, parameter gradients)
+               # so that each version vectorises (GCC cannot vectorise a load masked by a uniform condition)
+               "--param", "max-unswitch-insns=2000", "--param", "max-unswitch-level=5")
+#: the host builds of the same text: compiler flags and whether the build is the fast CPU backend
+#: (``SJ_CPU_LANES`` lanes per call, OpenMP over calls):
+#:
+#: * ``check``: ``-O2``, one (block, thread) at a time, no FMA contraction: the exact model of a GPU launch that
+#:   the GPU build (``--fmad=false``) is compared with bit for bit;
+#: * ``fast``: the CPU backend: ``-O3 -march=native``, OpenMP, lanes vectorised, still no FMA contraction (each
+#:   element's arithmetic is the check build's, in the same order);
+#: * ``fma``: ``fast`` with FMA contraction (``-ffp-contract=fast``), measured against ``fast`` by the benchmark.
+HOST_BUILDS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "check": (HOST_CXX_FLAGS, False),
+    "fast": ((*_FAST_FLAGS, "-ffp-contract=off"), True),
+    "fma": ((*_FAST_FLAGS, "-ffp-contract=fast"), True),
+}
 
 
 class KernelCompileError(RuntimeError):
@@ -119,10 +140,13 @@ class KernelSig:
     Attributes:
         name: base kernel name (the source declares it as ``SJ_NAME(name)``).
         params: ``((kind, name), ...)`` in order, kinds from :data:`PARAM_KINDS`.
+        lanes: the kernel handles its thread's lanes (``SJ_LANES_BEGIN`` of common.cuh: one neuron on the GPU,
+            :data:`CPU_LANES` in the fast CPU build) rather than one element per thread.
     """
 
     name: str
     params: tuple[tuple[str, str], ...]
+    lanes: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z_]\w*", self.name):
@@ -222,7 +246,10 @@ def kernel_sigs(source: str) -> tuple[KernelSig, ...]:
     text = read_source(source)
     macros = {name: body.replace("\\\n", " ") for name, body in _DEFINE.findall(text)}
     sigs = []
-    for name, raw in _KERNEL_DECL.findall(text):
+    decls = list(_KERNEL_DECL.finditer(text))
+    for pos, match in enumerate(decls):
+        name, raw = match.groups()
+        body = text[match.end():decls[pos + 1].start() if pos + 1 < len(decls) else len(text)]
         params = []
         for item in (p.strip() for p in raw.split(",")):
             if item in macros:
@@ -238,7 +265,7 @@ def kernel_sigs(source: str) -> tuple[KernelSig, ...]:
                     raise ValueError(f"{source}: kernel {name}: parameter {words[-1]!r} has C type {ctype!r}; "
                                      f"valid: {sorted(_KIND_OF_C)}")
                 params.append((_KIND_OF_C[ctype], words[-1]))
-        sigs.append(KernelSig(name, tuple(params)))
+        sigs.append(KernelSig(name, tuple(params), "SJ_LANES_BEGIN(" in body))
     if not sigs:
         raise ValueError(f"{source}: no extern \"C\" __global__ void SJ_NAME(name)(...) kernel found")
     return tuple(sigs)
@@ -289,23 +316,31 @@ def render_device_bundle(specs: Sequence[Specialisation]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _host_wrapper(sig: KernelSig, suffix: str) -> str:
-    params = ", ".join(p for p in ("unsigned int sj_grid", "unsigned int sj_block", sig.c_params()) if p)
+def _host_wrapper(sig: KernelSig, suffix: str, parallel: bool = False) -> str:
+    head = ("unsigned int sj_grid", "unsigned int sj_block", *(("int sj_threads",) if parallel else ()))
+    params = ", ".join(p for p in (*head, sig.c_params()) if p)
+    run = "sj_host_launch_parallel(sj_grid, sj_block, sj_threads, " if parallel else "sj_host_launch(sj_grid, sj_block, "
     return (
         f'extern "C" void sjhost_{sig.name}{suffix}({params}) {{\n'
         # the kernel is found inside the specialisation's namespace or at global scope (where a source keeps it)
-        f"    sj_host_launch(sj_grid, sj_block, [&]() {{\n"
+        f"    {run}[&]() {{\n"
         f"        using namespace sj_spec{suffix};\n        {sig.name}{suffix}({sig.c_args()});\n    }});\n"
         "}\n"
     )
 
 
-def render_host_bundle(items: Sequence[tuple[Specialisation, Sequence[KernelSig]]]) -> str:
+def render_host_bundle(items: Sequence[tuple[Specialisation, Sequence[KernelSig]]], kind: str = "check") -> str:
     """Host C++ text: shim + common + each specialisation (suffix ``_s<i>``) + launch wrappers.
 
-    The wrapper of kernel ``k`` of item ``i`` is ``sjhost_k_s<i>(grid, block, <kernel params>)``.
+    The wrapper of kernel ``k`` of item ``i`` is ``sjhost_k_s<i>(grid, block, <kernel params>)``; in a fast
+    build (``kind`` of :data:`HOST_BUILDS`) ``sjhost_k_s<i>(grid, block, threads, <kernel params>)``, the
+    blocks shared by ``threads`` OpenMP threads and a lane kernel's thread given :data:`CPU_LANES` neurons.
     """
-    parts = ["// sjframe kernels, host build (cupy_neurons/build.py)", "#define SJ_HOST_BUILD 1",
+    if kind not in HOST_BUILDS:
+        raise ValueError(f"host build kind must be one of {sorted(HOST_BUILDS)}, got {kind!r}")
+    parallel = HOST_BUILDS[kind][1]
+    defines = [f"#define SJ_CPU_LANES {CPU_LANES}", "#define SJ_HOST_PARALLEL 1"] if parallel else []
+    parts = [f"// sjframe kernels, host build {kind!r} (cupy_neurons/build.py)", "#define SJ_HOST_BUILD 1", *defines,
              read_source("host_shim.h"), read_source("common.cuh")]
     for i, (spec, sigs) in enumerate(items):
         suffix = f"_s{i}"
@@ -313,7 +348,7 @@ def render_host_bundle(items: Sequence[tuple[Specialisation, Sequence[KernelSig]
         parts.append(render_specialisation(spec, suffix))
         # wrappers need the types again: re-define them around the generated code
         parts.append(f"#define SJ_SCALAR {scalar}\n#define SJ_ACC {acc}")
-        parts.extend(_host_wrapper(sig, suffix) for sig in sigs)
+        parts.extend(_host_wrapper(sig, suffix, parallel) for sig in sigs)
         parts.append("#undef SJ_SCALAR\n#undef SJ_ACC")
     return "\n".join(parts) + "\n"
 
@@ -336,17 +371,38 @@ def _compiler_version(compiler: str) -> str:
     return out.stdout.strip()
 
 
-def _host_compiler() -> str:
+def host_compiler_missing() -> str | None:
+    """None if the host C++ compiler (``$CXX`` or ``g++``) is on the PATH, else a one-line sentence saying so."""
     compiler = os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None:
-        raise KernelCompileError(f"host C++ compiler {compiler!r} not found (set $CXX or install g++)")
-    return compiler
+        return f"no C++ compiler: {compiler!r} not found on the PATH (install g++ or set $CXX)"
+    return None
+
+
+def _host_compiler() -> str:
+    missing = host_compiler_missing()
+    if missing is not None:
+        raise KernelCompileError(f"the CPU kernels cannot be built: {missing}")
+    return os.environ.get("CXX", "g++")
+
+
+@functools.cache
+def _native_target(compiler: str) -> str:
+    """What ``-march=native`` means for ``compiler`` on this machine (part of a fast build's cache key)."""
+    out = subprocess.run([compiler, "-march=native", "-Q", "--help=target"], capture_output=True, text=True)
+    return out.stdout
 
 
 def compile_host_source(text: str, flags: Sequence[str] = HOST_CXX_FLAGS) -> Path:
-    """Compile host C++ text into a shared library (cached on disk by content hash); return its path."""
+    """Compile host C++ text into a shared library (cached on disk by content hash); return its path.
+
+    The key hashes the text, the flags, the compiler version and (for ``-march=native``) the target the
+    compiler resolves on this machine, so a cache folder shared between machines never hands one a library
+    built for another's instruction set.
+    """
     compiler = _host_compiler()
-    key = hashlib.sha256("\0".join([text, *flags, _compiler_version(compiler)]).encode()).hexdigest()[:24]
+    native = _native_target(compiler) if "-march=native" in flags else ""
+    key = hashlib.sha256("\0".join([text, *flags, _compiler_version(compiler), native]).encode()).hexdigest()[:24]
     out = cache_dir() / f"host-{key}.so"
     if out.is_file():
         return out
@@ -356,7 +412,7 @@ def compile_host_source(text: str, flags: Sequence[str] = HOST_CXX_FLAGS) -> Pat
         lib = Path(tmp) / "kernels.so"
         proc = subprocess.run([compiler, *flags, "-o", str(lib), str(src)], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise KernelCompileError(f"g++ failed on the host build of the kernels:\n{proc.stderr[-8000:]}")
+            raise KernelCompileError(f"{compiler} failed on the host build of the kernels:\n{proc.stderr[-8000:]}")
         os.replace(lib, out)  # atomic: a concurrent reader sees the old or the complete file
     return out
 
@@ -365,10 +421,16 @@ _CTYPE_OF_KIND = {"int": ctypes.c_int, "index": ctypes.c_longlong, "float": ctyp
 
 
 class HostLibrary:
-    """A loaded host build: run kernel ``sig`` of bundle item ``index`` on CPU buffers."""
+    """A loaded host build: run kernel ``sig`` of bundle item ``index`` on CPU buffers.
 
-    def __init__(self, path: Path, items: Sequence[tuple[Specialisation, Sequence[KernelSig]]]) -> None:
+    ``kind``: the build (:data:`HOST_BUILDS`); ``parallel``: its wrappers take the OpenMP thread count.
+    """
+
+    def __init__(self, path: Path, items: Sequence[tuple[Specialisation, Sequence[KernelSig]]],
+                 kind: str = "check") -> None:
         self.path = path
+        self.kind = kind
+        self.parallel = HOST_BUILDS[kind][1]
         self.items = tuple((spec, tuple(sigs)) for spec, sigs in items)
         self._lib = ctypes.CDLL(str(path))
         self._index = {spec: i for i, (spec, _) in enumerate(self.items)}
@@ -384,7 +446,7 @@ class HostLibrary:
             raise ValueError(f"kernel {sig.name} was not built for {spec.label()}")
         fn = getattr(self._lib, f"sjhost_{sig.name}_s{i}")
         acc = ctypes.c_double if DTYPES[spec.dtype][1] == "double" else ctypes.c_float
-        argtypes = [ctypes.c_uint, ctypes.c_uint]
+        argtypes = [ctypes.c_uint, ctypes.c_uint, *((ctypes.c_int,) if self.parallel else ())]
         for kind, _ in sig.params:
             argtypes.append(ctypes.c_void_p if kind.endswith("ptr") else acc if kind == "acc" else _CTYPE_OF_KIND[kind])
         fn.argtypes = argtypes
@@ -393,11 +455,33 @@ class HostLibrary:
 
 
 @functools.lru_cache(maxsize=64)
-def host_library(items: tuple[tuple[Specialisation, tuple[KernelSig, ...]], ...]) -> HostLibrary:
-    """Compile (or reuse) the host bundle of ``items`` and load it (cached per process)."""
+def host_library(items: tuple[tuple[Specialisation, tuple[KernelSig, ...]], ...], kind: str = "check") -> HostLibrary:
+    """Compile (or reuse) the host bundle of ``items`` in build ``kind`` (:data:`HOST_BUILDS`) and load it
+    (cached per process)."""
     if not items:
         raise ValueError("host_library needs at least one (specialisation, kernels) item")
-    return HostLibrary(compile_host_source(render_host_bundle(items)), items)
+    if kind not in HOST_BUILDS:
+        raise ValueError(f"host build kind must be one of {sorted(HOST_BUILDS)}, got {kind!r}")
+    return HostLibrary(compile_host_source(render_host_bundle(items, kind), HOST_BUILDS[kind][0]), items, kind)
+
+
+def prebuild(items: Sequence[tuple[Specialisation, Sequence[KernelSig]]], kind: str = "fast",
+             jobs: int | None = None) -> list[Path]:
+    """Compile, ahead of use, the host libraries the launcher builds at first use, into :func:`cache_dir`.
+
+    ``items``: ``(specialisation, every kernel of its source)`` pairs, each compiled alone (the bundle
+    :func:`cupy_neurons.launch.launch` builds for it, so the launch finds it in the disk cache);
+    ``kind``: the host build (:data:`HOST_BUILDS`); ``jobs``: compilers run at once (default: the CPU count).
+    Returns the libraries' paths (already cached ones are not rebuilt).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if kind not in HOST_BUILDS:
+        raise ValueError(f"host build kind must be one of {sorted(HOST_BUILDS)}, got {kind!r}")
+    flags = HOST_BUILDS[kind][0]
+    texts = [render_host_bundle([(spec, tuple(sigs))], kind) for spec, sigs in items]
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda text: compile_host_source(text, flags), texts))
 
 
 # ---------------------------------------------------------------------------------- nvcc check

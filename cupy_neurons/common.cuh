@@ -121,4 +121,26 @@ SJ_HD A sj_round_to(A v) {
 // Global thread index of a 1-D launch (one thread per neuron).
 SJ_HD sj_index sj_thread_index() { return (sj_index)blockIdx.x * (sj_index)blockDim.x + (sj_index)threadIdx.x; }
 
+// ------------------------------------------------------------------ lanes (the neuron kernels)
+// A neuron kernel handles the SJ_MAX_LANES consecutive neurons n = sj_n0 + j, j < sj_lanes, of its thread:
+//     SJ_LANES_BEGIN(N);                      // sj_n0, sj_lanes; returns when the thread has no neuron
+//     acc_t v[SJ_MAX_LANES];                  // one register per lane
+//     for (int t = 0; t < T; ++t) { SJ_FOR_LANES(j) { ... neuron sj_n0 + j at step t ... } }
+// On the GPU and in the host check build SJ_MAX_LANES = 1 (one thread per neuron; the one-element arrays
+// are registers). The fast CPU build (cupy_neurons/build.py, SJ_CPU_LANES = L) gives each call L neurons:
+// the time loop outside, the lanes inside as an `omp simd` loop, so consecutive neurons of one step
+// (contiguous in memory) are processed as vectors, with the same per-lane arithmetic.
+#if defined(SJ_CPU_LANES)
+#define SJ_MAX_LANES SJ_CPU_LANES
+#define SJ_FOR_LANES(j) _Pragma("omp simd") for (int j = 0; j < sj_lanes; ++j)
+#else
+#define SJ_MAX_LANES 1
+#define SJ_FOR_LANES(j) for (int j = 0; j < 1; ++j)
+#endif
+#define SJ_LANES_BEGIN(N)                                                                              \
+    const sj_index sj_n0 = sj_thread_index() * (sj_index)SJ_MAX_LANES;                                 \
+    if (sj_n0 >= (N)) return;                                                                          \
+    const int sj_lanes = (N) - sj_n0 < (sj_index)SJ_MAX_LANES ? (int)((N) - sj_n0) : (int)SJ_MAX_LANES; \
+    (void)sj_lanes
+
 #endif  // SJ_COMMON_CUH

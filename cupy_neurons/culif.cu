@@ -1,4 +1,5 @@
-// CuLIF / PCuLIF multi-step forward and backward (time-major [T, N], one thread per neuron).
+// CuLIF / PCuLIF multi-step forward and backward (time-major [T, N], one thread per neuron on the GPU;
+// a chunk of neurons per call, vectorised, on the CPU: SJ_LANES_BEGIN / SJ_FOR_LANES of common.cuh).
 //
 // Rendered by cupy_neurons/build.py with SJ_SCALAR, SJ_ACC, SJ_SURROGATE(u), SJ_NS, SJ_NAME,
 // SJ_DETACH_RESET (1: the reset carries no gradient) and SJ_LOCALZO (1: the spike derivative g is
@@ -51,29 +52,38 @@ SJ_HD acc_t culif_step_backward(const acc_t gs, const acc_t gh, const acc_t h, c
 
 // x_seq [T, N]; v0, i0 [N]; lam, gam [P]. Outputs s_seq, h_seq [T, N]; v_last, i_last [N];
 // iprev_seq [T, N] (I_{t-1}, the current entering step t; may be null: only PCuLIF needs it).
+// Neurons n = sj_n0 + j of the thread's lanes (common.cuh: one on the GPU, a vector chunk on the CPU).
 extern "C" __global__ void SJ_NAME(culif_forward)(
     const scalar_t* __restrict__ x_seq, const scalar_t* __restrict__ v0, const scalar_t* __restrict__ i0,
     const acc_t* __restrict__ lam, const acc_t* __restrict__ gam, const acc_t theta,
     const int T, const sj_index N, const sj_index P,
     scalar_t* __restrict__ s_seq, scalar_t* __restrict__ h_seq, scalar_t* __restrict__ v_last,
     scalar_t* __restrict__ i_last, scalar_t* __restrict__ iprev_seq) {
-    const sj_index n = sj_thread_index();
-    if (n >= N) return;
-    const sj_index p = n % P;
-    const acc_t lm = lam[p];
-    const acc_t gm = gam[p];
-    acc_t v = sj_widen(v0[n]);
-    acc_t i = sj_widen(i0[n]);
-    for (int t = 0; t < T; ++t) {
-        const sj_index k = (sj_index)t * N + n;
-        if (iprev_seq) sj_narrow(iprev_seq + k, i);
-        acc_t h, s;
-        culif_step_forward(sj_widen(x_seq[k]), lm, gm, theta, v, i, h, s);
-        sj_narrow(h_seq + k, h);
-        sj_narrow(s_seq + k, s);
+    SJ_LANES_BEGIN(N);
+    acc_t lm[SJ_MAX_LANES], gm[SJ_MAX_LANES], v[SJ_MAX_LANES], i[SJ_MAX_LANES];
+    SJ_FOR_LANES(j) {
+        const sj_index n = sj_n0 + j;
+        const sj_index p = n % P;
+        lm[j] = lam[p];
+        gm[j] = gam[p];
+        v[j] = sj_widen(v0[n]);
+        i[j] = sj_widen(i0[n]);
     }
-    sj_narrow(v_last + n, v);
-    sj_narrow(i_last + n, i);
+    for (int t = 0; t < T; ++t) {
+        const sj_index row = (sj_index)t * N + sj_n0;
+        SJ_FOR_LANES(j) {
+            const sj_index k = row + j;
+            if (iprev_seq) sj_narrow(iprev_seq + k, i[j]);
+            acc_t h, s;
+            culif_step_forward(sj_widen(x_seq[k]), lm[j], gm[j], theta, v[j], i[j], h, s);
+            sj_narrow(h_seq + k, h);
+            sj_narrow(s_seq + k, s);
+        }
+    }
+    SJ_FOR_LANES(j) {
+        sj_narrow(v_last + sj_n0 + j, v[j]);
+        sj_narrow(i_last + sj_n0 + j, i[j]);
+    }
 }
 
 // Gradients of the outputs: gs_seq, gh_seq [T, N], gv_last, gi_last [N] (each may be null = 0).
@@ -88,39 +98,51 @@ extern "C" __global__ void SJ_NAME(culif_backward)(
     const int T, const sj_index N, const sj_index P, SJ_ZO_PARAMS,
     scalar_t* __restrict__ dx_seq, scalar_t* __restrict__ dv0, scalar_t* __restrict__ di0,
     acc_t* __restrict__ dlam_part, acc_t* __restrict__ dgam_part) {
-    const sj_index n = sj_thread_index();
-    if (n >= N) return;
+    SJ_LANES_BEGIN(N);
     const sj_localzo_law law = SJ_ZO_LAW();
-    const sj_index p = n % P;
-    const acc_t lm = lam[p];
-    const acc_t gm = gam[p];
     const bool params = dlam_part != nullptr;
-    acc_t dv = sj_load_or_zero(gv_last, n);
-    acc_t di = sj_load_or_zero(gi_last, n);
-    acc_t glam = (acc_t)0, ggam = (acc_t)0;
-    // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
-    acc_t h = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
-    for (int t = T - 1; t >= 0; --t) {
-        const sj_index k = (sj_index)t * N + n;
-        const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
-        const acc_t di_t = di;  // dL/dI_t = dL/dx_t
-        const acc_t sg = spike_grad(h - theta, n, t, zo_keys, law);
-        const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, sg, lm, gm,
-                                             theta, dv, di);
-        sj_narrow(dx_seq + k, di_t);
-        if (params) {
-            const acc_t v_prev = t > 0 ? h_prev * ((acc_t)1 - heaviside(h_prev - theta)) : sj_widen(v0[n]);
-            const acc_t i_prev = sj_widen(iprev_seq[k]);
-            glam += (v_prev - i_prev) * dh;
-            ggam += i_prev * di_t;
-        }
-        h = h_prev;
+    acc_t lm[SJ_MAX_LANES], gm[SJ_MAX_LANES], dv[SJ_MAX_LANES], di[SJ_MAX_LANES], glam[SJ_MAX_LANES],
+        ggam[SJ_MAX_LANES], h[SJ_MAX_LANES];
+    SJ_FOR_LANES(j) {
+        const sj_index n = sj_n0 + j;
+        const sj_index p = n % P;
+        lm[j] = lam[p];
+        gm[j] = gam[p];
+        dv[j] = sj_load_or_zero(gv_last, n);
+        di[j] = sj_load_or_zero(gi_last, n);
+        glam[j] = (acc_t)0;
+        ggam[j] = (acc_t)0;
+        // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
+        h[j] = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     }
-    sj_narrow(dv0 + n, dv);
-    sj_narrow(di0 + n, di);
-    if (params) {
-        dlam_part[n] = glam;
-        dgam_part[n] = ggam;
+    for (int t = T - 1; t >= 0; --t) {
+        const sj_index row = (sj_index)t * N + sj_n0;
+        SJ_FOR_LANES(j) {
+            const sj_index n = sj_n0 + j;
+            const sj_index k = row + j;
+            const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
+            const acc_t di_t = di[j];  // dL/dI_t = dL/dx_t
+            const acc_t sg = spike_grad(h[j] - theta, n, t, zo_keys, law);
+            const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h[j], sg,
+                                                 lm[j], gm[j], theta, dv[j], di[j]);
+            sj_narrow(dx_seq + k, di_t);
+            if (params) {
+                const acc_t v_prev = t > 0 ? h_prev * ((acc_t)1 - heaviside(h_prev - theta)) : sj_widen(v0[n]);
+                const acc_t i_prev = sj_widen(iprev_seq[k]);
+                glam[j] += (v_prev - i_prev) * dh;
+                ggam[j] += i_prev * di_t;
+            }
+            h[j] = h_prev;
+        }
+    }
+    SJ_FOR_LANES(j) {
+        const sj_index n = sj_n0 + j;
+        sj_narrow(dv0 + n, dv[j]);
+        sj_narrow(di0 + n, di[j]);
+        if (params) {
+            dlam_part[n] = glam[j];
+            dgam_part[n] = ggam[j];
+        }
     }
 }
 }  // namespace SJ_NS

@@ -7,6 +7,8 @@
 //   Kernels of this package use no shared memory and no __syncthreads, so a sequential run is an
 //   exact model of the launch; any __syncthreads use fails to compile on purpose.
 // * __float_as_uint / __uint_as_float and atomicAdd (sequential, so a plain add) are provided.
+// * SJ_HOST_PARALLEL (the fast CPU build): sj_host_launch_parallel shares the blocks among OpenMP
+//   threads, and atomicAdd is an OpenMP atomic.
 #ifndef SJ_HOST_SHIM_H
 #define SJ_HOST_SHIM_H
 
@@ -39,26 +41,31 @@ static inline unsigned int __float_as_uint(float f) {
     return u;
 }
 
-static inline float atomicAdd(float* address, float value) {
-    const float old = *address;
-    *address = old + value;
-    return old;
-}
-static inline double atomicAdd(double* address, double value) {
-    const double old = *address;
-    *address = old + value;
-    return old;
-}
-static inline int atomicAdd(int* address, int value) {
-    const int old = *address;
-    *address = old + value;
-    return old;
-}
-static inline unsigned long long atomicAdd(unsigned long long* address, unsigned long long value) {
-    const unsigned long long old = *address;
-    *address = old + value;
-    return old;
-}
+// atomicAdd: a plain add when blocks run one after another (check build); an OpenMP atomic when the
+// fast build (SJ_HOST_PARALLEL) runs blocks on several threads.
+#if defined(SJ_HOST_PARALLEL)
+#define SJ_HOST_ATOMIC_ADD(T)                        \
+    static inline T atomicAdd(T* address, T value) { \
+        T old;                                       \
+        _Pragma("omp atomic capture") {              \
+            old = *address;                          \
+            *address += value;                       \
+        }                                            \
+        return old;                                  \
+    }
+#else
+#define SJ_HOST_ATOMIC_ADD(T)                        \
+    static inline T atomicAdd(T* address, T value) { \
+        const T old = *address;                      \
+        *address = old + value;                      \
+        return old;                                  \
+    }
+#endif
+SJ_HOST_ATOMIC_ADD(float)
+SJ_HOST_ATOMIC_ADD(double)
+SJ_HOST_ATOMIC_ADD(int)
+SJ_HOST_ATOMIC_ADD(unsigned long long)
+#undef SJ_HOST_ATOMIC_ADD
 
 // Run `body` for every (block, thread) of a 1-D launch <<<grid, block>>>.
 template <typename Body>
@@ -73,5 +80,24 @@ static inline void sj_host_launch(unsigned int grid, unsigned int block, Body bo
         }
     }
 }
+
+#if defined(SJ_HOST_PARALLEL)
+// The fast CPU build: the blocks of a launch shared by `threads` OpenMP threads (static schedule: each
+// thread a contiguous range of blocks, so of neurons), the threads of a block run in turn. The lane
+// kernels are launched with one thread per block, SJ_CPU_LANES neurons each (common.cuh).
+template <typename Body>
+static inline void sj_host_launch_parallel(unsigned int grid, unsigned int block, int threads, Body body) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long long b = 0; b < (long long)grid; ++b) {
+        gridDim = {grid, 1u, 1u};
+        blockDim = {block, 1u, 1u};
+        blockIdx = {(unsigned int)b, 0u, 0u};
+        for (unsigned int t = 0; t < block; ++t) {
+            threadIdx = {t, 0u, 0u};
+            body();
+        }
+    }
+}
+#endif
 
 #endif  // SJ_HOST_SHIM_H

@@ -8,8 +8,13 @@ Python number for ``acc`` / ``int`` / ``index``.
 * CUDA tensors: the NVRTC module of ``render_device(spec)`` (``cupy.RawModule``, compiled once per
   text and device, cached) launched on torch's current stream of the tensors' device
   (:func:`cupy_stream`: ``cupy.cuda.Stream.from_external``, not the deprecated ``ExternalStream``).
-* CPU tensors: the ``g++`` host build of the same text (``host_shim.h``), loaded with ctypes; a
+* CPU tensors: a ``g++`` host build of the same text (``host_shim.h``), loaded with ctypes; a
   bundle of many specialisations can be built at once with :func:`preload_host` (one compiler run).
+  Which build (:data:`cupy_neurons.build.HOST_BUILDS`) is :func:`host_build`: ``fast`` (the CPU
+  backend: ``-O3 -march=native``, OpenMP over blocks with ``torch.get_num_threads()`` threads, a lane
+  kernel's thread given :data:`~cupy_neurons.build.CPU_LANES` neurons as vectors) unless
+  ``$SJFRAME_HOST_BUILD`` names another (``check``: the sequential ``-O2`` model of a GPU launch that
+  the GPU build is compared with bit for bit; ``fma``: ``fast`` with FMA contraction).
 
 Every launch is counted in :func:`launch_counts` (``{(device_type, kernel_name): count}``), the
 proof used by the GPU tests that the kernels really ran.
@@ -17,7 +22,9 @@ proof used by the GPU tests that the kernels really ran.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -28,8 +35,9 @@ import torch
 from cupy_neurons import build
 from cupy_neurons.build import HostLibrary, KernelSig, Specialisation
 
-__all__ = ["BLOCK", "DTYPE_NAMES", "MIN_BLOCK", "acc_dtype", "block_size", "cupy_args", "cupy_stream", "launch",
-           "launch_counts", "launch_cupy", "preload_host", "sm_count"]
+__all__ = ["BLOCK", "DTYPE_NAMES", "HOST_BUILD_ENV", "MALLOC_TUNE_ENV", "MIN_BLOCK", "acc_dtype", "block_size",
+           "cupy_args", "cupy_stream", "host_build", "host_grid", "launch", "launch_counts", "launch_cupy",
+           "preload_host", "sm_count", "tune_cpu_allocator"]
 
 BLOCK = 256  # the largest block, and the host build's (there it only numbers the threads)
 MIN_BLOCK = 32  # one warp
@@ -38,6 +46,55 @@ BLOCKS_PER_SM = 2  # the grid a smaller block aims for: every SM given (at least
 #: storage dtypes of the kernels and their names (:data:`cupy_neurons.build.DTYPES`)
 DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 _TORCH_DTYPE = {name: dtype for dtype, name in DTYPE_NAMES.items()}
+
+
+#: environment variable naming the host build CPU tensors run (default ``fast``)
+HOST_BUILD_ENV = "SJFRAME_HOST_BUILD"
+
+
+def host_build() -> str:
+    """The host build CPU tensors run: ``$SJFRAME_HOST_BUILD`` or ``fast`` (:data:`cupy_neurons.build.HOST_BUILDS`)."""
+    kind = os.environ.get(HOST_BUILD_ENV, "") or "fast"
+    if kind not in build.HOST_BUILDS:
+        raise ValueError(f"${HOST_BUILD_ENV}={kind!r} unknown; valid: {sorted(build.HOST_BUILDS)}")
+    return kind
+
+
+#: environment variable that, set to ``0``, leaves the C allocator as it is (see :func:`tune_cpu_allocator`)
+MALLOC_TUNE_ENV = "SJFRAME_CPU_MALLOC_TUNE"
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+MMAP_THRESHOLD = 32 << 20  # the largest glibc accepts on 64-bit
+TRIM_THRESHOLD = 256 << 20
+
+
+@functools.cache
+def tune_cpu_allocator() -> bool:
+    """Let glibc's ``malloc`` keep freed blocks up to 32 MiB in the heap instead of unmapping them (once per process).
+
+    A CPU forward / backward allocates its ``[T, N]`` outputs anew at every call (13 MB each at T = 100,
+    B = 128, N = 256). glibc serves blocks of that size with ``mmap`` and unmaps them on free, so every call
+    faults every page in again (~3300 page faults per 13 MB block, several ms on a virtual machine: more than
+    the kernel itself). With ``M_MMAP_THRESHOLD`` = 32 MiB and ``M_TRIM_THRESHOLD`` = 256 MiB freed blocks are
+    reused without faults; this is process-wide, so it speeds up every torch CPU operation alike (torch paths
+    included). Called on the first launch of the fast CPU build; ``$SJFRAME_CPU_MALLOC_TUNE=0`` skips it.
+    Returns whether it was applied (False on a C library without ``mallopt``).
+    """
+    if os.environ.get(MALLOC_TUNE_ENV, "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
+                                                                                             TRIM_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
+def host_grid(sig: KernelSig, n_threads: int, parallel: bool) -> tuple[int, int]:
+    """``(grid, block)`` of a host launch of ``n_threads`` threads: blocks of :data:`BLOCK` threads, except a lane
+    kernel in a fast build (one thread per block, :data:`~cupy_neurons.build.CPU_LANES` neurons per thread)."""
+    if parallel and sig.lanes:
+        return -(-n_threads // build.CPU_LANES), 1
+    return -(-n_threads // BLOCK), BLOCK
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -50,7 +107,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.host: dict[Specialisation, HostLibrary] = {}
+        self.host: dict[tuple[Specialisation, str], HostLibrary] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
 
 
@@ -63,21 +120,25 @@ def launch_counts() -> dict[tuple[str, str], int]:
         return dict(_REGISTRY.counts)
 
 
-def preload_host(items: Sequence[tuple[Specialisation, Sequence[KernelSig]]]) -> HostLibrary:
-    """Build the host library of many specialisations in one compiler run and use it for them."""
-    lib = build.host_library(tuple((spec, tuple(sigs)) for spec, sigs in items))
+def preload_host(items: Sequence[tuple[Specialisation, Sequence[KernelSig]]], kind: str | None = None) -> HostLibrary:
+    """Build the host library of many specialisations in one compiler run and use it for them.
+
+    ``kind``: the host build (:data:`cupy_neurons.build.HOST_BUILDS`; None: :func:`host_build`).
+    """
+    kind = kind or host_build()
+    lib = build.host_library(tuple((spec, tuple(sigs)) for spec, sigs in items), kind)
     with _REGISTRY.lock:
         for spec, _ in lib.items:
-            _REGISTRY.host.setdefault(spec, lib)
+            _REGISTRY.host.setdefault((spec, kind), lib)
     return lib
 
 
-def _host_lib(spec: Specialisation, sig: KernelSig, all_sigs: Sequence[KernelSig]) -> HostLibrary:
+def _host_lib(spec: Specialisation, sig: KernelSig, all_sigs: Sequence[KernelSig], kind: str) -> HostLibrary:
     with _REGISTRY.lock:
-        lib = _REGISTRY.host.get(spec)
+        lib = _REGISTRY.host.get((spec, kind))
     if lib is not None and lib.has_kernel(spec, sig):
         return lib
-    return preload_host([(spec, tuple(all_sigs) if sig in all_sigs else (sig,))])
+    return preload_host([(spec, tuple(all_sigs) if sig in all_sigs else (sig,))], kind)
 
 
 def _check_args(spec: Specialisation, sig: KernelSig, args: Sequence[Any]) -> torch.device:
@@ -130,10 +191,13 @@ def launch(
         block = block_size(n_threads, sm_count(_cuda_index(device)))
         launch_cupy(spec, sig.name, sig.params, (n_threads + block - 1) // block, block, args, device)
     elif device.type == "cpu":
-        grid = (n_threads + BLOCK - 1) // BLOCK
-        fn = _host_lib(spec, sig, all_sigs).function(spec, sig)
+        lib = _host_lib(spec, sig, all_sigs, host_build())
+        fn = lib.function(spec, sig)
+        grid, block = host_grid(sig, n_threads, lib.parallel)
+        if lib.parallel:
+            tune_cpu_allocator()
         cargs = [value.data_ptr() if isinstance(value, torch.Tensor) else value for value in args]
-        fn(grid, BLOCK, *cargs)
+        fn(grid, block, *((torch.get_num_threads(),) if lib.parallel else ()), *cargs)
     else:
         raise ValueError(f"kernel {sig.name}: tensors on {device} are not supported (cuda or cpu)")
     with _REGISTRY.lock:

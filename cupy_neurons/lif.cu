@@ -1,4 +1,5 @@
-// LIF of S3GD / LocalZO, multi-step forward and backward (time-major [T, N], one thread per neuron).
+// LIF of S3GD / LocalZO, multi-step forward and backward (time-major [T, N], one thread per neuron on the
+// GPU; a chunk of neurons per call, vectorised, on the CPU: SJ_LANES_BEGIN / SJ_FOR_LANES of common.cuh).
 //
 // Rendered by cupy_neurons/build.py (SJ_SCALAR, SJ_ACC, SJ_SURROGATE, SJ_NS, SJ_NAME,
 // SJ_DETACH_RESET, SJ_LOCALZO: 1 = the spike derivative g is the LocalZO estimate, see spike_grad).
@@ -38,23 +39,29 @@ SJ_HD acc_t lif_step_backward(const acc_t gs, const acc_t gh, const acc_t sg, co
 }
 
 // x_seq [T, N]; h0, x0 [N]; beta [P]. Outputs s_seq, h_seq [T, N] (the final states are
-// h_seq[T-1] and x_seq[T-1]).
+// h_seq[T-1] and x_seq[T-1]). Neurons n = sj_n0 + j of the thread's lanes (common.cuh).
 extern "C" __global__ void SJ_NAME(lif_forward)(
     const scalar_t* __restrict__ x_seq, const scalar_t* __restrict__ h0, const scalar_t* __restrict__ x0,
     const acc_t* __restrict__ beta, const acc_t theta, const int T, const sj_index N, const sj_index P,
     scalar_t* __restrict__ s_seq, scalar_t* __restrict__ h_seq) {
-    const sj_index n = sj_thread_index();
-    if (n >= N) return;
-    const acc_t be = beta[n % P];
-    acc_t h = sj_widen(h0[n]);
-    acc_t s = heaviside(h - theta);
-    acc_t x_prev = sj_widen(x0[n]);
+    SJ_LANES_BEGIN(N);
+    acc_t be[SJ_MAX_LANES], h[SJ_MAX_LANES], s[SJ_MAX_LANES], x_prev[SJ_MAX_LANES];
+    SJ_FOR_LANES(j) {
+        const sj_index n = sj_n0 + j;
+        be[j] = beta[n % P];
+        h[j] = sj_widen(h0[n]);
+        s[j] = heaviside(h[j] - theta);
+        x_prev[j] = sj_widen(x0[n]);
+    }
     for (int t = 0; t < T; ++t) {
-        const sj_index k = (sj_index)t * N + n;
-        lif_step_forward(x_prev, be, theta, h, s);
-        x_prev = sj_widen(x_seq[k]);
-        sj_narrow(h_seq + k, h);
-        sj_narrow(s_seq + k, s);
+        const sj_index row = (sj_index)t * N + sj_n0;
+        SJ_FOR_LANES(j) {
+            const sj_index k = row + j;
+            lif_step_forward(x_prev[j], be[j], theta, h[j], s[j]);
+            x_prev[j] = sj_widen(x_seq[k]);
+            sj_narrow(h_seq + k, h[j]);
+            sj_narrow(s_seq + k, s[j]);
+        }
     }
 }
 
@@ -67,27 +74,38 @@ extern "C" __global__ void SJ_NAME(lif_backward)(
     const int T, const sj_index N, const sj_index P, SJ_ZO_PARAMS,
     scalar_t* __restrict__ dx_seq, scalar_t* __restrict__ dh0, scalar_t* __restrict__ dx0,
     acc_t* __restrict__ dbeta_part) {
-    const sj_index n = sj_thread_index();
-    if (n >= N) return;
-    const acc_t be = beta[n % P];
+    SJ_LANES_BEGIN(N);
     const bool params = dbeta_part != nullptr;
     const sj_localzo_law law = SJ_ZO_LAW();
-    acc_t dn = (acc_t)0;
-    acc_t gbe = (acc_t)0;
-    // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
-    acc_t h = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
-    for (int t = T - 1; t >= 0; --t) {
-        const sj_index k = (sj_index)t * N + n;
-        const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
-        sj_narrow(dx_seq + k, dn);
-        const acc_t sg = spike_grad(h - theta, n, t, zo_keys, law);
-        const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), sg, be, theta, dn);
-        if (params) gbe += (t > 0 ? h_prev : sj_widen(h0[n])) * dh;
-        dn = dh;
-        h = h_prev;
+    acc_t be[SJ_MAX_LANES], dn[SJ_MAX_LANES], gbe[SJ_MAX_LANES], h[SJ_MAX_LANES];
+    SJ_FOR_LANES(j) {
+        const sj_index n = sj_n0 + j;
+        be[j] = beta[n % P];
+        dn[j] = (acc_t)0;
+        gbe[j] = (acc_t)0;
+        // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
+        h[j] = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     }
-    sj_narrow(dh0 + n, be * dn);
-    sj_narrow(dx0 + n, dn);
-    if (params) dbeta_part[n] = gbe;
+    for (int t = T - 1; t >= 0; --t) {
+        const sj_index row = (sj_index)t * N + sj_n0;
+        SJ_FOR_LANES(j) {
+            const sj_index n = sj_n0 + j;
+            const sj_index k = row + j;
+            const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
+            sj_narrow(dx_seq + k, dn[j]);
+            const acc_t sg = spike_grad(h[j] - theta, n, t, zo_keys, law);
+            const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), sg, be[j], theta,
+                                               dn[j]);
+            if (params) gbe[j] += (t > 0 ? h_prev : sj_widen(h0[n])) * dh;
+            dn[j] = dh;
+            h[j] = h_prev;
+        }
+    }
+    SJ_FOR_LANES(j) {
+        const sj_index n = sj_n0 + j;
+        sj_narrow(dh0 + n, be[j] * dn[j]);
+        sj_narrow(dx0 + n, dn[j]);
+        if (params) dbeta_part[n] = gbe[j];
+    }
 }
 }  // namespace SJ_NS

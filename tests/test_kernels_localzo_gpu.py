@@ -39,6 +39,13 @@ from tests.support.kernel_cases import (
 
 pytestmark = requires_gpu
 
+
+@pytest.fixture(autouse=True)
+def _check_host_build(monkeypatch) -> None:  # noqa: ANN001
+    """The host side of a device-vs-host comparison is the ``check`` build: the sequential ``-O2`` model of a launch
+    (no FMA contraction, like the device's ``--fmad=false``), not the vectorised CPU backend."""
+    monkeypatch.setenv(launch.HOST_BUILD_ENV, "check")
+
 DEVICE = "cuda"
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 SHAPES = [(1, 1, (1,)), (7, 3, (5,)), (5, 2, (3, 37)), (16, 8, (1000,))]

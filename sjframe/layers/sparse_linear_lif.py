@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sjframe.neurons.base import BACKENDS, check_backend, kernel_backend
 from sjframe.neurons.lif import LIF, lif_multi_step
 from sjframe.neurons.params import check_tau, decay
 from sjframe.spike import GradientSpec, make_spike_fn
@@ -152,7 +153,7 @@ def _forward_loop(
         x_prev = current[t]
     if spec.mode == "localzo" and not per_step_noise:
         key = draw_key(generator)
-        if cfg.backend == "cupy":
+        if cfg.backend != "torch":
             keep = localzo_estimate_kernel(keep, spec.distribution, spec.delta, spec.samples, spec.k, key)
         else:
             keep = localzo_estimate_with(keep, spec.distribution, spec.delta, spec.samples, spec.k, "philox", None, key)
@@ -256,7 +257,7 @@ class _SparseLinearLIFFn(torch.autograd.Function):
         index, data, weight, tr, in_index = ctx.saved_tensors
         cfg: _OpConfig = ctx.cfg
         N = weight.shape[0]
-        if cfg.backend == "cupy":
+        if cfg.backend != "torch":
             from cupy_neurons.sparse import s3gd_backward_kernels
 
             expr = None if cfg.gradient.mode == "localzo" else cfg.surrogate.cuda_expr("u")
@@ -300,32 +301,41 @@ def sparse_linear_lif(
         in_active: the previous fused layer's active set (its input gradient is needed only
             there); None computes the full input gradient when ``x`` requires one.
         generator: LocalZO noise generator (None: torch's global RNG).
-        backend: ``torch`` or ``cupy``: the sparse backward kernels of ``cupy_neurons/sparse`` (LocalZO
-            noise then comes from the kernel's Philox generator, i.e. ``rng`` is ``philox``); in
-            ``dense`` mode the fused LIF kernel of ``cupy_neurons`` with cuBLAS for the Linear.
+        backend: ``torch``, ``cupy`` (CUDA tensors), ``cpu`` (CPU tensors) or ``auto`` (``cupy`` / ``cpu`` by
+            ``x``'s device). ``cupy``: the sparse backward kernels of ``cupy_neurons/sparse`` (LocalZO noise
+            then comes from the kernel's Philox generator, i.e. ``rng`` is ``philox``); ``cpu``: the torch
+            sparse backward (faster than the kernels on a CPU, see below), LocalZO noise Philox as well. In
+            ``dense`` mode both run the fused LIF kernel of ``cupy_neurons`` with cuBLAS / the CPU BLAS.
     """
     _check_args(x, weight, in_active)
     if not (isinstance(beta, (int, float)) and 0.0 < beta <= 1.0):
         raise ValueError(f"beta must be in (0, 1], got {beta!r}")
     if not (isinstance(theta, (int, float)) and math.isfinite(theta) and theta > 0):
         raise ValueError(f"theta must be a positive number, got {theta!r}")
-    if backend not in ("torch", "cupy"):
-        raise ValueError(f"backend must be 'torch' or 'cupy', got {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    backend = kernel_backend(backend, x, "sparse_linear_lif")
+    if backend != "torch":
+        check_backend(backend, "sparse_linear_lif")
+        if x.device.type != ("cuda" if backend == "cupy" else "cpu"):
+            raise ValueError(f"sparse_linear_lif(backend={backend!r}): x is on {x.device}")
     sur = get_surrogate("fast_sigmoid", rho=100.0) if surrogate is None else surrogate_from_config(surrogate)
     spec = GradientSpec.from_config(gradient)
     if spec.mode == "dense":
-        if backend == "cupy":  # the fused dense LIF kernel of cupy_neurons (tau from beta)
-            neuron = LIF(tau_m=-1.0 / math.log(beta), theta=float(theta), surrogate=sur, gradient=spec, backend="cupy")
+        if backend != "torch":  # the fused dense LIF kernel of cupy_neurons (tau from beta)
+            neuron = LIF(tau_m=-1.0 / math.log(beta), theta=float(theta), surrogate=sur, gradient=spec, backend=backend)
             return SparseLIFOutput(neuron(F.linear(x, weight)), None)
         out = lif_multi_step(F.linear(x, weight), None, float(beta), float(theta), make_spike_fn(sur, spec))
         return SparseLIFOutput(out.spikes, None)
-    if backend == "cupy":
-        from sjframe.neurons.base import check_backend
-
-        check_backend("cupy", "sparse_linear_lif")
+    if backend != "torch":
         if spec.mode == "localzo" and spec.rng != "philox":
             spec = GradientSpec(**{**spec.__dict__, "rng": "philox"})
-    cfg = _OpConfig(float(beta), float(theta), spec.surrogate_for(sur), spec, backend)
+    # On the CPU the S3GD / LocalZO kernels (atomic adds per (event, input) pair) lose to the torch ops of the same
+    # backward (benchmarks/bench_gradients.py, T 100, N 1000, B 32, one thread: 3.2 s vs 0.17 s), which lose to the
+    # dense backward (0.15 s; the BLAS products dominate): backend='cpu' runs the torch ops here (the same gradients,
+    # Philox noise as on the kernels), the kernels only on CUDA.
+    sparse_backend = "torch" if backend == "cpu" else backend
+    cfg = _OpConfig(float(beta), float(theta), spec.surrogate_for(sur), spec, sparse_backend)
     in_index = None if in_active is None else in_active.index
     spikes, index = _SparseLinearLIFFn.apply(x, weight, cfg, in_index, generator)
     return SparseLIFOutput(spikes, ActiveSet(index, (x.shape[0], x.shape[1], weight.shape[0])))

@@ -36,6 +36,7 @@ from torch import nn
 from sjframe.core.config import dataclass_from_dict
 from sjframe.layers.sparse_linear_lif import ActiveSet, SparseLinearLIF
 from sjframe.models.base import ModelOutput
+from sjframe.neurons.base import BACKENDS
 from sjframe.neurons.params import check_tau, decay
 from sjframe.spike import GradientSpec
 from sjframe.spike.surrogate import surrogate_from_config
@@ -57,7 +58,7 @@ class S3GDNetOptions:
         weight_multiplier: ``wm`` of the normal init.
         surrogate: model-wide surrogate (default ``fast_sigmoid`` with ``rho = 100``, the S3GD one).
         gradient: model-wide gradient mode: ``dense | sparse | localzo`` or a mapping (default sparse).
-        backend: ``torch`` or ``cupy`` (the sparse backward kernels).
+        backend: ``torch``, ``cupy``, ``cpu`` or ``auto`` (the sparse backward kernels).
         layer_overrides: ``{"hidden1": {"gradient": ..., "surrogate": ...}}`` per layer.
         reg_lambda_upper, reg_f_upper, reg_p_upper: upper activity term (FMNIST/N-MNIST f_up 1, SHD 10).
         reg_lambda_lower, reg_f_lower: lower activity term.
@@ -91,8 +92,8 @@ class S3GDNetOptions:
             raise ValueError(f"readout must be 'max' or 'sum', got {self.readout!r}")
         if self.init not in ("normal", "uniform"):
             raise ValueError(f"init must be 'normal' or 'uniform', got {self.init!r}")
-        if self.backend not in ("torch", "cupy"):
-            raise ValueError(f"backend must be 'torch' or 'cupy', got {self.backend!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
         for name in ("weight_multiplier", "reg_p_upper"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")

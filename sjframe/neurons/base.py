@@ -16,9 +16,11 @@ States persist across calls until ``reset()``. ``step_mode='m'`` takes ``[T, B, 
 module keeps the pre-reset potential of its last call in ``self.h_seq`` (``[T, B, *F]``; ``[1, B,
 *F]`` in single-step mode) for the first-spike decoder.
 
-Backends: ``torch`` (reference and fused paths) and ``cupy`` (the kernels of :mod:`cupy_neurons`).
-Asking for ``cupy`` where it cannot run raises a ``RuntimeError`` naming what is missing; there is
-no silent fallback to torch.
+Backends: ``torch`` (reference and fused paths), ``cupy`` (the kernels of :mod:`cupy_neurons` on CUDA
+tensors, through CuPy), ``cpu`` (the same kernel text built for the CPU: multi-threaded, vectorised, on CPU
+tensors) and ``auto`` (``cupy`` on CUDA tensors, ``cpu`` on CPU tensors, chosen per call). Asking for a
+kernel backend where it cannot run raises an error naming what is missing; there is no silent fallback to
+torch.
 
 Time constants are in **steps** (a decay ``exp(-1/tau)``); convert from ms with
 :func:`sjframe.neurons.params.tau_steps`.
@@ -46,13 +48,15 @@ __all__ = [
     "check_backend",
     "check_input",
     "check_state",
+    "cpu_unavailable_reason",
     "cupy_unavailable_reason",
+    "kernel_backend",
     "feature_shape",
     "run_kernel",
     "zero_states",
 ]
 
-BACKENDS = ("torch", "cupy")
+BACKENDS = ("torch", "cupy", "cpu", "auto")
 
 
 class NeuronOutput(NamedTuple):
@@ -128,19 +132,50 @@ def cupy_unavailable_reason() -> str | None:
     return None
 
 
+def cpu_unavailable_reason() -> str | None:
+    """None if the cpu backend can build its kernels here (a host C++ compiler), else a sentence saying why not."""
+    from cupy_neurons.build import host_compiler_missing  # local import: only the kernel backends need it
+
+    return host_compiler_missing()
+
+
 def check_backend(backend: str, who: str) -> None:
+    """Unknown names raise ``ValueError``; ``cupy`` / ``cpu`` where they cannot run a one-line ``RuntimeError``
+    (``auto`` is checked per call, for the device of its input)."""
     if backend not in BACKENDS:
         raise ValueError(f"{who}: unknown backend {backend!r}; valid: {list(BACKENDS)}")
-    if backend == "cupy":
-        reason = cupy_unavailable_reason()
-        if reason is not None:
-            raise RuntimeError(f"{who}: backend='cupy' cannot run here: {reason}. Use backend='torch'.")
+    reason = {"cupy": cupy_unavailable_reason, "cpu": cpu_unavailable_reason}.get(backend, lambda: None)()
+    if reason is not None:
+        raise RuntimeError(f"{who}: backend='{backend}' cannot run here: {reason}. Use backend='torch'.")
 
 
 def _require_cuda(module: Any, x_seq: Any) -> None:
     if isinstance(x_seq, torch.Tensor) and x_seq.device.type != "cuda":
         raise ValueError(f"{type(module).__name__}(backend='cupy'): x_seq must be a CUDA tensor, got device "
                          f"{x_seq.device}; move the model and data to the GPU or use backend='torch'")
+
+
+def _require_cpu(module: Any, x_seq: Any) -> None:
+    if isinstance(x_seq, torch.Tensor) and x_seq.device.type != "cpu":
+        raise ValueError(f"{type(module).__name__}(backend='cpu'): x_seq must be a CPU tensor, got device "
+                         f"{x_seq.device}; use backend='cupy' or 'auto' on a GPU")
+
+
+def kernel_backend(backend: str, x_seq: torch.Tensor, who: str) -> str:
+    """The backend a call runs: ``torch``, ``cupy`` or ``cpu`` (``auto`` resolved by ``x_seq``'s device).
+
+    ``auto`` picks ``cupy`` for a CUDA tensor and ``cpu`` for a CPU tensor and checks that it can run (a
+    ``RuntimeError`` naming what is missing otherwise, no fallback); ``cupy`` / ``cpu`` require a tensor on
+    their device (``ValueError``).
+    """
+    if backend == "auto":
+        device = x_seq.device.type if isinstance(x_seq, torch.Tensor) else "cpu"
+        if device not in ("cuda", "cpu"):
+            raise ValueError(f"{who}(backend='auto'): no kernel backend for tensors on {x_seq.device}; use "
+                             "backend='torch'")
+        backend = "cupy" if device == "cuda" else "cpu"
+        check_backend(backend, f"{who}(backend='auto')")
+    return backend
 
 
 def kernel_gradient_args(surrogate: Any, gradient: Any, generator: Any, x_seq: torch.Tensor,
@@ -209,7 +244,9 @@ class SJNeuron(base.MemoryModule):
         gradient: ``dense`` | ``sparse`` | ``localzo`` or a mapping / :class:`GradientSpec`.
         detach_reset: if True (default) the reset does not carry gradient.
         step_mode: ``'m'`` (input ``[T, B, ...]``) or ``'s'`` (input ``[B, ...]``).
-        backend: ``'torch'`` (reference) or ``'cupy'`` (fused CUDA kernels; needs CUDA + CuPy).
+        backend: ``'torch'`` (reference), ``'cupy'`` (fused CUDA kernels; needs CUDA + CuPy), ``'cpu'`` (the
+            same kernels built for the CPU; needs a C++ compiler) or ``'auto'`` (``cupy`` on CUDA inputs, ``cpu``
+            on CPU inputs).
         store_h_seq: keep the pre-reset potential sequence of the last call in ``self.h_seq``.
     """
 
@@ -261,8 +298,24 @@ class SJNeuron(base.MemoryModule):
         """
 
     def check_kernel_input(self, x_seq: torch.Tensor) -> None:
-        """``backend='cupy'``: ``x_seq`` must be a CUDA tensor (``ValueError`` naming the layer otherwise)."""
-        _require_cuda(self, x_seq)
+        """``backend='cupy'``: ``x_seq`` must be a CUDA tensor; ``'cpu'``: a CPU tensor (``ValueError`` naming the
+        layer otherwise)."""
+        if self.backend == "cpu":
+            _require_cpu(self, x_seq)
+        else:
+            _require_cuda(self, x_seq)
+
+    def uses_kernels(self, x_seq: torch.Tensor) -> bool:
+        """Whether this call runs the :mod:`cupy_neurons` kernels (backend ``cupy``, ``cpu``, or ``auto``), after
+        checking that they can run on ``x_seq``'s device (:func:`kernel_backend`)."""
+        backend = kernel_backend(self.backend, x_seq, type(self).__name__)
+        if backend == "torch":
+            return False
+        if backend == "cupy":
+            _require_cuda(self, x_seq)
+        else:
+            _require_cpu(self, x_seq)
+        return True
 
     # ---------------------------------------------------------------- SpikingJelly hooks
     def materialize_states(self, inputs: tuple, states: tuple, step_mode: str) -> tuple:

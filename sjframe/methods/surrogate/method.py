@@ -56,12 +56,12 @@ class SurrogateMethod(Method):
     def precheck(self, settings: SurrogateConfig) -> None:
         """Kernel backends that cannot run here and an unreadable ``train.init_checkpoint`` fail before a run starts."""
         for where, value in _walk(settings.model.options, "model"):
-            if where.endswith(".backend") and value == "cupy":
-                from sjframe.neurons.base import cupy_unavailable_reason
+            if where.endswith(".backend") and value in ("cupy", "cpu"):
+                from sjframe.neurons.base import cpu_unavailable_reason, cupy_unavailable_reason
 
-                reason = cupy_unavailable_reason()
+                reason = (cupy_unavailable_reason if value == "cupy" else cpu_unavailable_reason)()
                 if reason is not None:
-                    raise UserError(f"--{where} cupy cannot run here: {reason}; use --{where} torch", status=2)
+                    raise UserError(f"--{where} {value} cannot run here: {reason}; use --{where} torch", status=2)
         if settings.train.init_checkpoint:
             read_model_state(settings.train.init_checkpoint)  # readable and holding weights (shapes: at model build)
 

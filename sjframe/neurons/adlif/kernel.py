@@ -1,4 +1,5 @@
-"""AdLIF through the CUDA kernel ``cupy_neurons/adlif.cu`` (``backend='cupy'``; host build on CPU)."""
+"""AdLIF through the CUDA kernel ``cupy_neurons/adlif.cu``
+(``backend='cupy'`` on CUDA tensors, ``backend='cpu'`` on CPU tensors)."""
 
 from __future__ import annotations
 

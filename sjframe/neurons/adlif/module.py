@@ -72,8 +72,7 @@ class AdLIF(SJNeuron):
     def _run(self, x_seq: torch.Tensor, states: tuple) -> NeuronOutput:
         self.clamp_parameters()
         alpha, beta = torch.sigmoid(self.w_m), torch.sigmoid(self.w_w)
-        if self.backend == "cupy":
-            self.check_kernel_input(x_seq)
+        if self.uses_kernels(x_seq):
             return run_adlif(x_seq, AdLIFState(*states), alpha, beta, self.a, self.b, self.theta, self.surrogate,
                              self.detach_reset, self.gradient)
         if self.uses_fused_torch:

@@ -1,4 +1,5 @@
-"""CuLIF / PCuLIF through the CUDA kernel ``cupy_neurons/culif.cu`` (``backend='cupy'``; host build on CPU)."""
+"""CuLIF / PCuLIF through the CUDA kernel ``cupy_neurons/culif.cu``
+(``backend='cupy'`` on CUDA tensors, ``backend='cpu'`` on CPU tensors)."""
 
 from __future__ import annotations
 

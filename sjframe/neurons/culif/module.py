@@ -45,8 +45,7 @@ class CuLIF(SJNeuron):
 
     def _run(self, x_seq: torch.Tensor, states: tuple) -> NeuronOutput:
         lam, gam = self.decays()
-        if self.backend == "cupy":
-            self.check_kernel_input(x_seq)
+        if self.uses_kernels(x_seq):
             return run_culif(x_seq, CuLIFState(*states), lam, gam, self.theta, self.surrogate, self.detach_reset,
                              self.gradient)
         if self.uses_fused_torch:

@@ -1,4 +1,5 @@
-"""LIF (S3GD / LocalZO) through the CUDA kernel ``cupy_neurons/lif.cu`` (``backend='cupy'``; host build on CPU)."""
+"""LIF (S3GD / LocalZO) through the CUDA kernel ``cupy_neurons/lif.cu``
+(``backend='cupy'`` on CUDA tensors, ``backend='cpu'`` on CPU tensors)."""
 
 from __future__ import annotations
 

@@ -38,8 +38,7 @@ class LIF(SJNeuron):
 
     def _run(self, x_seq: torch.Tensor, states: tuple) -> NeuronOutput:
         beta = decay(self.tau_m)
-        if self.backend == "cupy":
-            self.check_kernel_input(x_seq)
+        if self.uses_kernels(x_seq):
             return run_lif(x_seq, LIFState(*states), beta, self.theta, self.surrogate, self.detach_reset,
                            self.gradient)
         if self.uses_fused_torch:
