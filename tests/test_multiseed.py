@@ -117,7 +117,7 @@ def test_jobs_run_seeds_at_once_with_the_threads_divided(tmp_path, capsys, monke
     agg = json.loads((agg_dir / "aggregate.json").read_text())
     assert agg["status"] == "complete" and agg["stats"]["acc_fs"]["n"] == 2
     commands = (agg_dir / "commands.txt").read_text()
-    assert commands.count("OMP_NUM_THREADS=1 ") == 5 and commands.count("--threads 1") == 2
+    assert commands.count("OMP_NUM_THREADS=1 ") == 5 and commands.count("--threads") == 0  # the file's threads: 1
     assert json.loads((agg_dir / "environment.json").read_text())["jobs"] == 2
 
 
@@ -134,6 +134,17 @@ def test_a_failed_seed_stops_and_names_its_log(tmp_path, capsys):
     assert agg["status"] == "incomplete" and agg["failed"]["seed"] == 3 and agg["finished_seeds"] == []
     assert "missing.pt" in (agg_dir / "logs" / "seed-3.log").read_text()
     assert not (agg_dir / "logs" / "seed-4.log").exists()  # stopped: seed 4 never started
+
+
+def test_jobs_keep_the_config_files_threads(tmp_path, capsys, monkeypatch):
+    """configs/default.yaml says ``threads: 1``: ``--jobs 1`` on 4 cores keeps 1 thread, not cores // jobs."""
+    monkeypatch.setattr(multiseed.os, "cpu_count", lambda: 4)
+    status = _load("train").main(["configs/default.yaml", "--seeds", "0", "1", "--jobs", "1", *CHEAP,
+                                  "--runs_root", str(tmp_path / "runs"),
+                                  "--train.init_checkpoint", str(tmp_path / "missing.pt")])
+    out = capsys.readouterr().out
+    assert status == 1  # the seed fails at once (missing checkpoint): only the plan is checked here
+    assert "1 at a time, --threads 1 each" in out, out
 
 
 def test_incomplete_and_single_seed_aggregate_is_reported(tmp_path, capsys):

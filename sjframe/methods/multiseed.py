@@ -5,7 +5,8 @@ One run per seed, each a child process that runs ``train.py``'s ``main`` with ``
 checkpoint, or the method's / protocol's default). The children are forked from a ``multiprocessing``
 forkserver that imported torch and the method once (a fresh process per seed without paying the imports
 each time; the same results as the per-seed commands run one by one). In sequence by default; ``--jobs K``
-runs K at once with ``--threads max(1, cores // K)`` each (``OMP_NUM_THREADS`` too) and refuses ``K * threads > cores``.
+runs K at once with ``--threads max(1, cores // K)`` each unless the config or command line sets the threads
+(``OMP_NUM_THREADS`` too) and refuses ``K * threads > cores``.
 The seed and threads keys are found in the method's config class (``seed`` / ``threads`` for the surrogate
 method, e.g. ``stdp.seed`` for STDP), so every method takes ``--seeds``.
 
@@ -156,7 +157,7 @@ def run_seeds(argv: list[str], special: tuple[str, ...]) -> int:
     seeds, jobs, rest = _split(argv)
     plan = _plan(rest, special)
     cores = os.cpu_count() or 1
-    threads = plan["threads"] if plan["threads_given"] else None
+    threads = plan["threads"]  # the config file's or the command line's value; None when neither sets it
     if jobs is not None:
         if jobs > cores:
             raise UserError(f"--jobs {jobs}: this machine has {cores} cores; at most {cores} runs at once", status=2)
@@ -176,7 +177,8 @@ def run_seeds(argv: list[str], special: tuple[str, ...]) -> int:
             k += 1
     (out / "logs").mkdir()
     ctx = _context(plan["method"])
-    extra = ["--" + plan["threads_key"], str(threads)] if threads and plan["threads_key"] and not plan["threads_given"] \
+    # only a thread count computed here (cores // jobs) is passed on: one from the file or the command line is there
+    extra = ["--" + plan["threads_key"], str(threads)] if threads and plan["threads_key"] and plan["threads"] is None \
         else []
     cmd = {s: [*rest, "--" + plan["seed_key"], str(s), *extra] for s in seeds}
     state: dict[str, Any] = {"dir": out, "plan": plan, "seeds": seeds, "argv": argv, "cmd": cmd, "threads": threads,
