@@ -288,3 +288,43 @@ def test_nan_inside_the_forward_pass_stops_with_the_last_good_checkpoint(shd_roo
     assert run.load_checkpoint("last.pt")["epoch"] == 1
     events = [r for r in run.read_log() if r.get("event") == "non_finite_activation"]
     assert events and events[0]["epoch"] == 2 and events[0]["batch"] == 0 and "fcs.0" in events[0]["tensors"]
+
+
+def test_nan_in_a_hidden_layer_is_found_without_grad_clip(shd_root, tmp_path):
+    # the per-batch check looks at the outputs, the loss and the gradients only; a NaN weight of the first layer
+    # silences its neurons (no NaN reaches the outputs) but makes the gradients NaN; the batch is then run again
+    # with hooks to name the layer; the optimiser has not stepped (the parameters are those before the batch)
+    cfg = resolve_config(tiny(shd_root, train={"epochs": 1, "max_batches": 2, "grad_clip": None}))
+    assert cfg.train.grad_clip is None
+    trainer = Trainer(cfg, RunDir.create("nan_hidden", root=tmp_path))
+    with torch.no_grad():
+        trainer.model.fcs[0].weight[0, 0] = float("nan")
+    before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    with pytest.raises(NonFiniteLossError, match=r"NaN / inf in the forward pass \(fcs\.0.*at epoch 1, batch 0"):
+        trainer.train_epoch(1)
+    for key, value in trainer.model.named_parameters():
+        torch.testing.assert_close(value.detach(), before[key], equal_nan=True, rtol=0, atol=0, msg=key)
+
+
+def test_the_diagnosis_rerun_restores_batchnorm_statistics_and_rng(shd_root):
+    trainer = Trainer(resolve_config(tiny(shd_root, model={"batchnorm": True})), None)
+    assert any("running_mean" in k for k in trainer.model.state_dict())
+    trainer.model.train()
+    x = torch.rand(12, 4, *trainer.input_shape)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    rng = torch.get_rng_state()
+    assert trainer._diagnose(x) == []
+    assert torch.equal(torch.get_rng_state(), rng)
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_huge_but_finite_gradients_are_not_reported_as_non_finite(shd_root):
+    # the max-abs norm cannot overflow where a 2-norm would (1e30 squared is inf in float32)
+    trainer = Trainer(resolve_config(tiny(shd_root, train={"grad_clip": None})), None)
+    for p in trainer.model.parameters():
+        p.grad = torch.full_like(p, 1e30)
+    assert trainer._grads_finite(None)
+    next(iter(trainer.model.parameters())).grad[0] = float("inf")
+    assert not trainer._grads_finite(None)
+    assert not trainer._grads_finite(torch.tensor(float("nan")))

@@ -184,3 +184,11 @@ def test_update_errors() -> None:
         EvalAccumulator().update(out, y, loss=float("nan"))
     with pytest.raises(ValueError, match="primary"):
         EvalAccumulator(primary="rate")
+    hidden = torch.zeros(10, 3, 5)
+    hidden[4, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"layer_spikes\['hidden'\] contains NaN"):
+        EvalAccumulator().update(ModelOutput(spikes=out.spikes, h=out.h, layer_spikes={"hidden": hidden}), y)
+    with pytest.raises(ValueError, match=r"layer_spikes\['hidden'\] has batch 2"):
+        EvalAccumulator().update(ModelOutput(spikes=out.spikes, h=out.h, layer_spikes={"hidden": hidden[:, :2]}), y)
+    with pytest.raises(ValueError, match=r"time-major"):
+        EvalAccumulator().update(ModelOutput(spikes=out.spikes, h=out.h, layer_spikes={"hidden": hidden[0, 0]}), y)

@@ -20,10 +20,11 @@ One :class:`Trainer` per run, everything per instance (no module state):
   the last epoch is tested and every report carries :func:`~.evaluation.protocol_label`;
 * ``train.tensorboard: true``: the epoch records also go to TensorBoard event files under
   ``<run_dir>/tensorboard/`` (rank 0; a resume appends, dropping events after the checkpoint's epoch);
-* a NaN / inf model output (potentials, logits, spikes of any layer), loss or gradient norm stops
-  training with :class:`NonFiniteLossError` before the optimiser step, naming the epoch, the batch and
-  the last good checkpoint (an event in ``metrics.jsonl``); the checkpoints of the last good epoch are
-  left as they were.
+* a NaN / inf model output (potentials, logits, output spikes), loss or gradient stops training with
+  :class:`NonFiniteLossError` before the optimiser step, naming the epoch, the batch, the submodules whose
+  outputs hold NaN / inf (found by running the model on the batch again, only then: checking every
+  submodule's output every batch cost more than the neurons) and the last good checkpoint (an event in
+  ``metrics.jsonl``); the checkpoints of the last good epoch are left as they were.
 
 Rank-aware: the trainer holds this process's :class:`~sjframe.core.distributed.DistContext` (one
 process: a context whose collectives are no-ops); metric reduction goes through
@@ -162,13 +163,6 @@ class Trainer:
         # the module called for the training forward: the model itself, or its DistributedDataParallel /
         # torch.compile wrapper (set by sjframe.methods.surrogate.distributed.make_trainer); evaluation calls self.model
         self.forward_module: nn.Module = self.model
-        # NaN / inf inside the training forward: every submodule's output is checked (one device sync per batch)
-        self._activation_flags: list[tuple[str, torch.Tensor]] = []
-        self._watching = False
-        if not cfg.train.compile:
-            for name, module in self.model.named_modules():
-                if name:
-                    module.register_forward_hook(self._activation_hook(name))
         tc = cfg.train
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad
@@ -270,21 +264,60 @@ class Trainer:
         """``flag`` of this process (distributed: the AND over every process, so that all stop together)."""
         return self.ctx.all_true(flag)
 
-    def _activation_hook(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            if self._watching:
-                for t in _tensors(output):
-                    if t.is_floating_point():
-                        self._activation_flags.append((name, torch.isfinite(t).all()))
-        return hook
+    def _outputs_finite(self, output: ModelOutput) -> bool:
+        """Whether the model's decision outputs (``h``, ``logits``, ``spikes``) are finite: the per-batch check.
 
-    def _non_finite(self, output: ModelOutput) -> list[str]:
-        """Names of the activations (submodule outputs) and model outputs of the last forward holding NaN / inf."""
-        named = self._activation_flags + [(n, torch.isfinite(t).all()) for n, t in _output_tensors(output)]
-        self._activation_flags = []
-        if not named or bool(torch.stack([flag.to(named[0][1].device) for _, flag in named]).all()):
-            return []
-        return list(dict.fromkeys(name for name, flag in named if not bool(flag)))
+        The hidden layers are not checked every batch (that cost more than the neurons on the CPU backend): a
+        NaN / inf inside them reaches these outputs, the loss or the gradients, which are checked, and
+        :meth:`_diagnose` then names the submodules.
+        """
+        outs = (output.h, output.logits, output.spikes)
+        named = [t for t in outs if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        return not named or bool(torch.stack([torch.isfinite(t).all() for t in named]).all())
+
+    def _grads_finite(self, clip_norm: torch.Tensor | None) -> bool:
+        """Whether every gradient is finite: the clipping norm when ``train.grad_clip`` computed one, else the
+        max-abs norm over the gradients (NaN propagates through the max; unlike a 2-norm it cannot overflow)."""
+        if clip_norm is not None:
+            return bool(torch.isfinite(clip_norm))
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return not grads or bool(torch.isfinite(nn.utils.get_total_norm(grads, norm_type=math.inf)))
+
+    @torch.no_grad()
+    def _diagnose(self, x: torch.Tensor) -> list[str]:
+        """Names of the submodule outputs and model outputs holding NaN / inf when the model runs ``x`` again
+        (same mode; the RNG state, the parameters and buffers (BatchNorm statistics) are restored after)."""
+        model = self.model
+        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        flags: list[tuple[str, torch.Tensor]] = []
+
+        def hook_for(name: str) -> Callable[..., None]:
+            def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+                flags.extend((name, torch.isfinite(t).all()) for t in _tensors(output) if t.is_floating_point())
+            return hook
+
+        handles = [module.register_forward_hook(hook_for(name)) for name, module in model.named_modules() if name]
+        cuda = [torch.cuda.current_device()] if self.device.type == "cuda" else []
+        try:
+            functional.reset_net(model)
+            with torch.random.fork_rng(devices=cuda):
+                output = model(x)
+            named = flags + [(n, torch.isfinite(t).all()) for n, t in _output_tensors(output)]
+            return list(dict.fromkeys(name for name, flag in named if not bool(flag)))
+        finally:
+            for handle in handles:
+                handle.remove()
+            functional.reset_net(model)
+            model.load_state_dict(saved)
+
+    def _stop_on_activations(self, x: torch.Tensor, epoch: int, batch: int, fallback: str | None = None) -> None:
+        """Raise the ``non_finite_activation`` stop naming the NaN / inf submodule outputs of this batch, if any
+        (found by :meth:`_diagnose`); with none found, return, or raise naming ``fallback`` when given."""
+        bad = self._diagnose(x)
+        if bad or fallback is not None:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            self._stop_non_finite("non_finite_activation",
+                                  f"NaN / inf in the forward pass ({shown or fallback})", epoch, batch, tensors=bad)
 
     def _stop_non_finite(self, event: str, what: str, epoch: int, batch: int, **extra: Any) -> None:
         """Log the event and raise :class:`NonFiniteLossError` (the optimiser has not stepped on this batch)."""
@@ -319,26 +352,21 @@ class Trainer:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 self.optimizer.zero_grad(set_to_none=True)
                 functional.reset_net(model)
-                self._watching, self._activation_flags = True, []
-                try:
-                    output = self.forward_module(x)
-                finally:
-                    self._watching = False
-                bad = self._non_finite(output)
-                if not self._all_ok(not bad):
-                    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-                    self._stop_non_finite("non_finite_activation",
-                                          f"NaN / inf in the forward pass ({shown or 'on another process'})",
-                                          epoch, i, tensors=bad)
+                output = self.forward_module(x)
+                if not self._all_ok(self._outputs_finite(output)):
+                    self._stop_on_activations(x, epoch, i, fallback="the model's outputs")
                 loss, t_F = compute_loss(cfg, model, output, y)
                 if not self._loss_finite(loss):
+                    self._stop_on_activations(x, epoch, i)
                     self._stop_non_finite("non_finite_loss", f"non-finite loss ({float(loss.detach())})", epoch, i,
                                           loss=float(loss.detach()))
                 loss.backward()
+                clip_norm = None
                 if cfg.train.grad_clip is not None:
-                    norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                    if not torch.isfinite(norm):
-                        self._stop_non_finite("non_finite_grad", "non-finite gradient norm", epoch, i)
+                    clip_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                if not self._grads_finite(clip_norm):
+                    self._stop_on_activations(x, epoch, i)
+                    self._stop_non_finite("non_finite_grad", "non-finite gradient", epoch, i)
                 self.optimizer.step()
                 post_step = getattr(model, "post_step", None)
                 if callable(post_step):

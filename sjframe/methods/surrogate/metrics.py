@@ -222,12 +222,19 @@ class EvalAccumulator:
                 self.layer_names = list(layers)
             elif list(layers) != self.layer_names:
                 raise ValueError(f"layer_spikes names {list(layers)} differ from earlier batches' {self.layer_names}")
-            layer_spike_counts(layers)  # validates shapes and NaN
             for name, spikes in layers.items():
+                if not isinstance(spikes, Tensor) or spikes.dim() < 2:
+                    _check_spikes(f"layer_spikes[{name!r}]", spikes)  # raises, naming what is wrong
                 if spikes.shape[1] != B:
                     raise ValueError(f"layer_spikes[{name!r}] has batch {spikes.shape[1]}, target has {B}")
                 neurons = math.prod(spikes.shape[2:])
-                self._add(f"n_s_sum/{name}", spikes.detach().sum(dtype=torch.float64) / neurons, device)
+                if neurons == 0:
+                    raise ValueError(f"layer_spikes[{name!r}] has no neurons: shape {tuple(spikes.shape)}")
+                # one pass: the float64 sum is NaN iff a spike is NaN (0 / 1 spikes cannot overflow it)
+                total = spikes.detach().sum(dtype=torch.float64)
+                if spikes.is_floating_point() and bool(torch.isnan(total)):
+                    raise ValueError(f"layer_spikes[{name!r}] contains NaN values")
+                self._add(f"n_s_sum/{name}", total / neurons, device)
         if output.logits is not None:
             logits = output.logits
             if logits.dim() != 2 or logits.shape[0] != B:
