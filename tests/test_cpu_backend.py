@@ -34,6 +34,7 @@ from tests.support.kernel_cases import (
     check_case,
     kernel_localzo_estimate,
     run_case,
+    run_module_two_chunks,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ for the host builds")
@@ -141,11 +142,9 @@ def test_modules_cpu_and_auto_equal_torch(neuron_type: str, mode: str, monkeypat
     input and parameter gradients (LocalZO: the same Philox keys from the same seed; the torch backend takes the
     kernels' estimate, checked elementwise against its own within the ulp bound of their logarithms, so that the
     backends differ only in float64 arithmetic)."""
-    from spikingjelly.activation_based import functional
 
     import sjframe.spike.gradient
     import sjframe.spike.localzo
-    from sjframe.neurons import build_neuron
 
     def estimate_of_the_kernels(u, distribution, delta, samples, k, rng, generator):  # noqa: ANN001, ANN202
         assert rng == "philox"  # the key drawn as sjframe.spike.localzo.localzo_estimate draws it
@@ -156,14 +155,7 @@ def test_modules_cpu_and_auto_equal_torch(neuron_type: str, mode: str, monkeypat
     results, counts = {}, []
     for backend in ("torch", "cpu", "auto"):
         counts.append(launch.launch_counts())
-        torch.manual_seed(0)
-        layer = build_neuron(neuron_type, (4, 6), {"tau_m_steps": 4.0, "tau_s_steps": 3.0}, backend=backend,
-                             gradient=grad, store_h_seq=True).to(torch.float64)
-        x = (torch.randn(12, 5, 4, 6, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
-        functional.reset_net(layer)
-        s1, s2 = layer(x[:6]), layer(x[6:])
-        loss = (s1 * 0.7).sum() + (s2 * 1.3).sum() + (layer.h_seq ** 2).sum()
-        results[backend] = (s1, s2, layer.h_seq, *torch.autograd.grad(loss, [x, *layer.parameters()]))
+        results[backend] = run_module_two_chunks(neuron_type, backend, gradient=grad)
     counts.append(launch.launch_counts())
     assert 0.01 < float(results["torch"][0].detach().mean()) < 0.99
     for backend in ("cpu", "auto"):

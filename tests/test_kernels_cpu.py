@@ -21,7 +21,15 @@ from sjframe.neurons.culif import CuLIF, run_culif
 from sjframe.neurons.lif import run_lif
 from sjframe.spike import GradientSpec
 from sjframe.spike.surrogate import SURROGATE_TABLE, get_surrogate
-from tests.support.kernel_cases import VARIANTS, Case, assert_mutation_fails, case_specs, check_case, run_case
+from tests.support.kernel_cases import (
+    VARIANTS,
+    Case,
+    assert_mutation_fails,
+    case_specs,
+    check_case,
+    run_case,
+    run_module_two_chunks,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ for the host build")
 
@@ -295,24 +303,14 @@ def test_benchmark_exits_clearly_without_gpu(monkeypatch) -> None:  # noqa: ANN0
 def test_modules_through_the_kernel_entry_points(neuron_type: str, monkeypatch) -> None:  # noqa: ANN001
     """The modules' cupy dispatch (sjframe.neurons.<neuron>.kernel -> cupy_neurons) on CPU tensors (host build):
     two calls with carried states, h_seq stored, parameter gradients, equal to backend='torch'."""
-    from spikingjelly.activation_based import functional
 
     import sjframe.neurons.base as kernel_neurons
-    from sjframe.neurons import build_neuron
 
     monkeypatch.setattr(kernel_neurons, "_require_cuda", lambda module, x: None)  # let CPU tensors through
     results, counts = {}, []
     for backend in ("torch", "cupy"):
         counts.append(launch.launch_counts())
-        torch.manual_seed(0)
-        layer = build_neuron(neuron_type, (4, 6), {"tau_m_steps": 4.0, "tau_s_steps": 3.0},
-                             store_h_seq=True).to(torch.float64)
-        layer.backend = backend  # set after construction: check_backend refuses 'cupy' without a GPU
-        x = (torch.randn(12, 5, 4, 6, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
-        functional.reset_net(layer)
-        s1, s2 = layer(x[:6]), layer(x[6:])
-        loss = (s1 * 0.7).sum() + (s2 * 1.3).sum() + (layer.h_seq ** 2).sum()
-        results[backend] = (s1, s2, layer.h_seq, *torch.autograd.grad(loss, [x, *layer.parameters()]))
+        results[backend] = run_module_two_chunks(neuron_type, backend, assign_backend=True)
     counts.append(launch.launch_counts())
     assert 0.01 < float(results["torch"][0].detach().mean()) < 0.99
     for a, b in zip(results["cupy"], results["torch"]):

@@ -34,6 +34,7 @@ from tests.support.kernel_cases import (
     check_case,
     check_localzo_estimate,
     kernel_localzo_estimate,
+    run_module_two_chunks,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ for the host build")
@@ -153,10 +154,8 @@ def _estimate_of_the_kernels(u, distribution, delta, samples, k, rng, generator)
 def test_modules_cupy_dispatch_equals_torch(neuron_type: str, mode: str, monkeypatch) -> None:  # noqa: ANN001
     """Modules with gradient localzo (rng philox) / sparse: backend='cupy' (host build on CPU tensors) equals
     backend='torch' under the same global seed, over two calls with carried states; the kernels ran."""
-    from spikingjelly.activation_based import functional
 
     import sjframe.neurons.base as kernel_neurons
-    from sjframe.neurons import build_neuron
 
     monkeypatch.setattr(kernel_neurons, "_require_cuda", lambda module, x: None)  # let CPU tensors through
     # the torch backend's LocalZO estimate: the kernels' one, checked elementwise against torch's (within
@@ -166,15 +165,7 @@ def test_modules_cupy_dispatch_equals_torch(neuron_type: str, mode: str, monkeyp
     results, counts = {}, []
     for backend in ("torch", "cupy"):
         counts.append(launch.launch_counts())
-        torch.manual_seed(0)
-        layer = build_neuron(neuron_type, (4, 6), {"tau_m_steps": 4.0, "tau_s_steps": 3.0},
-                             gradient=gradient, store_h_seq=True).to(torch.float64)
-        layer.backend = backend  # set after construction: check_backend refuses 'cupy' without a GPU
-        x = (torch.randn(12, 5, 4, 6, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
-        functional.reset_net(layer)
-        s1, s2 = layer(x[:6]), layer(x[6:])
-        loss = (s1 * 0.7).sum() + (s2 * 1.3).sum() + (layer.h_seq ** 2).sum()
-        results[backend] = (s1, s2, layer.h_seq, *torch.autograd.grad(loss, [x, *layer.parameters()]))
+        results[backend] = run_module_two_chunks(neuron_type, backend, gradient=gradient, assign_backend=True)
     counts.append(launch.launch_counts())
     assert float(results["torch"][3].abs().max()) > 0
     for a, b in zip(results["cupy"], results["torch"]):

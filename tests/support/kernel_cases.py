@@ -537,3 +537,32 @@ def check_sparse_backward_16bit(dtype: torch.dtype, device: str | torch.device, 
             assert got.dtype == dtype and got.device == x.device and float(ref.abs().max()) > 0
             torch.testing.assert_close(got.double(), ref, rtol=SIXTEEN_BIT_RTOL[dtype],
                                        atol=1e-5 * float(ref.abs().max()))
+
+
+def run_module_two_chunks(neuron_type: str, backend: str, gradient: Any = None,
+                          assign_backend: bool = False) -> tuple[Tensor, ...]:
+    """A float64 ``neuron_type`` module (features ``(4, 6)``, ``tau_m`` 4, ``tau_s`` 3 steps, ``h_seq`` stored) on
+    ``x [12, 5, 4, 6]`` (seed 0) in two calls of 6 steps with the states carried between them; returns
+    ``(s1, s2, h_seq, dx, *dparams)``, the gradients of ``0.7 sum s1 + 1.3 sum s2 + sum h_seq^2``.
+
+    ``assign_backend``: build with the default backend and set ``layer.backend`` after construction (the
+    ``cupy`` dispatch on CPU tensors, which construction refuses without a GPU); else pass it to the builder.
+    """
+    from spikingjelly.activation_based import functional
+
+    from sjframe.neurons import build_neuron
+
+    torch.manual_seed(0)
+    options: dict[str, Any] = {"store_h_seq": True}
+    if gradient is not None:
+        options["gradient"] = gradient
+    if not assign_backend:
+        options["backend"] = backend
+    layer = build_neuron(neuron_type, (4, 6), {"tau_m_steps": 4.0, "tau_s_steps": 3.0}, **options).to(torch.float64)
+    if assign_backend:
+        layer.backend = backend
+    x = (torch.randn(12, 5, 4, 6, dtype=torch.float64) * 1.5 + 0.8).requires_grad_()
+    functional.reset_net(layer)
+    s1, s2 = layer(x[:6]), layer(x[6:])
+    loss = (s1 * 0.7).sum() + (s2 * 1.3).sum() + (layer.h_seq ** 2).sum()
+    return (s1, s2, layer.h_seq, *torch.autograd.grad(loss, [x, *layer.parameters()]))
