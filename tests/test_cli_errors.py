@@ -262,6 +262,9 @@ def test_disk_full_while_writing_a_plot(trained, tmp_path):
 
 _CTRL_C_IN_TEST = """
 import os, signal
+# a terminal's Ctrl-C behaviour even when pytest runs as a background job (whose children inherit SIGINT ignored,
+# and Python then raises no KeyboardInterrupt)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import sjframe.methods.surrogate.evaluation as evaluation
 real = evaluation.evaluate_model
 def evaluate_model(*args, **kwargs):
