@@ -10,7 +10,8 @@ row alike (median wall time over ``--repeats`` rounds after warm-up; T = 100, B 
    the bytes the neuron must read and write (the ``[T, N]`` sequences its forward and backward kernels
    touch, e.g. CuLIF: ``x``, ``s``, ``h`` forward, ``gs``, ``h``, ``dx`` backward) divided by the copy
    bandwidth measured in the same run (``dst.copy_(src)`` of 3 ``[T, N]`` float32 sequences, counted as
-   read + write). ``% of limit`` = limit / kernel time.
+   read + write). ``% of limit`` = limit / kernel time. The last columns: the CPU kernels with bfloat16 storage
+   (inputs, outputs and saved sequences in bfloat16, float32 arithmetic inside) and their speed-up over float32.
 2. **Linear + neuron** (Linear 700 -> 256 without bias, ``loss = (layer(x) * r).sum(); loss.backward()``):
    the sjframe neurons on the fused torch path and on the CPU kernels beside SpikingJelly's ``LIFNode``,
    snnTorch and Norse; the ratio column is the time relative to ``LIFNode`` (torch backend).
@@ -71,7 +72,9 @@ _NEURONS: dict[str, tuple[Callable[..., nn.Module], int]] = {
     "AdLIF": (lambda n, backend: AdLIF(num_neurons=n, tau_m=2.0, theta=1.0, backend=backend), 9),
 }
 #: row label -> host build of the CPU-kernel rows ($SJFRAME_HOST_BUILD while the row runs; None: torch)
-_BUILDS = {"torch": None, "cpu": "fast", "cpu fma": "fma"}
+_BUILDS = {"torch": None, "cpu": "fast", "cpu fma": "fma", "cpu bf16": "fast"}
+#: row label -> storage dtype of the neuron alone (table 1); the kernels compute in float32 either way
+_DTYPES = {"cpu bf16": torch.bfloat16}
 
 
 class _Build:
@@ -125,13 +128,17 @@ def _median_ms(ts: list[float]) -> float:
 def neuron_alone(args: argparse.Namespace) -> None:
     """Table 1: each neuron alone on the fused torch path and the CPU kernels, and the copy-bandwidth limit."""
     T, B, N = args.T, args.B, args.n_out
-    x = (torch.randn(T, B, N) * 0.6 + 0.4).requires_grad_()
-    r = torch.randn(T, B, N)
+    x32 = torch.randn(T, B, N) * 0.6 + 0.4
+    r32 = torch.randn(T, B, N)
+    inputs = {dtype: (x32.to(dtype).requires_grad_(), r32.to(dtype))
+              for dtype in {torch.float32, *_DTYPES.values()}}
     src, dst = torch.randn(3 * T * B * N), torch.empty(3 * T * B * N)
-    rows = {(name, label): (make(N, "torch" if build is None else "cpu"), build)
+    rows = {(name, label): (make(N, "torch" if build is None else "cpu").to(_DTYPES.get(label, torch.float32)), build,
+                            _DTYPES.get(label, torch.float32))
             for name, (make, _) in _NEURONS.items() for label, build in _BUILDS.items()}
 
-    def run(neuron: nn.Module, build: str | None) -> float:
+    def run(neuron: nn.Module, build: str | None, dtype: torch.dtype) -> float:
+        x, r = inputs[dtype]
         x.grad = None
         for p in neuron.parameters():
             p.grad = None
@@ -148,8 +155,8 @@ def neuron_alone(args: argparse.Namespace) -> None:
 
     times: dict[object, list[float]] = {key: [] for key in [*rows, "copy"]}
     for rnd in range(args.warmup + args.repeats):
-        for key, (neuron, build) in rows.items():
-            elapsed = run(neuron, build)
+        for key, (neuron, build, dtype) in rows.items():
+            elapsed = run(neuron, build, dtype)
             if rnd >= args.warmup:
                 times[key].append(elapsed)
         elapsed = copy()
@@ -161,14 +168,15 @@ def neuron_alone(args: argparse.Namespace) -> None:
     print(f"# copy bandwidth (copy_ of {src.numel() * 4 / 1e6:.0f} MB, read + write) measured in this run: "
           f"{bandwidth / 1e9:.1f} GB/s")
     print("| neuron | fused torch ms | cpu kernels ms | speed-up | cpu fma build ms | bytes read + written | "
-          "memory-bound limit ms | % of limit |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "memory-bound limit ms | % of limit | cpu, bfloat16 storage ms | bfloat16 / float32 speed-up |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, (_, seqs) in _NEURONS.items():
-        torch_ms, cpu_ms, fma_ms = (_median_ms(times[(name, label)]) for label in _BUILDS)
+        torch_ms, cpu_ms, fma_ms, bf16_ms = (_median_ms(times[(name, label)]) for label in _BUILDS)
         nbytes = seqs * T * B * N * 4
         limit_ms = nbytes / bandwidth * 1e3
         print(f"| {name} | {torch_ms:.1f} | {cpu_ms:.1f} | {torch_ms / cpu_ms:.2f}x | {fma_ms:.1f} | "
-              f"{nbytes / 1e6:.0f} MB | {limit_ms:.1f} | {100 * limit_ms / cpu_ms:.0f} % |")
+              f"{nbytes / 1e6:.0f} MB | {limit_ms:.1f} | {100 * limit_ms / cpu_ms:.0f} % | {bf16_ms:.1f} | "
+              f"{cpu_ms / bf16_ms:.2f}x |")
 
 
 def main() -> None:
