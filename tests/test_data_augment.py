@@ -59,3 +59,26 @@ def test_bad_augment_values():
         parse_augment({"channel_shift": -1})
     with pytest.raises(ValueError, match="augment must be a mapping"):
         parse_augment(3)
+
+
+@pytest.mark.slow
+def test_recipe_config_one_training_step(tmp_path):
+    """configs/spoken_digits_adlif_fs_aug.yaml (augment, cosine, select on the validation loss) trains one step."""
+    from pathlib import Path
+
+    from sjframe.core.config import load_yaml
+    from sjframe.methods.surrogate.config import resolve_config
+    from sjframe.methods.surrogate.engine import Trainer
+
+    raw = load_yaml(Path(__file__).resolve().parents[1] / "configs" / "spoken_digits_adlif_fs_aug.yaml")
+    root = random_dataset_files("spoken_digits", tmp_path / "sd", n_train=10, n_test=4, events=400, seed=3)
+    raw["data"].update({"root": str(root), "T": 16, "T_empty": 2, "val_split": {"fraction": 0.2, "by": "random"}})
+    raw["data"]["options"] = {"augment": raw["data"]["options"]["augment"]}  # random files: no variant / classes
+    raw["train"].update({"epochs": 1, "batch_size": 2, "test_batch_size": 2, "max_batches": 1, "progress": False})
+    raw["threads"] = 1
+    raw["runs_root"] = str(tmp_path / "runs")
+    cfg = resolve_config(raw)
+    trainer = Trainer(cfg, None)
+    assert trainer.data.train.channel_shift == 40 and trainer.data.val.channel_shift == 0
+    summary = trainer.fit()
+    assert torch.isfinite(torch.tensor(summary["last"]["train_loss"]))
