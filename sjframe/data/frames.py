@@ -10,8 +10,15 @@ by whole speakers where the reader gives speaker ids); :class:`FrameDataset` ser
 Cache (``cache: true``): the binned counts of a whole file are saved as ``.npz`` in ``cache_dir``
 (default ``<root>/cache``) under a name hashed from the binning parameters (data set, ``T``,
 ``dt``, reader options) and the file's identity (absolute path, size, modification time), so a
-changed file or other parameters never reuse a stale cache. ``T_empty``, ``clamp`` and the
-validation split are applied after the cache.
+changed file or other parameters never reuse a stale cache. ``T_empty``, ``clamp``, the
+validation split and ``augment`` are applied after the cache.
+
+Augmentation (``augment: {channel_shift: k, time_shift: m}``, the ``train`` split only; ``val`` and ``test``
+ignore it): each time an item is read, its frames ``[T + T_empty, C]`` are shifted by an integer ``s`` drawn
+uniformly from ``[-k, k]`` along the channels (one-dimensional inputs only, e.g. the 700 cochlear channels of
+SHD / the spoken digits: a speaker's pitch moves the pattern along them) and by ``r`` from ``[-m, m]`` along
+time, zero-filled (what leaves the window is dropped). Draws come from torch's global generator (seeded by the
+run, saved with its checkpoints), so with ``num_workers: 0`` a run and its resume see the same shifts.
 """
 
 from __future__ import annotations
@@ -41,7 +48,9 @@ from sjframe.data.common import (
 __all__ = ["COMMON_OPTIONS", "FrameDataset", "build_event_dataset", "cached_frames", "require_file"]
 
 # options every event data set accepts (defaults are per data set)
-COMMON_OPTIONS = ("root", "T", "T_empty", "dt", "clamp", "val_split", "val_fraction", "val_seed", "cache", "cache_dir")
+COMMON_OPTIONS = ("root", "T", "T_empty", "dt", "clamp", "val_split", "val_fraction", "val_seed", "cache", "cache_dir",
+                  "augment")
+AUGMENT_KEYS = ("channel_shift", "time_shift")
 
 _CACHE_VERSION = 1
 
@@ -50,7 +59,8 @@ class FrameDataset(Dataset):
     """Binned event samples: item ``i`` is ``(x float32 [T + T_empty, *input_shape], y int)``.
 
     ``x`` holds the event counts of ``T`` bins of ``dt_ms`` ms (clamped to 1 if ``clamp``)
-    followed by ``T_empty`` all-zero steps.
+    followed by ``T_empty`` all-zero steps; with ``channel_shift`` / ``time_shift`` > 0 each read is
+    shifted at random (see the module docstring, ``augment``).
     """
 
     def __init__(
@@ -63,6 +73,8 @@ class FrameDataset(Dataset):
         T_empty: int = 0,
         clamp: bool = False,
         name: str = "",
+        channel_shift: int = 0,
+        time_shift: int = 0,
     ) -> None:
         if int(np.prod(input_shape)) != frames.num_units:
             raise ValueError(f"input_shape {input_shape} does not match {frames.num_units} units")
@@ -78,6 +90,10 @@ class FrameDataset(Dataset):
         self.clamp = bool(clamp)
         self.name = name
         self.time_major = True
+        self.channel_shift = require_int("augment.channel_shift", channel_shift, minimum=0)
+        self.time_shift = require_int("augment.time_shift", time_shift, minimum=0)
+        if self.channel_shift and len(self.input_shape) != 1:
+            raise ValueError(f"augment.channel_shift needs one-dimensional inputs, got input_shape {self.input_shape}")
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -87,11 +103,42 @@ class FrameDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         index = index % len(self)
         x = self.frames.dense(index, self.T_empty, self.clamp)
+        if self.channel_shift:
+            x = _shift(x, int(torch.randint(-self.channel_shift, self.channel_shift + 1, ()).item()), dim=1)
+        if self.time_shift:
+            x = _shift(x, int(torch.randint(-self.time_shift, self.time_shift + 1, ()).item()), dim=0)
         return x.view(self.T + self.T_empty, *self.input_shape), int(self.labels[index])
 
     def event_counts(self) -> np.ndarray:
         """Binned events (inside the window) per sample, float64 ``[n]``."""
         return self.frames.sample_counts()
+
+
+def _shift(x: torch.Tensor, s: int, dim: int) -> torch.Tensor:
+    """``x`` moved by ``s`` places along ``dim`` (``out[i] = x[i - s]``), zero-filled; what leaves is dropped."""
+    n = x.shape[dim]
+    if s == 0:
+        return x
+    out = torch.zeros_like(x)
+    if abs(s) >= n:
+        return out
+    if s > 0:
+        out.narrow(dim, s, n - s).copy_(x.narrow(dim, 0, n - s))
+    else:
+        out.narrow(dim, 0, n + s).copy_(x.narrow(dim, -s, n + s))
+    return out
+
+
+def parse_augment(value: Any) -> dict[str, int]:
+    """The ``augment`` option as ``{channel_shift, time_shift}`` ints >= 0 (None: no augmentation)."""
+    if value is None:
+        return {"channel_shift": 0, "time_shift": 0}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"augment must be a mapping with keys among {list(AUGMENT_KEYS)}, got {value!r}")
+    unknown = sorted(set(value) - set(AUGMENT_KEYS))
+    if unknown:
+        raise ValueError(f"unknown augment key(s) {unknown}; valid: {list(AUGMENT_KEYS)}")
+    return {k: require_int(f"augment.{k}", value.get(k, 0), minimum=0) for k in AUGMENT_KEYS}
 
 
 def require_file(path: Path, dataset: str, hint: str = "see datasets/README.md") -> Path:
@@ -188,6 +235,7 @@ def build_event_dataset(
         "clamp": False,
         "cache": False,
         "cache_dir": None,
+        "augment": None,
         **defaults,
     }
     opts.update({k: v for k, v in options.items() if k in COMMON_OPTIONS})
@@ -198,6 +246,7 @@ def build_event_dataset(
     T_empty = require_int("T_empty", opts["T_empty"], minimum=0)
     dt = require_number("dt", opts["dt"], positive=True)
     clamp = require_bool("clamp", opts["clamp"])
+    augment = parse_augment(opts["augment"])  # checked for every split, applied to the train split only
     use_cache = require_bool("cache", opts["cache"])
     if not isinstance(opts["root"], (str, os.PathLike)):
         raise ValueError(f"root must be a path, got {opts['root']!r}")
@@ -220,4 +269,6 @@ def build_event_dataset(
         ids = speakers(path) if speakers is not None and val.by != "random" else None
         keep = split_indices(split, len(labels), val, ids, str(path))
         frames, labels = frames.select(keep), labels[keep]
-    return FrameDataset(frames, labels, input_shape(extra), n_classes, dt, T_empty, clamp, name=f"{name}/{split}")
+    shifts = augment if split == "train" else {}
+    return FrameDataset(frames, labels, input_shape(extra), n_classes, dt, T_empty, clamp, name=f"{name}/{split}",
+                        **shifts)
