@@ -67,36 +67,35 @@ def _model(cfg: dict[str, Any], method: str) -> str:
     return f"{name} {neuron}" + (f" {'-'.join(str(s) for s in sizes)}" if sizes else "")
 
 
+def _drop_options(args: list[str], single: tuple[str, ...], multi: tuple[str, ...] = ()) -> list[str]:
+    """``args`` without the options of ``single`` (each with one value) and of ``multi`` (with every value up to
+    the next ``--`` option)."""
+    out: list[str] = []
+    skip_one = skip_values = False
+    for arg in args:
+        if skip_values and not arg.startswith("--"):
+            continue
+        skip_values = False
+        if skip_one:
+            skip_one = False
+            continue
+        if arg in single:
+            skip_one = True
+        elif arg in multi:
+            skip_values = True
+        else:
+            out.append(arg)
+    return out
+
+
 def _overrides(argv: list[str]) -> list[str]:
     """The argv after the config, without ``--seeds ...``, ``--jobs``, ``--threads`` and ``--runs_root``."""
-    out, skip = [], 0
-    for i, arg in enumerate(argv[2:]):
-        if skip:
-            skip -= 1
-            continue
-        if arg in ("--jobs", "--threads", "--runs_root"):
-            skip = 1
-            continue
-        if arg == "--seeds":
-            rest = argv[2 + i + 1:]
-            skip = next((k for k, a in enumerate(rest) if a.startswith("--")), len(rest))
-            continue
-        out.append(arg)
-    return out
+    return _drop_options(argv[2:], ("--jobs", "--threads", "--runs_root"), ("--seeds",))
 
 
 def _command(argv: list[str]) -> str:
     """The multi-seed command, as run from the repository root (``--runs_root`` dropped)."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg == "--runs_root":
-            skip = True
-            continue
-        out.append(arg)
-    return ".venv/bin/python " + " ".join(out)
+    return ".venv/bin/python " + " ".join(_drop_options(argv, ("--runs_root",)))
 
 
 def _stat(stats: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -128,12 +127,12 @@ def _scaled(s: dict[str, Any] | None, scale: float) -> dict[str, Any] | None:
             "ci95": None if not s.get("ci95") else [v * scale for v in s["ci95"]]}
 
 
-def _pm(s: dict[str, Any] | None, digits: int = 2, scale: float = 1.0) -> str:
+def _pm(s: dict[str, Any] | None, digits: int = 2) -> str:
     if s is None:
         return "-"
     if s.get("sd") is None:
-        return f"{s['mean'] * scale:.{digits}f} (n = 1)"
-    return f"{s['mean'] * scale:.{digits}f} ± {s['sd'] * scale:.{digits}f}"
+        return f"{s['mean']:.{digits}f} (n = 1)"
+    return f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
 
 
 def _ci(s: dict[str, Any] | None) -> str:
@@ -145,7 +144,7 @@ def _ci(s: dict[str, Any] | None) -> str:
 
 def rows(results: Path, root: Path = ROOT) -> list[dict[str, str]]:
     """One row per ``results/<name>/aggregate.json`` (complete or not: the status is shown)."""
-    out = []
+    out: list[tuple[tuple[str, float, str], dict[str, str]]] = []  # (sort key, row)
     for agg_path in sorted(results.glob("*/aggregate.json")):
         agg = json.loads(agg_path.read_text())
         env_path = agg_path.parent / "environment.json"
@@ -162,9 +161,11 @@ def rows(results: Path, root: Path = ROOT) -> list[dict[str, str]]:
         times = [r["elapsed_s"] for r in (agg.get("runs") or {}).values() if isinstance(r.get("elapsed_s"), (int, float))]
         td = _stat(stats, "td50_ms")
         overrides = " ".join(_overrides(argv))
-        out.append({
+        task = _task(cfg)
+        order = (task, -head["mean"] if head else float("inf"), agg_path.parent.name)
+        out.append((order, {
             "name": agg_path.parent.name,
-            "task": _task(cfg),
+            "task": task,
             "config": f"`{Path(str(agg.get('config'))).stem}`" + (f" `{overrides}`" if overrides else "")
             + (f" (see `results/{agg_path.parent.name}/README.md`)" if (agg_path.parent / "README.md").is_file() else ""),
             "model": _model(cfg, method),
@@ -175,14 +176,13 @@ def rows(results: Path, root: Path = ROOT) -> list[dict[str, str]]:
             "ci": _ci(head),
             "acc_fs_spike": _pm(_stat(stats, "acc_fs_spike")),
             "acc_fr": _pm(_stat(stats, "acc_fr")),
-            "silent": _pm(_stat(stats, "silent_fraction"), 1, 100.0),
+            "silent": _pm(_scaled(_stat(stats, "silent_fraction"), 100.0), 1),
             "n_s": _pm(_stat(stats, "n_s")),
             "td50": f"{_pm(td, 0)} ms" if td else (f"{_pm(_stat(stats, 'td50'), 1)} steps" if _stat(stats, "td50") else "-"),
             "time": f"{statistics.median(times):.0f} s" if times else "-",
             "command": f"`{_command(argv)}`",
-        })
-    out.sort(key=lambda r: (r["task"], -float(r["acc"].split(" ")[0]) if r["acc"] != "-" else 1e9, r["name"]))
-    return out
+        }))
+    return [row for _, row in sorted(out, key=lambda item: item[0])]
 
 
 def section(results: Path, root: Path = ROOT) -> str:

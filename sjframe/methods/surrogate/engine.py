@@ -117,10 +117,12 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
-def _output_tensors(output: ModelOutput) -> list[tuple[str, torch.Tensor]]:
-    """``(name, tensor)`` of a model output's floating tensors (``h``, ``logits``, ``spikes``, ``layer_spikes[...]``)."""
+def _output_tensors(output: ModelOutput, layers: bool = True) -> list[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of a model output's floating tensors (``h``, ``logits``, ``spikes`` and, if ``layers``,
+    ``layer_spikes[...]``)."""
     named = [("output h", output.h), ("output logits", output.logits), ("output spikes", output.spikes)]
-    named += [(f"layer_spikes[{k}]", v) for k, v in (output.layer_spikes or {}).items()]
+    if layers:
+        named += [(f"layer_spikes[{k}]", v) for k, v in (output.layer_spikes or {}).items()]
     return [(n, t) for n, t in named if isinstance(t, torch.Tensor) and t.is_floating_point()]
 
 
@@ -271,9 +273,8 @@ class Trainer:
         NaN / inf inside them reaches these outputs, the loss or the gradients, which are checked, and
         :meth:`_diagnose` then names the submodules.
         """
-        outs = (output.h, output.logits, output.spikes)
-        named = [t for t in outs if isinstance(t, torch.Tensor) and t.is_floating_point()]
-        return not named or bool(torch.stack([torch.isfinite(t).all() for t in named]).all())
+        named = _output_tensors(output, layers=False)
+        return not named or bool(torch.stack([torch.isfinite(t).all() for _, t in named]).all())
 
     def _grads_finite(self, clip_norm: torch.Tensor | None) -> bool:
         """Whether every gradient is finite: the clipping norm when ``train.grad_clip`` computed one, else the
