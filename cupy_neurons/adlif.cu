@@ -80,15 +80,21 @@ extern "C" __global__ void SJ_NAME(adlif_forward)(
         h[j] = sj_widen(h0[n]);
         s[j] = sj_widen(s0[n]);
     }
+    SJ_OUT_ROW(scalar_t, wprev_row);
+    SJ_OUT_ROW(scalar_t, h_row);
+    SJ_OUT_ROW(scalar_t, s_row);
     for (int t = 0; t < T; ++t) {
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index k = row + j;
-            if (wprev_seq) sj_narrow(wprev_seq + k, w[j]);
+            if (wprev_seq) sj_narrow(SJ_OUT_AT(wprev_row, wprev_seq, k, j), w[j]);
             adlif_step_forward(sj_widen(x_seq[k]), al[j], be[j], aa[j], bb[j], theta, v[j], w[j], h[j], s[j]);
-            sj_narrow(h_seq + k, h[j]);
-            sj_narrow(s_seq + k, s[j]);
+            sj_narrow(SJ_OUT_AT(h_row, h_seq, k, j), h[j]);
+            sj_narrow(SJ_OUT_AT(s_row, s_seq, k, j), s[j]);
         }
+        SJ_OUT_FLUSH(wprev_row, wprev_seq, row);
+        SJ_OUT_FLUSH(h_row, h_seq, row);
+        SJ_OUT_FLUSH(s_row, s_seq, row);
     }
     SJ_FOR_LANES(j) {
         sj_narrow(v_last + sj_n0 + j, v[j]);
@@ -135,6 +141,7 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
         // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
         h[j] = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     }
+    SJ_OUT_ROW(scalar_t, dx_row);
     for (int t = T - 1; t >= 0; --t) {
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
@@ -145,7 +152,7 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
             const acc_t sg = spike_grad(h[j] - theta, n, t, zo_keys, law);
             const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h[j], sg,
                                                  al[j], be[j], aa[j], bb[j], theta, cv[j], cw[j], ch[j], cs[j]);
-            sj_narrow(dx_seq + k, ((acc_t)1 - al[j]) * dh);
+            sj_narrow(SJ_OUT_AT(dx_row, dx_seq, k, j), ((acc_t)1 - al[j]) * dh);
             if (params) {
                 acc_t h_prev, s_prev, v_prev;
                 if (t > 0) {
@@ -165,6 +172,7 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
             }
             h[j] = h_next;
         }
+        SJ_OUT_FLUSH(dx_row, dx_seq, row);
     }
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;

@@ -137,6 +137,25 @@ SJ_HD sj_index sj_thread_index() { return (sj_index)blockIdx.x * (sj_index)block
 #define SJ_MAX_LANES 1
 #define SJ_FOR_LANES(j) for (int j = 0; j < 1; ++j)
 #endif
+// ------------------------------------------------------------------ write-only [T, N] rows
+// A sequence the kernel only writes (s, h, I_{t-1}, w_{t-1} forward; dx backward) is stored through a row:
+//     SJ_OUT_ROW(scalar_t, s_row);                             // before the time loop
+//     SJ_FOR_LANES(j) { ... sj_narrow(SJ_OUT_AT(s_row, s_seq, k, j), s); }
+//     SJ_OUT_FLUSH(s_row, s_seq, row);                         // after the lane loop of step t
+// On the GPU and in the host check build this is a plain store to seq + k (the row is not declared and
+// the flush does nothing). In the fast CPU build the lanes fill a row buffer (L1-resident) and the flush
+// writes it to seq[row .. row + lanes) with non-temporal stores (sj_stream_row, host_shim.h; nothing when
+// seq is null): a plain store of write-only data first reads the line from memory (read for ownership),
+// a non-temporal one does not, so a forward moves 5 instead of 7 sequences' bytes (LIF, CuLIF).
+#if defined(SJ_CPU_LANES) && !defined(SJ_PLAIN_STORES)
+#define SJ_OUT_ROW(type, name) type name[SJ_MAX_LANES]
+#define SJ_OUT_AT(name, seq, k, j) ((name) + (j))
+#define SJ_OUT_FLUSH(name, seq, row) sj_stream_row((seq), (row), (name), sj_lanes)
+#else
+#define SJ_OUT_ROW(type, name)
+#define SJ_OUT_AT(name, seq, k, j) ((seq) + (k))
+#define SJ_OUT_FLUSH(name, seq, row) ((void)0)
+#endif
 #define SJ_LANES_BEGIN(N)                                                                              \
     const sj_index sj_n0 = sj_thread_index() * (sj_index)SJ_MAX_LANES;                                 \
     if (sj_n0 >= (N)) return;                                                                          \

@@ -69,16 +69,22 @@ extern "C" __global__ void SJ_NAME(culif_forward)(
         v[j] = sj_widen(v0[n]);
         i[j] = sj_widen(i0[n]);
     }
+    SJ_OUT_ROW(scalar_t, iprev_row);
+    SJ_OUT_ROW(scalar_t, h_row);
+    SJ_OUT_ROW(scalar_t, s_row);
     for (int t = 0; t < T; ++t) {
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index k = row + j;
-            if (iprev_seq) sj_narrow(iprev_seq + k, i[j]);
+            if (iprev_seq) sj_narrow(SJ_OUT_AT(iprev_row, iprev_seq, k, j), i[j]);
             acc_t h, s;
             culif_step_forward(sj_widen(x_seq[k]), lm[j], gm[j], theta, v[j], i[j], h, s);
-            sj_narrow(h_seq + k, h);
-            sj_narrow(s_seq + k, s);
+            sj_narrow(SJ_OUT_AT(h_row, h_seq, k, j), h);
+            sj_narrow(SJ_OUT_AT(s_row, s_seq, k, j), s);
         }
+        SJ_OUT_FLUSH(iprev_row, iprev_seq, row);
+        SJ_OUT_FLUSH(h_row, h_seq, row);
+        SJ_OUT_FLUSH(s_row, s_seq, row);
     }
     SJ_FOR_LANES(j) {
         sj_narrow(v_last + sj_n0 + j, v[j]);
@@ -115,6 +121,7 @@ extern "C" __global__ void SJ_NAME(culif_backward)(
         // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
         h[j] = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     }
+    SJ_OUT_ROW(scalar_t, dx_row);
     for (int t = T - 1; t >= 0; --t) {
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
@@ -125,7 +132,7 @@ extern "C" __global__ void SJ_NAME(culif_backward)(
             const acc_t sg = spike_grad(h[j] - theta, n, t, zo_keys, law);
             const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h[j], sg,
                                                  lm[j], gm[j], theta, dv[j], di[j]);
-            sj_narrow(dx_seq + k, di_t);
+            sj_narrow(SJ_OUT_AT(dx_row, dx_seq, k, j), di_t);
             if (params) {
                 const acc_t v_prev = t > 0 ? h_prev * ((acc_t)1 - heaviside(h_prev - theta)) : sj_widen(v0[n]);
                 const acc_t i_prev = sj_widen(iprev_seq[k]);
@@ -134,6 +141,7 @@ extern "C" __global__ void SJ_NAME(culif_backward)(
             }
             h[j] = h_prev;
         }
+        SJ_OUT_FLUSH(dx_row, dx_seq, row);
     }
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;

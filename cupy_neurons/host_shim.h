@@ -82,20 +82,75 @@ static inline void sj_host_launch(unsigned int grid, unsigned int block, Body bo
 }
 
 #if defined(SJ_HOST_PARALLEL)
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+// Non-temporal row store of the fast build (SJ_OUT_FLUSH of common.cuh): copy n values of buf to
+// seq[row .. row + n), the whole vector-aligned part with streaming stores (no read for ownership; the
+// widest the build's ISA has), the unaligned head and tail with memcpy. Nothing when seq is null.
+// Streaming stores are weakly ordered: sj_store_fence() (in sj_host_launch_parallel) orders them before the
+// launch returns.
+#if defined(__AVX512F__)
+#define SJ_STREAM_BYTES 64
+#elif defined(__AVX__)
+#define SJ_STREAM_BYTES 32
+#elif defined(__SSE2__)
+#define SJ_STREAM_BYTES 16
+#else
+#define SJ_STREAM_BYTES 0
+#endif
+template <typename S>
+static inline void sj_stream_row(S* seq, long long row, const S* buf, int n) {
+    if (seq == nullptr || n <= 0) return;
+    char* dst = (char*)(seq + row);
+    const char* src = (const char*)buf;
+    size_t bytes = (size_t)n * sizeof(S);
+#if SJ_STREAM_BYTES > 0
+    const size_t head = (SJ_STREAM_BYTES - ((uintptr_t)dst % SJ_STREAM_BYTES)) % SJ_STREAM_BYTES;
+    if (head >= bytes) {
+        memcpy(dst, src, bytes);
+        return;
+    }
+    memcpy(dst, src, head);
+    dst += head;
+    src += head;
+    bytes -= head;
+    for (; bytes >= SJ_STREAM_BYTES; bytes -= SJ_STREAM_BYTES, dst += SJ_STREAM_BYTES, src += SJ_STREAM_BYTES) {
+#if defined(__AVX512F__)
+        _mm512_stream_si512((__m512i*)dst, _mm512_loadu_si512((const void*)src));
+#elif defined(__AVX__)
+        _mm256_stream_si256((__m256i*)dst, _mm256_loadu_si256((const __m256i*)src));
+#else
+        _mm_stream_si128((__m128i*)dst, _mm_loadu_si128((const __m128i*)src));
+#endif
+    }
+#endif
+    memcpy(dst, src, bytes);
+}
+static inline void sj_store_fence() {
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
+
 // The fast CPU build: the blocks of a launch shared by `threads` OpenMP threads (static schedule: each
 // thread a contiguous range of blocks, so of neurons), the threads of a block run in turn. The lane
 // kernels are launched with one thread per block, SJ_CPU_LANES neurons each (common.cuh).
 template <typename Body>
 static inline void sj_host_launch_parallel(unsigned int grid, unsigned int block, int threads, Body body) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (long long b = 0; b < (long long)grid; ++b) {
-        gridDim = {grid, 1u, 1u};
-        blockDim = {block, 1u, 1u};
-        blockIdx = {(unsigned int)b, 0u, 0u};
-        for (unsigned int t = 0; t < block; ++t) {
-            threadIdx = {t, 0u, 0u};
-            body();
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (long long b = 0; b < (long long)grid; ++b) {
+            gridDim = {grid, 1u, 1u};
+            blockDim = {block, 1u, 1u};
+            blockIdx = {(unsigned int)b, 0u, 0u};
+            for (unsigned int t = 0; t < block; ++t) {
+                threadIdx = {t, 0u, 0u};
+                body();
+            }
         }
+        sj_store_fence();  // this thread's streaming stores (sj_stream_row) done before the barrier
     }
 }
 #endif

@@ -53,15 +53,19 @@ extern "C" __global__ void SJ_NAME(lif_forward)(
         s[j] = heaviside(h[j] - theta);
         x_prev[j] = sj_widen(x0[n]);
     }
+    SJ_OUT_ROW(scalar_t, h_row);
+    SJ_OUT_ROW(scalar_t, s_row);
     for (int t = 0; t < T; ++t) {
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index k = row + j;
             lif_step_forward(x_prev[j], be[j], theta, h[j], s[j]);
             x_prev[j] = sj_widen(x_seq[k]);
-            sj_narrow(h_seq + k, h[j]);
-            sj_narrow(s_seq + k, s[j]);
+            sj_narrow(SJ_OUT_AT(h_row, h_seq, k, j), h[j]);
+            sj_narrow(SJ_OUT_AT(s_row, s_seq, k, j), s[j]);
         }
+        SJ_OUT_FLUSH(h_row, h_seq, row);
+        SJ_OUT_FLUSH(s_row, s_seq, row);
     }
 }
 
@@ -86,13 +90,14 @@ extern "C" __global__ void SJ_NAME(lif_backward)(
         // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
         h[j] = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     }
+    SJ_OUT_ROW(scalar_t, dx_row);
     for (int t = T - 1; t >= 0; --t) {
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index n = sj_n0 + j;
             const sj_index k = row + j;
             const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
-            sj_narrow(dx_seq + k, dn[j]);
+            sj_narrow(SJ_OUT_AT(dx_row, dx_seq, k, j), dn[j]);
             const acc_t sg = spike_grad(h[j] - theta, n, t, zo_keys, law);
             const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), sg, be[j], theta,
                                                dn[j]);
@@ -100,6 +105,7 @@ extern "C" __global__ void SJ_NAME(lif_backward)(
             dn[j] = dh;
             h[j] = h_prev;
         }
+        SJ_OUT_FLUSH(dx_row, dx_seq, row);
     }
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;
