@@ -11,6 +11,11 @@ Validation split of the training file (:func:`resolve_val_split`, :func:`split_i
   ``val_fraction: f, val_seed: s`` is ``val_split: {fraction: f, by: random, seed: s}`` (either
   may be left out: 0.1 and 0). They cannot be combined with ``val_split``.
 * Nothing given: ``val_split: {fraction: 0.1, seed: 0}`` (by speaker where speakers exist).
+* Cross-validation: ``val_split: {folds: K, fold: i, by: speaker | random, seed: 0}`` (in place of
+  ``fraction``) -- the training file cut into ``K`` folds (:func:`fold_indices`: whole speakers per fold
+  with balanced sample counts, or a random partition), fold ``i`` validates and the other ``K - 1``
+  train. Running ``i = 0 .. K-1`` validates every training sample once
+  (``scripts/cross_validate.py``); the test file is not touched.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "VAL_SPLIT_BY",
     "ValSplit",
     "check_options",
+    "fold_indices",
     "require_bool",
     "require_int",
     "require_number",
@@ -36,7 +42,7 @@ __all__ = [
 ]
 
 VAL_SPLIT_BY = ("speaker", "random")
-VAL_SPLIT_KEYS = ("fraction", "by", "seed")
+VAL_SPLIT_KEYS = ("fraction", "by", "seed", "folds", "fold")
 
 
 def check_options(dataset: str, options: Mapping[str, Any], valid: Iterable[str]) -> None:
@@ -103,11 +109,14 @@ def val_split_indices(n: int, split: str, val_fraction: float, val_seed: int) ->
 @dataclass(frozen=True)
 class ValSplit:
     """A resolved validation split: ``fraction`` in ``[0, 1)``, ``by`` (``speaker`` | ``random`` |
-    ``None`` = speaker where the file has speakers, else random) and ``seed``."""
+    ``None`` = speaker where the file has speakers, else random) and ``seed``; for cross-validation
+    ``folds`` (``K >= 2``, else None) and ``fold`` (``0 .. K-1``), ``fraction`` then unused."""
 
     fraction: float = 0.1
     by: str | None = None
     seed: int = 0
+    folds: int | None = None
+    fold: int = 0
 
 
 def resolve_val_split(options: Mapping[str, Any]) -> ValSplit:
@@ -133,6 +142,16 @@ def resolve_val_split(options: Mapping[str, Any]) -> ValSplit:
         by = raw.get("by")
         if by is not None and by not in VAL_SPLIT_BY:
             raise ValueError(f"val_split.by must be one of {VAL_SPLIT_BY}, got {by!r}")
+        if raw.get("folds") is not None or raw.get("fold") is not None:
+            if raw.get("folds") is None:
+                raise ValueError("val_split.fold needs val_split.folds (the number of folds)")
+            if "fraction" in raw:
+                raise ValueError("give either val_split.fraction or val_split.folds / fold (cross-validation), not both")
+            folds = require_int("val_split.folds", raw["folds"], minimum=2)
+            fold = require_int("val_split.fold", raw.get("fold", 0), minimum=0)
+            if fold >= folds:
+                raise ValueError(f"val_split.fold must be in 0..{folds - 1} (folds {folds}), got {fold}")
+            return ValSplit(1.0 / folds, by, seed, folds, fold)
     if not 0.0 <= fraction < 1.0:
         name = "val_fraction" if legacy else "val_split.fraction"
         raise ValueError(f"{name} must be in [0, 1), got {fraction}")
@@ -169,6 +188,47 @@ def speaker_split_indices(speakers: np.ndarray, split: str, fraction: float, see
     return chosen.astype(np.int64)
 
 
+def fold_indices(n: int, split: str, folds: int, fold: int, seed: int,
+                 speakers: np.ndarray | None = None) -> np.ndarray:
+    """Indices (sorted) of ``split`` (``train`` | ``val``) when the training file is cut into ``folds`` folds
+    and fold ``fold`` validates.
+
+    With ``speakers`` (per-sample ids): whole speakers per fold. The distinct ids (sorted) are shuffled with
+    ``numpy.random.RandomState(seed)`` and dealt one by one, in that order, to the fold with the fewest samples
+    so far (the lowest fold number on a tie), so the folds' sizes differ by at most one speaker's samples; no
+    speaker is in two folds. Fewer speakers than folds is a ``ValueError``. Without speakers: a permutation of
+    ``range(n)`` with the same generator cut into ``folds`` parts of sizes differing by at most one
+    (``numpy.array_split``). Every sample is in exactly one fold, so the ``val`` splits of ``fold = 0 .. folds-1``
+    partition the file.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val' here, got {split!r}")
+    folds = require_int("folds", folds, minimum=2)
+    fold = require_int("fold", fold, minimum=0)
+    if fold >= folds:
+        raise ValueError(f"fold must be in 0..{folds - 1}, got {fold}")
+    rng = np.random.RandomState(seed)
+    if speakers is None:
+        if n < folds:
+            raise ValueError(f"{folds} folds need at least {folds} training samples, the file has {n}")
+        part = np.array_split(rng.permutation(n), folds)[fold]
+        in_val = np.zeros(n, dtype=bool)
+        in_val[part] = True
+    else:
+        speakers = np.asarray(speakers).reshape(-1)
+        ids, inverse, counts = np.unique(speakers, return_inverse=True, return_counts=True)
+        if len(ids) < folds:
+            raise ValueError(f"{folds} speaker-disjoint folds need at least {folds} speakers, the file has {len(ids)}")
+        sizes = np.zeros(folds, dtype=np.int64)
+        owner = np.empty(len(ids), dtype=np.int64)
+        for i in rng.permutation(len(ids)):
+            f = int(np.argmin(sizes))  # argmin: the lowest fold number on a tie
+            owner[i] = f
+            sizes[f] += counts[i]
+        in_val = owner[inverse] == fold
+    return np.flatnonzero(in_val if split == "val" else ~in_val).astype(np.int64)
+
+
 def split_indices(split: str, n: int, val: ValSplit, speakers: np.ndarray | None, source: str = "") -> np.ndarray:
     """Indices of the training file's samples in ``split`` (``train`` | ``val``) under ``val``.
 
@@ -183,5 +243,9 @@ def split_indices(split: str, n: int, val: ValSplit, speakers: np.ndarray | None
                              "(/extra/speaker); use val_split: {by: random}")
         if len(speakers) != n:
             raise ValueError(f"{where}{len(speakers)} speaker ids for {n} samples")
+        if val.folds is not None:
+            return fold_indices(n, split, val.folds, val.fold, val.seed, speakers)
         return speaker_split_indices(speakers, split, val.fraction, val.seed)
+    if val.folds is not None:
+        return fold_indices(n, split, val.folds, val.fold, val.seed)
     return val_split_indices(n, split, val.fraction, val.seed)
