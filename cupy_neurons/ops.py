@@ -47,6 +47,7 @@ saved for the backward kernel (``SJ_LOCALZO`` specialisation), so no noise tenso
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -132,8 +133,13 @@ def neuron_specialisation(source: str, dtype: str, surrogate_expr: str, detach_r
     that every surrogate shares one compiled LocalZO variant.
     """
     for name, flag in (("detach_reset", detach_reset), ("localzo", localzo)):
-        if not isinstance(flag, bool):
+        if not isinstance(flag, bool):  # checked before the cache: 1 == True would hit True's entry
             raise ValueError(f"{name} must be a bool, got {flag!r}")
+    return _specialisation(source, dtype, surrogate_expr, detach_reset, localzo)
+
+
+@functools.lru_cache(maxsize=256)  # called at every launch; the arguments are strings and bools
+def _specialisation(source: str, dtype: str, surrogate_expr: str, detach_reset: bool, localzo: bool) -> Specialisation:
     expr = "0.0f" if localzo else surrogate_expr
     defines = (("SJ_DETACH_RESET", int(detach_reset)), ("SJ_LOCALZO", int(localzo)))
     return Specialisation(source, dtype, expr, defines)
@@ -164,6 +170,7 @@ class NeuronOps:
         bwd_args = ([(n, Tensor | None, _REQ) for n in k.grads] + [(n, Tensor, _REQ) for n in (*k.saved, *k.params)]
                     + opts + [("param_grads", bool, _REQ)] + list(_ZO_OPTIONS))
         self.bwd_sig = _signature(bwd_args, len(k.outputs))
+        self._names = {id(sig): tuple(sig.parameters) for sig in (self.fwd_sig, self.bwd_sig)}
         self.fwd = self._op(f"{namespace}::{k.name}_fwd", self._fwd_impl, self._fwd_fake, self.fwd_sig)
         self.bwd = self._op(f"{namespace}::{k.name}_bwd", self._bwd_impl, self._bwd_fake, self.bwd_sig)
         torch.library.register_autograd(f"{namespace}::{k.name}_fwd", self._backward, setup_context=self._setup)
@@ -180,6 +187,9 @@ class NeuronOps:
         return op
 
     def _bind(self, sig: inspect.Signature, args: tuple, kwargs: dict | None = None) -> dict[str, Any]:
+        names = self._names[id(sig)]
+        if not kwargs and len(args) == len(names):  # torch passes every argument positionally: no defaults to fill
+            return dict(zip(names, args))
         bound = sig.bind(*args, **(kwargs or {}))
         bound.apply_defaults()
         return dict(bound.arguments)
