@@ -44,6 +44,8 @@ SKIP = {
     ".venv/bin/python train.py configs/default.yaml --seeds": "5 default runs, ~25 min; tests/test_multiseed.py "
                                                               "runs 3 seeds of 2 epochs of 2 batches",
     ".venv/bin/python test.py <aggregate_dir>": "needs a multi-seed aggregate; tests/test_multiseed.py",
+    "nice -n 10 .venv/bin/python scripts/cross_validate.py": "8 spoken-digit trainings, ~12 min; "
+                                                            "tests/test_cross_validation.py runs it at a tiny size",
     "nice -n 10 .venv/bin/python train.py configs/baseline_": "5 seeds of a non-spiking baseline, minutes; "
                                                                "tests/test_baselines.py runs train.py, test.py and "
                                                                "--seeds with a baseline on the tiny SHD file",
@@ -62,6 +64,7 @@ def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     out = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        block = re.sub(r"\\\n\s*", "", block)  # a line continued with a backslash is one command
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("#"):
