@@ -54,17 +54,21 @@ def _clog(z):  # noqa: ANN001, ANN202
 
 
 @numba.njit(cache=True)
-def membrane_g(omega, cs, A, B, N, sa, params, G, W, is_anchor):  # noqa: ANN001, ANN201, PLR0913
-    """Fill ``G[b, n]`` (Hankel argument), ``W[b, n]`` (``2 omega / xi * sqrt(G / g)``) and
-    ``is_anchor[b, n]`` for the channel positions ``cs[b]``; return the number of anchors.
+def membrane_g(omega, cs, A, B, N, sa, params, G, W, is_anchor, anchors):  # noqa: ANN001, ANN201, PLR0913
+    """Fill ``G[b, n]`` (Hankel argument), ``W[b, n]`` (``2 omega / xi * sqrt(G / g)``),
+    ``is_anchor[b, n]`` and ``anchors[:count]`` (the anchors' ``G`` in row-major order) for the channel
+    positions ``cs[b]``; return ``count``.
 
     ``A = 2 g(omega, 0) / alpha``, ``B = 2i sqrt(2) omega / (alpha sqrt(2 h (m omega^2 + a)))``,
     ``N`` = the numerator inside lauscher's logarithm, ``sa = sqrt(a + m omega^2)`` (all ``[n]``, channel-
     independent, computed by lauscher's own code); ``params = (a, alpha, rho, c0, h, m, r)``.
-    The formulas are lauscher's ``BasilarMembrane._p`` / ``_xi`` / ``_g`` written per element.
+    The formulas are lauscher's ``BasilarMembrane._p`` / ``_xi`` / ``_g`` written per element, rearranged
+    to fewer square roots, logarithms and divisions (the same values up to rounding).
     """
     a, alpha, rho, c0, h, m, r = params
     nb, n = G.shape
+    inv_sa = 1.0 / sa
+    inv_w = 1.0 / omega
     count = 0
     for b in range(nb):
         c = cs[b]
@@ -73,25 +77,34 @@ def membrane_g(omega, cs, A, B, N, sa, params, G, W, is_anchor):  # noqa: ANN001
         pre = 0.5 * alpha * math.exp(alpha * c / 2.0)
         s_c = c0 * ec - a  # lauscher's _s(c)
         r_c = r * eh  # lauscher's _r(c)
+        root_h_rho = math.sqrt(h / rho)
         z0 = 0j
         lim = -1.0
         for j in range(n):
             w = omega[j]
             mw2 = m * (w * w)
-            d = pre * (
-                -2.0 * _csqrt(complex(-a + c0 * ec - mw2, -(eh * w * r)))
-                + 1j * complex(2.0 * a + w * (2.0 * m * w), w * (eh * r)) / sa[j]
-            )
-            g_arg = A[j] - B[j] * _clog(N[j] / d)
+            # xi(omega, c) = s(c) - m omega^2 - i omega r(c) is also the radicand in lauscher's denominator D
             xi = complex(s_c - mw2, -(w * r_c))
-            g_c = w * _csqrt(rho / (h * xi))
+            sq = _csqrt(xi)
+            isa = inv_sa[j]
+            d = pre * (complex(-(w * r_c) * isa, (2.0 * a + w * (2.0 * m * w)) * isa) - 2.0 * sq)
+            # log(N / D) = log|N| - log|D| + i arg(N conj(D))
+            nj = N[j]
+            p = nj * d.conjugate()
+            nn = nj.real * nj.real + nj.imag * nj.imag
+            dd = d.real * d.real + d.imag * d.imag
+            g_arg = A[j] - B[j] * complex(0.5 * math.log(nn / dd), math.atan2(p.imag, p.real))
             G[b, j] = g_arg
-            W[b, j] = 2.0 * w / xi * _csqrt(g_arg / g_c)
+            # 2 omega / xi * sqrt(G / g(omega, c)), g = omega sqrt(rho / (h xi)) = omega sqrt(rho / h) / sqrt(xi)
+            # (Im xi < 0: off the branch cut, so sqrt(1 / xi) = 1 / sqrt(xi))
+            xx = xi.real * xi.real + xi.imag * xi.imag
+            W[b, j] = (2.0 * w / xx) * xi.conjugate() * _csqrt(g_arg * sq * (root_h_rho * inv_w[j]))
             dz = g_arg - z0
             if dz.real * dz.real + dz.imag * dz.imag > lim:  # outside the current anchor's disc: a new anchor
                 z0 = g_arg
                 lim = min(ANCHOR_RADIUS, ANCHOR_RELATIVE * abs(z0)) ** 2
                 is_anchor[b, j] = True
+                anchors[count] = g_arg
                 count += 1
             else:
                 is_anchor[b, j] = False
@@ -99,16 +112,20 @@ def membrane_g(omega, cs, A, B, N, sa, params, G, W, is_anchor):  # noqa: ANN001
 
 
 @numba.njit(cache=True)
-def hankel_taylor(G, is_anchor, H0a, H1a, out):  # noqa: ANN001, ANN201
-    """``out[b, j] = H0^(1)(G[b, j])`` from the anchors' ``H0a``, ``H1a`` (in row-major anchor order).
+def hankel_taylor(G, W, Q, is_anchor, H0a, H1a, Y):  # noqa: ANN001, ANN201
+    """``Y[b, :n//2+1]``: the Hermitian part of ``X[b, j] = W[b, j] * H0^(1)(G[b, j]) * Q[j]``
+    (``Y[k] = (X[k] + conj(X[-k mod n])) / 2``, whose real inverse FFT is ``Re(ifft(X))``).
 
-    Around an anchor ``z0``, ``y = H0^(1)`` solves ``z y'' + y' + z y = 0`` with ``y(z0) = H0a``,
-    ``y'(z0) = -H1a``; its Taylor coefficients follow ``z0 (k+1)(k+2) a[k+2] = -(k+1)^2 a[k+1] - z0 a[k]
-    - a[k-1]``, summed (Horner) for every point of the anchor's segment up to the term below 1e-17 of
-    ``|H0(z0)|`` at the segment's largest step.
+    ``H0^(1)`` from the anchors' exact ``H0a``, ``H1a`` (row-major anchor order): around an anchor ``z0``,
+    ``y = H0^(1)`` solves Bessel's equation ``z y'' + y' + z y = 0`` with ``y(z0) = H0a``, ``y'(z0) = -H1a``;
+    its Taylor coefficients follow ``z0 (k+1)(k+2) a[k+2] = -(k+1)^2 a[k+1] - z0 a[k] - a[k-1]``. They are
+    computed and summed (Horner) until two successive terms ``|a[k]| dmax^k`` at the segment's largest
+    step ``dmax`` are below 1e-17 of ``|H0(z0)|``.
     """
     nb, n = G.shape
+    half = n // 2 + 1
     coef = np.empty(MAX_TERMS + 2, np.complex128)
+    X = np.empty(n, np.complex128)
     k_anchor = -1
     for b in range(nb):
         j = 0
@@ -127,27 +144,56 @@ def hankel_taylor(G, is_anchor, H0a, H1a, out):  # noqa: ANN001, ANN201
             dmax = math.sqrt(dmax)
             coef[0] = H0a[k_anchor]
             coef[1] = -H1a[k_anchor]
-            out[b, j] = coef[0]
-            if dmax > 0.0:
-                iz = 1.0 / z0
-                tol = 1e-17 * abs(coef[0])
-                m = 1
-                rk = dmax
-                while m < MAX_TERMS:
-                    k = m - 1
-                    am1 = coef[k - 1] if k >= 1 else 0j
-                    coef[m + 1] = -((k + 1.0) * (k + 1.0) * coef[m] * iz + coef[k] + am1 * iz) / ((k + 1.0) * (k + 2.0))
-                    m += 1
-                    rk *= dmax
-                    if abs(coef[m]) * rk < tol and abs(coef[m - 1]) * rk < tol * dmax:
-                        break
-                for jj in range(j + 1, je):
-                    d = G[b, jj] - z0
-                    s = coef[m]
-                    for k in range(m - 1, -1, -1):
-                        s = s * d + coef[k]
-                    out[b, jj] = s
+            X[j] = W[b, j] * coef[0] * Q[j]
+            if je == j + 1:
+                j = je
+                continue
+            iz = 1.0 / z0
+            tol2 = (1e-17 * abs(coef[0])) ** 2
+            dmax2 = dmax * dmax
+            m = 1
+            rk2 = dmax2  # dmax^(2 m)
+            prev2 = np.inf
+            while m < MAX_TERMS:
+                k = m - 1
+                am1 = coef[k - 1] if k >= 1 else 0j
+                c = -((k + 1.0) * (k + 1.0) * coef[m] * iz + coef[k] + am1 * iz) / ((k + 1.0) * (k + 2.0))
+                coef[m + 1] = c
+                m += 1
+                rk2 *= dmax2
+                term2 = (c.real * c.real + c.imag * c.imag) * rk2
+                if term2 < tol2 and prev2 < tol2:
+                    break
+                prev2 = term2
+            jj = j + 1
+            while jj + 3 < je:  # four points at a time: four independent Horner chains keep the FPU busy
+                d0 = G[b, jj] - z0
+                d1 = G[b, jj + 1] - z0
+                d2 = G[b, jj + 2] - z0
+                d3 = G[b, jj + 3] - z0
+                s0 = s1 = s2 = s3 = coef[m]
+                for k in range(m - 1, -1, -1):
+                    ck = coef[k]
+                    s0 = s0 * d0 + ck
+                    s1 = s1 * d1 + ck
+                    s2 = s2 * d2 + ck
+                    s3 = s3 * d3 + ck
+                X[jj] = W[b, jj] * s0 * Q[jj]
+                X[jj + 1] = W[b, jj + 1] * s1 * Q[jj + 1]
+                X[jj + 2] = W[b, jj + 2] * s2 * Q[jj + 2]
+                X[jj + 3] = W[b, jj + 3] * s3 * Q[jj + 3]
+                jj += 4
+            while jj < je:
+                d = G[b, jj] - z0
+                s = coef[m]
+                for k in range(m - 1, -1, -1):
+                    s = s * d + coef[k]
+                X[jj] = W[b, jj] * s * Q[jj]
+                jj += 1
             j = je
+        Y[b, 0] = X[0].real
+        for k in range(1, half):
+            Y[b, k] = 0.5 * (X[k] + X[n - k].conjugate())
 
 
 @numba.njit(cache=True)

@@ -26,7 +26,31 @@ independent factors of the basilar-membrane transfer function are evaluated once
 instead of once per channel (same function, same inputs, same values). Channels are processed one
 at a time (small memory), drawing the random numbers in lauscher's order, so ``cochlea_spikes`` gives
 exactly the spikes of stock lauscher for the same seed (``reference_cochlea_spikes`` runs stock
-lauscher; ``tests/test_speech.py`` compares them).
+lauscher; ``tests/test_speech.py`` compares them). Cost: about 4-6 s of one core per word.
+
+Fast mode (``CochleaConfig(mode="fast")``, about 0.6 s per word; ``tests/test_speech_fast.py``): the
+same model with the same parameters, not the same random numbers.
+
+- Basilar membrane: all channels of a block at once (``fast_membrane``): the transfer function is one
+  numba loop over (channel, frequency), the Hankel function ``H0^(1)`` comes from SciPy at ~1 % of the
+  points and from its Taylor series (Bessel's equation) elsewhere, and ``Re(ifft(.))`` is a batched real
+  inverse FFT of the Hermitian part. Equal to lauscher's ``process_single_channel`` up to float
+  rounding (relative ~1e-15 of each channel's peak; the test allows 1e-12).
+- Hair cell: lauscher's ``_meddis`` equations, in one numba loop with the fibres and the bushy cell.
+- Fibres: the 40 fibres of a channel are exchangeable (same probability ``p_k[m]``, independent
+  draws), so only their number matters: at each sample, of the ``a`` fibres not refractory,
+  ``Binomial(a, p)`` spike (inversion of one uniform from ``numpy.random.default_rng(seed)``; ``p``
+  clipped to [0, 1], as ``rand < p`` does), and a ring buffer of counts returns them ``R`` samples later.
+  lauscher's ``_correct`` drops a fibre's spike at sample ``j`` if ``j - last < tau_refrac * fs``
+  (11.025 samples at 11,025 Hz), ``last`` being its last kept spike: a fibre that spikes at ``j`` is
+  silent for ``j+1 .. j+R-1`` and free again at ``j + R``, ``R = ceil(tau_refrac * fs)`` (12), and a
+  dropped draw does not restart the period. The binomial counts are the same process in distribution
+  (each free fibre spikes with ``p`` independently; draws of refractory fibres are discarded in both).
+- Bushy cell: lauscher's ``_lif`` sums the 40 fibres' synaptic currents each sample (``sum(isyn)``);
+  the synapse is linear, so one current driven by the spike count is the same (up to rounding).
+
+Deterministic for a seed (a different stream from the exact mode's); spike counts agree with the
+exact mode's in distribution (the test compares per-channel counts over seeds).
 """
 
 from __future__ import annotations
@@ -338,15 +362,12 @@ def _membrane_block(factors: tuple, omega: np.ndarray, cs: np.ndarray) -> np.nda
     G = np.empty((cs.size, n), dtype=np.complex128)
     W = np.empty_like(G)
     is_anchor = np.empty(G.shape, dtype=np.bool_)
-    fk.membrane_g(omega, np.ascontiguousarray(cs, dtype=np.float64), A, B, N, sa, params, G, W, is_anchor)
-    anchors = G[is_anchor]
-    H = np.empty_like(G)
-    fk.hankel_taylor(G, is_anchor, special.hankel1(0, anchors), special.hankel1(1, anchors), H)
-    X = W * H
-    X *= Q
-    # Re(ifft(X)) = irfft of the Hermitian part Y[k] = (X[k] + conj(X[-k mod n])) / 2, k = 0..n//2
-    half = n // 2 + 1
-    Y = 0.5 * (X[:, :half] + np.conj(X[:, (-np.arange(half)) % n]))
+    anchors = np.empty(G.size, dtype=np.complex128)
+    count = fk.membrane_g(omega, np.ascontiguousarray(cs, dtype=np.float64), A, B, N, sa, params, G, W, is_anchor, anchors)
+    anchors = anchors[:count]
+    # Y: the Hermitian part of X = V * FFT(w), k = 0..n//2; Re(ifft(X)) = irfft(Y)
+    Y = np.empty((cs.size, n // 2 + 1), dtype=np.complex128)
+    fk.hankel_taylor(G, W, Q, is_anchor, special.hankel1(0, anchors), special.hankel1(1, anchors), Y)
     return sfft.irfft(Y, n, axis=1)
 
 
