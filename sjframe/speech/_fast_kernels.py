@@ -30,6 +30,9 @@ __all__ = ["hair_fibres_bushy", "hankel_taylor", "membrane_g"]
 ANCHOR_RADIUS = 1.0
 ANCHOR_RELATIVE = 0.25
 MAX_TERMS = 80
+# The membrane kernels may fuse multiply-adds, reassociate and use reciprocals (float rounding only; no
+# assumption about NaN or infinity, which the Taylor kernel uses as a sentinel).
+_MEMBRANE_MATH = {"contract", "reassoc", "arcp", "nsz"}
 
 
 @numba.njit(cache=True, inline="always")
@@ -53,7 +56,7 @@ def _clog(z):  # noqa: ANN001, ANN202
     return complex(0.5 * math.log(z.real * z.real + z.imag * z.imag), math.atan2(z.imag, z.real))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=_MEMBRANE_MATH)
 def membrane_g(omega, cs, A, B, N, sa, params, G, W, is_anchor, anchors):  # noqa: ANN001, ANN201, PLR0913
     """Fill ``G[b, n]`` (Hankel argument), ``W[b, n]`` (``2 omega / xi * sqrt(G / g)``),
     ``is_anchor[b, n]`` and ``anchors[:count]`` (the anchors' ``G`` in row-major order) for the channel
@@ -111,7 +114,7 @@ def membrane_g(omega, cs, A, B, N, sa, params, G, W, is_anchor, anchors):  # noq
     return count
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=_MEMBRANE_MATH)
 def hankel_taylor(G, W, Q, is_anchor, H0a, H1a, Y):  # noqa: ANN001, ANN201
     """``Y[b, :n//2+1]``: the Hermitian part of ``X[b, j] = W[b, j] * H0^(1)(G[b, j]) * Q[j]``
     (``Y[k] = (X[k] + conj(X[-k mod n])) / 2``, whose real inverse FFT is ``Re(ifft(X))``).
