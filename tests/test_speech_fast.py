@@ -183,7 +183,7 @@ def test_cochlea_mode_validation() -> None:
 # ---- generator: the mode in the file attributes and the cache keys ------------------------------------------
 
 
-def test_cache_key_separates_the_modes_and_keeps_the_exact_keys() -> None:
+def test_cache_key_separates_the_modes_and_keeps_the_exact_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     utterance = plan_utterances(GeneratorConfig(classes=10, variants=4, seed=2))["train"][0]
     exact = cache_key(utterance, 700, 0.01)
     assert cache_key(utterance, 700, 0.01, "exact") == exact
@@ -193,6 +193,13 @@ def test_cache_key_separates_the_modes_and_keeps_the_exact_keys() -> None:
     assert exact == hashlib.sha256(old.encode()).hexdigest()[:32]
     with pytest.raises(ValueError, match="cochlea"):
         cache_key(utterance, 700, 0.01, "quick")
+    # the fast mode's version is in its key (a change of its numbers bumps it)
+    from sjframe.speech import generate
+
+    fast = cache_key(utterance, 700, 0.01, "fast")
+    monkeypatch.setattr(generate, "FAST_MODE_VERSION", generate.FAST_MODE_VERSION + 1)
+    assert cache_key(utterance, 700, 0.01, "fast") not in (fast, exact)
+    assert cache_key(utterance, 700, 0.01, "exact") == exact
 
 
 def test_fast_mode_recorded_in_the_files_and_passed_to_the_renderer(

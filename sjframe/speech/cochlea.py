@@ -64,9 +64,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["COCHLEA_MODES", "CochleaConfig", "cochlea_spikes", "fast_membrane", "reference_cochlea_spikes"]
+__all__ = [
+    "COCHLEA_MODES",
+    "FAST_MODE_VERSION",
+    "CochleaConfig",
+    "cochlea_spikes",
+    "fast_membrane",
+    "reference_cochlea_spikes",
+]
 
 COCHLEA_MODES = ("exact", "fast")
+# Version of the fast mode's numbers: bump it whenever a change alters its spikes for a given seed (other
+# random-number use, other rounding that moves a threshold crossing), so that caches keyed on it
+# (``sjframe.speech.generate.cache_key``) never mix renderings of two versions.
+FAST_MODE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -306,8 +317,8 @@ def _fast_kernels() -> Any:
 
 
 def _membrane_setup(L: types.SimpleNamespace, audio: Any, channels: int) -> tuple:
-    """lauscher's membrane, its frequency grid ``omega``, output rate ``fs``, ``FFT(w)[:n_freq]``, and the
-    channel-independent factors of the transfer function (lauscher's own methods)."""
+    """lauscher's membrane, its frequency grid ``omega``, its output rate ``fs`` and ``FFT(w)[:n_freq]``, as
+    lauscher's ``BasilarMembrane.__call__`` sets them up."""
     membrane = L.BasilarMembrane(channels=channels)
     n_freq = audio.num_samples // 2 + 1
     fs = audio.sample_rate // 2
@@ -325,7 +336,7 @@ def fast_membrane(membrane: Any, omega: np.ndarray, stim_fft: np.ndarray) -> np.
     ``p(omega, c) = sqrt(G / g(omega, c)) * H0(G)``, ``G = G(omega, c)``: the channel-independent factors
     ``z``, ``p(omega, 0)`` and the parts of ``G`` without ``c`` are lauscher's own NumPy code, evaluated
     once; the rest is one numba loop over (channel, frequency). The Hankel function ``H0^(1)(G)`` (SciPy's
-    costs ~0.4 us per value, 2.4 M values for a 0.4 s word) is evaluated by SciPy only at *anchors* (~1 %
+    costs ~0.4 us per value, ~3 M values for a 0.4 s word) is evaluated by SciPy only at *anchors* (~1 %
     of the points, chosen so that every point lies within ``min(1, |z0| / 4)`` of its anchor ``z0``),
     and at the other points by the Taylor series of Bessel's equation around the anchor (relative error
     ~1e-15). ``Re(ifft(X))`` of each channel's ``X = V * FFT(w)`` is computed as the real inverse FFT of
@@ -410,7 +421,7 @@ def reference_cochlea_spikes(
     """The same chain run by stock lauscher (plain Python, its own process pools; slow: for checks).
 
     lauscher's bushy cell draws from NumPy's global generator: it is seeded with ``seed`` here and its
-    previous state restored afterwards.
+    previous state restored afterwards. ``config.mode`` is not used (this is the exact model).
     """
     config = config or CochleaConfig()
     wave = _check_wave(wave, sample_rate)

@@ -5,7 +5,8 @@ Classes: ``0..9`` = English "zero".."nine"; with ``classes=20`` also ``10..19`` 
 variant such as ``m3`` or ``Andy`` with an English accent, a base pitch and a base rate; German words
 use the ``de`` voice with the same variant), with its rate, pitch and pitch range jittered around the
 speaker's, after a random onset of 0..``max_onset_s`` seconds of silence; then it goes through the
-700-channel cochlea (``sjframe.speech.cochlea``).
+700-channel cochlea (``sjframe.speech.cochlea``), in its ``exact`` mode (stock lauscher's spikes bit for
+bit, ~6 s per word) or its ``fast`` mode (the same model in distribution, ~0.5 s per word; ``cochlea``).
 
 Split by speaker: a seeded ``test_fraction`` of the speakers speak only in the test file, so the test
 speakers are unseen in training. ``variants`` utterances per class in all: ``round(variants *
@@ -20,7 +21,7 @@ File layout (SHD's, read by ``sjframe.data``'s SHD reader unchanged):
   ``[n]`` utterance index within its class and split; ``extra/speaker_names``: ``voice+variant`` per
   speaker id; ``extra/rate``, ``extra/pitch``, ``extra/pitch_range`` (eSpeak parameters),
   ``extra/onset_s`` (leading silence, s), ``extra/duration_s`` (audio length, s);
-- file attributes: the generator's settings (seed, classes, variants, ...).
+- file attributes: the generator's settings (seed, classes, variants, ..., ``cochlea``: the mode).
 
 Deterministic for a seed: every utterance's parameters and cochlea seed come from
 ``numpy.random.default_rng([seed, split, label, index])``, eSpeak NG speaks each utterance in a fresh
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sjframe.speech.cochlea import COCHLEA_MODES
+from sjframe.speech.cochlea import COCHLEA_MODES, FAST_MODE_VERSION
 from sjframe.speech.espeak import MAX_RATE, MIN_RATE, SAMPLE_RATE, VoiceSettings
 
 __all__ = [
@@ -266,8 +267,8 @@ CACHE_VERSION = 1
 def cache_key(utterance: Utterance, channels: int, ramp_s: float, cochlea: str = "exact") -> str:
     """File name (without suffix) of ``utterance``'s rendered spikes in a ``--cache`` folder: a hash of
     everything the rendering depends on (the utterance's text, voice settings, onset and cochlea seed, the
-    channel count, the fade and the cochlea mode), so a cached result is reused only for an identical
-    utterance and fast and exact renderings never mix. (The exact mode's keys are those of the versions
+    channel count, the fade, the cochlea mode and the fast mode's version), so a cached result is reused
+    only for an identical utterance and fast and exact renderings never mix. (The exact mode's keys are those of the versions
     before the fast mode existed, so their caches stay valid.)"""
     if cochlea not in COCHLEA_MODES:
         raise ValueError(f"cochlea must be one of {COCHLEA_MODES}, got {cochlea!r}")
@@ -280,8 +281,8 @@ def cache_key(utterance: Utterance, channels: int, ramp_s: float, cochlea: str =
         int(channels),
         float(ramp_s),
     )
-    if cochlea != "exact":
-        fields = (*fields, cochlea)
+    if cochlea == "fast":
+        fields = (*fields, cochlea, FAST_MODE_VERSION)
     text = repr(fields)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -347,9 +348,8 @@ def write_shd_file(
         for key, value in asdict(config).items():
             f.attrs[key] = value
         f.attrs["split"] = utterances[0].split if utterances else ""
-        f.attrs["generator"] = (
-            f"sjframe.speech.generate (eSpeak NG via espeakng-loader, lauscher cochlea, {config.cochlea} mode)"
-        )
+        mode = f"{config.cochlea} mode" + (f" v{FAST_MODE_VERSION}" if config.cochlea == "fast" else "")
+        f.attrs["generator"] = f"sjframe.speech.generate (eSpeak NG via espeakng-loader, lauscher cochlea, {mode})"
     os.replace(tmp, path)
 
 
