@@ -35,25 +35,16 @@ MAX_TERMS = 80
 _MEMBRANE_MATH = {"contract", "reassoc", "arcp", "nsz"}
 
 
-@numba.njit(cache=True, inline="always")
-def _csqrt(z):  # noqa: ANN001, ANN202
-    """Principal square root (C99 csqrt's branch cut: the sign of a zero imaginary part picks the side)."""
-    x = z.real
-    y = z.imag
+@numba.njit(cache=True, fastmath=_MEMBRANE_MATH, inline="always")
+def _csqrt_nonzero(x, y):  # noqa: ANN001, ANN202
+    """Principal square root of ``x + iy != 0`` as ``(real, imag)`` (C99 csqrt's branch cut: the sign of a
+    zero ``y`` picks the side); written without a data-dependent branch so that loops of it vectorise."""
     r = math.sqrt(x * x + y * y)  # no overflow or underflow at the magnitudes of the membrane model
+    t = math.sqrt(0.5 * (r + abs(x)))
+    u = 0.5 * y / t
     if x >= 0.0:
-        t = math.sqrt(0.5 * (r + x))
-        if t == 0.0:
-            return complex(0.0, y)
-        return complex(t, 0.5 * y / t)
-    t = math.sqrt(0.5 * (r - x))
-    return complex(0.5 * abs(y) / t, math.copysign(t, y))
-
-
-@numba.njit(cache=True, inline="always")
-def _clog(z):  # noqa: ANN001, ANN202
-    """Principal logarithm ``log|z| + i arg z``."""
-    return complex(0.5 * math.log(z.real * z.real + z.imag * z.imag), math.atan2(z.imag, z.real))
+        return t, u
+    return abs(u), math.copysign(t, y)
 
 
 @numba.njit(cache=True, fastmath=_MEMBRANE_MATH)
@@ -66,12 +57,23 @@ def membrane_g(omega, cs, A, B, N, sa, params, G, W, is_anchor, anchors):  # noq
     ``N`` = the numerator inside lauscher's logarithm, ``sa = sqrt(a + m omega^2)`` (all ``[n]``, channel-
     independent, computed by lauscher's own code); ``params = (a, alpha, rho, c0, h, m, r)``.
     The formulas are lauscher's ``BasilarMembrane._p`` / ``_xi`` / ``_g`` written per element, rearranged
-    to fewer square roots, logarithms and divisions (the same values up to rounding).
+    to fewer square roots, logarithms and divisions (the same values up to rounding): ``xi(omega, c) =
+    s(c) - m omega^2 - i omega r(c)`` is also the radicand in the logarithm's denominator ``D``;
+    ``log(N / D) = log|N| - log|D| + i arg(N conj(D))``; ``g(omega, c) = omega sqrt(rho / (h xi)) = omega
+    sqrt(rho / h) / sqrt(xi)`` (``Im xi < 0``: off the branch cut). Per channel, three loops over the
+    frequencies: the square roots and products (vectorised), the logarithms and arguments (library calls),
+    ``G`` and ``W``; then the anchors.
     """
     a, alpha, rho, c0, h, m, r = params
     nb, n = G.shape
     inv_sa = 1.0 / sa
     inv_w = 1.0 / omega
+    root_h_rho = math.sqrt(h / rho)
+    sq_re = np.empty(n)
+    sq_im = np.empty(n)
+    p_re = np.empty(n)
+    p_im = np.empty(n)
+    ratio = np.empty(n)
     count = 0
     for b in range(nb):
         c = cs[b]
@@ -80,28 +82,37 @@ def membrane_g(omega, cs, A, B, N, sa, params, G, W, is_anchor, anchors):  # noq
         pre = 0.5 * alpha * math.exp(alpha * c / 2.0)
         s_c = c0 * ec - a  # lauscher's _s(c)
         r_c = r * eh  # lauscher's _r(c)
-        root_h_rho = math.sqrt(h / rho)
+        for j in range(n):
+            w = omega[j]
+            xi_re = s_c - m * (w * w)
+            xi_im = -(w * r_c)
+            sr, si = _csqrt_nonzero(xi_re, xi_im)
+            sq_re[j] = sr
+            sq_im[j] = si
+            isa = inv_sa[j]
+            d_re = pre * (xi_im * isa - 2.0 * sr)  # D = pre (-2 sqrt(xi) + i (2a + 2 m w^2 + i w r(c)) / sa)
+            d_im = pre * ((2.0 * a + w * (2.0 * m * w)) * isa - 2.0 * si)
+            n_re = N[j].real
+            n_im = N[j].imag
+            p_re[j] = n_re * d_re + n_im * d_im  # N conj(D)
+            p_im[j] = n_im * d_re - n_re * d_im
+            ratio[j] = (n_re * n_re + n_im * n_im) / (d_re * d_re + d_im * d_im)
+        for j in range(n):
+            ratio[j] = 0.5 * math.log(ratio[j])
+            p_im[j] = math.atan2(p_im[j], p_re[j])
+        for j in range(n):
+            w = omega[j]
+            g_arg = A[j] - B[j] * complex(ratio[j], p_im[j])
+            G[b, j] = g_arg
+            xi_re = s_c - m * (w * w)
+            xi_im = -(w * r_c)
+            q = g_arg * complex(sq_re[j], sq_im[j]) * (root_h_rho * inv_w[j])  # G / g(omega, c)
+            tr, ti = _csqrt_nonzero(q.real, q.imag)
+            W[b, j] = (2.0 * w / (xi_re * xi_re + xi_im * xi_im)) * complex(xi_re, -xi_im) * complex(tr, ti)
         z0 = 0j
         lim = -1.0
         for j in range(n):
-            w = omega[j]
-            mw2 = m * (w * w)
-            # xi(omega, c) = s(c) - m omega^2 - i omega r(c) is also the radicand in lauscher's denominator D
-            xi = complex(s_c - mw2, -(w * r_c))
-            sq = _csqrt(xi)
-            isa = inv_sa[j]
-            d = pre * (complex(-(w * r_c) * isa, (2.0 * a + w * (2.0 * m * w)) * isa) - 2.0 * sq)
-            # log(N / D) = log|N| - log|D| + i arg(N conj(D))
-            nj = N[j]
-            p = nj * d.conjugate()
-            nn = nj.real * nj.real + nj.imag * nj.imag
-            dd = d.real * d.real + d.imag * d.imag
-            g_arg = A[j] - B[j] * complex(0.5 * math.log(nn / dd), math.atan2(p.imag, p.real))
-            G[b, j] = g_arg
-            # 2 omega / xi * sqrt(G / g(omega, c)), g = omega sqrt(rho / (h xi)) = omega sqrt(rho / h) / sqrt(xi)
-            # (Im xi < 0: off the branch cut, so sqrt(1 / xi) = 1 / sqrt(xi))
-            xx = xi.real * xi.real + xi.imag * xi.imag
-            W[b, j] = (2.0 * w / xx) * xi.conjugate() * _csqrt(g_arg * sq * (root_h_rho * inv_w[j]))
+            g_arg = G[b, j]
             dz = g_arg - z0
             if dz.real * dz.real + dz.imag * dz.imag > lim:  # outside the current anchor's disc: a new anchor
                 z0 = g_arg
