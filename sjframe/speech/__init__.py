@@ -8,7 +8,7 @@ The pipeline (see ``datasets/generate_spoken_digits.py``):
    bushy cell, 700 channels) turns the waveform into spike times (s) and unit ids: ``exact`` mode,
    lauscher's plain-Python hair-cell and bushy-cell loops compiled by numba at run time (identical
    spikes for the same seed as stock lauscher); ``fast`` mode, the same model in distribution with a
-   batched membrane and binomial fibre counts (about 10x faster).
+   batched membrane and binomial fibre counts (about 13x faster).
 3. ``sjframe.speech.generate``: the spoken-digit data set (10 English or 10 + 10 English/German
    digits, train/test split by speaker) written in SHD's HDF5 layout.
 

@@ -28,7 +28,7 @@ at a time (small memory), drawing the random numbers in lauscher's order, so ``c
 exactly the spikes of stock lauscher for the same seed (``reference_cochlea_spikes`` runs stock
 lauscher; ``tests/test_speech.py`` compares them). Cost: about 4-6 s of one core per word.
 
-Fast mode (``CochleaConfig(mode="fast")``, about 0.6 s per word; ``tests/test_speech_fast.py``): the
+Fast mode (``CochleaConfig(mode="fast")``, about 0.45 s per word; ``tests/test_speech_fast.py``): the
 same model with the same parameters, not the same random numbers.
 
 - Basilar membrane: all channels of a block at once (``fast_membrane``): the transfer function is one
@@ -49,7 +49,9 @@ same model with the same parameters, not the same random numbers.
 - Bushy cell: lauscher's ``_lif`` sums the 40 fibres' synaptic currents each sample (``sum(isyn)``);
   the synapse is linear, so one current driven by the spike count is the same (up to rounding).
 
-Deterministic for a seed (a different stream from the exact mode's); spike counts agree with the
+Deterministic for a seed (a different stream from the exact mode's) on a given installation: the
+membrane's rounding may differ on another CPU or with other numba / SciPy / libm versions (fused
+multiply-adds, library functions), which can in rare cases move a spike. Spike counts agree with the
 exact mode's in distribution (the test compares per-channel counts over seeds).
 """
 
@@ -85,7 +87,7 @@ class CochleaConfig:
     """Parameters of the cochlea chain: ``channels`` (SHD: 700), ``rms_level`` (lauscher: 0.3),
     ``ramp_s`` (Hann fade-in/out length in seconds; ``None`` = lauscher's default, half the track),
     ``mode``: ``"exact"`` (stock lauscher's spikes bit for bit) or ``"fast"`` (the same model in
-    distribution, about 10x faster; see the module docstring)."""
+    distribution, about 13x faster; see the module docstring)."""
 
     channels: int = 700
     rms_level: float = 0.3

@@ -6,7 +6,7 @@ variant such as ``m3`` or ``Andy`` with an English accent, a base pitch and a ba
 use the ``de`` voice with the same variant), with its rate, pitch and pitch range jittered around the
 speaker's, after a random onset of 0..``max_onset_s`` seconds of silence; then it goes through the
 700-channel cochlea (``sjframe.speech.cochlea``), in its ``exact`` mode (stock lauscher's spikes bit for
-bit, ~6 s per word) or its ``fast`` mode (the same model in distribution, ~0.5 s per word; ``cochlea``).
+bit, ~6 s per word) or its ``fast`` mode (the same model in distribution, ~0.45 s per word; ``cochlea``).
 
 Split by speaker: a seeded ``test_fraction`` of the speakers speak only in the test file, so the test
 speakers are unseen in training. ``variants`` utterances per class in all: ``round(variants *
@@ -94,7 +94,7 @@ class GeneratorConfig:
     ``rate_jitter``: relative spread of the speaking rate around the speaker's; ``pitch_jitter``: spread
     of the pitch (eSpeak units, 0..100) around the speaker's; ``ramp_s``: Hann fade-in/out of the
     cochlea input (s); ``cochlea``: ``"exact"`` (stock lauscher's spikes bit for bit, ~4-6 s per word)
-    or ``"fast"`` (the same model in distribution, ~0.6 s per word; ``sjframe.speech.cochlea``).
+    or ``"fast"`` (the same model in distribution, ~0.45 s per word; ``sjframe.speech.cochlea``).
     """
 
     classes: int = 10
@@ -448,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=COCHLEA_MODES,
         default="exact",
         help="exact: stock lauscher's spikes bit for bit (~4-6 s per word); fast: the same model in distribution "
-        "(~0.6 s per word; recorded in the files' attributes and the cache keys)",
+        "(~0.45 s per word; recorded in the files' attributes and the cache keys)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
