@@ -16,12 +16,13 @@ import h5py
 import numpy as np
 import pytest
 
-from sjframe.speech import INSTALL_HINT
+from sjframe.speech import INSTALL_HINT, missing_speech_packages
 from sjframe.speech.generate import GeneratorConfig, Rendered, cache_key, plan_utterances, write_shd_file
 
 needs_numba = pytest.mark.skipif(
     importlib.util.find_spec("numba") is None or importlib.util.find_spec("lauscher") is None, reason=INSTALL_HINT
 )
+needs_speech = pytest.mark.skipif(bool(missing_speech_packages()), reason=INSTALL_HINT)
 RATE = 22050
 
 
@@ -248,3 +249,27 @@ def test_cli_has_the_cochlea_option(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["--cochlea", "quick"])
     assert "--cochlea" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@needs_speech
+def test_generate_in_fast_mode_end_to_end(tmp_path: Path) -> None:
+    """eSpeak NG words through the fast cochlea in 2 forked workers: the files say ``fast``, and each word
+    equals the same utterance rendered again in this process (deterministic for any worker count)."""
+    from sjframe.data import build_dataset
+    from sjframe.speech.generate import generate_dataset, render_utterance
+
+    config = GeneratorConfig(classes=10, variants=2, test_fraction=0.5, seed=5, channels=24, cochlea="fast")
+    paths = generate_dataset(config, tmp_path, workers=2, progress=False)
+    plan = plan_utterances(config)
+    with h5py.File(paths["train"], "r") as f:
+        assert f.attrs["cochlea"] == "fast" and f["labels"][()].tolist() == list(range(10))
+        for i in (0, 6):
+            again = render_utterance(plan["train"][i], channels=24, ramp_s=config.ramp_s, cochlea="fast")
+            assert again.times.size > 100
+            assert np.array_equal(f["spikes/times"][i], again.times) and np.array_equal(f["spikes/units"][i], again.units)
+        exact = render_utterance(plan["train"][0], channels=24, ramp_s=config.ramp_s, cochlea="exact")
+        assert not np.array_equal(f["spikes/units"][0], exact.units)  # another random stream than the exact mode's
+    ds = build_dataset("spoken_digits", "test", root=str(tmp_path), num_units=24, num_classes=10)
+    x, _ = ds[0]
+    assert x.shape == (100, 24) and float(x.sum()) > 0
