@@ -280,7 +280,7 @@ def test_generator_cache_resumes_and_reuses_a_smaller_version(tmp_path: Path, mo
     import sjframe.speech.generate as gen
 
     monkeypatch.setattr(sjframe.speech, "require_speech_packages", lambda: None)
-    monkeypatch.setattr(gen, "_warm_up", lambda: None)
+    monkeypatch.setattr(gen, "_warm_up", lambda *args: None)
     calls: list = []
     monkeypatch.setattr(gen, "_render_task", _fake_renderer(calls))
     small = GeneratorConfig(classes=10, variants=4, test_fraction=0.5, seed=3, channels=12)

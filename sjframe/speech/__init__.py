@@ -5,9 +5,10 @@ The pipeline (see ``datasets/generate_spoken_digits.py``):
 1. ``sjframe.speech.espeak``: eSpeak NG (from the ``espeakng-loader`` wheel, called through ctypes)
    speaks a word with a chosen voice, variant, rate, pitch and pitch range: mono int16 at 22,050 Hz.
 2. ``sjframe.speech.cochlea``: lauscher's cochlea model (basilar membrane -> inner hair cell ->
-   bushy cell, 700 channels) turns the waveform into spike times (s) and unit ids, with lauscher's
-   plain-Python hair-cell and bushy-cell loops compiled by numba at run time (identical spikes for
-   the same seed as stock lauscher).
+   bushy cell, 700 channels) turns the waveform into spike times (s) and unit ids: ``exact`` mode,
+   lauscher's plain-Python hair-cell and bushy-cell loops compiled by numba at run time (identical
+   spikes for the same seed as stock lauscher); ``fast`` mode, the same model in distribution with a
+   batched membrane and binomial fibre counts (about 13x faster).
 3. ``sjframe.speech.generate``: the spoken-digit data set (10 English or 10 + 10 English/German
    digits, train/test split by speaker) written in SHD's HDF5 layout.
 

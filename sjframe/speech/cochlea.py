@@ -26,7 +26,33 @@ independent factors of the basilar-membrane transfer function are evaluated once
 instead of once per channel (same function, same inputs, same values). Channels are processed one
 at a time (small memory), drawing the random numbers in lauscher's order, so ``cochlea_spikes`` gives
 exactly the spikes of stock lauscher for the same seed (``reference_cochlea_spikes`` runs stock
-lauscher; ``tests/test_speech.py`` compares them).
+lauscher; ``tests/test_speech.py`` compares them). Cost: about 4-6 s of one core per word.
+
+Fast mode (``CochleaConfig(mode="fast")``, about 0.45 s per word; ``tests/test_speech_fast.py``): the
+same model with the same parameters, not the same random numbers.
+
+- Basilar membrane: all channels of a block at once (``fast_membrane``): the transfer function is one
+  numba loop over (channel, frequency), the Hankel function ``H0^(1)`` comes from SciPy at ~1 % of the
+  points and from its Taylor series (Bessel's equation) elsewhere, and ``Re(ifft(.))`` is a batched real
+  inverse FFT of the Hermitian part. Equal to lauscher's ``process_single_channel`` up to float
+  rounding (relative ~1e-15 of each channel's peak; the test allows 1e-12).
+- Hair cell: lauscher's ``_meddis`` equations, in one numba loop with the fibres and the bushy cell.
+- Fibres: the 40 fibres of a channel are exchangeable (same probability ``p_k[m]``, independent
+  draws), so only their number matters: at each sample, of the ``a`` fibres not refractory,
+  ``Binomial(a, p)`` spike (inversion of one uniform from ``numpy.random.default_rng(seed)``; ``p``
+  clipped to [0, 1], as ``rand < p`` does), and a ring buffer of counts returns them ``R`` samples later.
+  lauscher's ``_correct`` drops a fibre's spike at sample ``j`` if ``j - last < tau_refrac * fs``
+  (11.025 samples at 11,025 Hz), ``last`` being its last kept spike: a fibre that spikes at ``j`` is
+  silent for ``j+1 .. j+R-1`` and free again at ``j + R``, ``R = ceil(tau_refrac * fs)`` (12), and a
+  dropped draw does not restart the period. The binomial counts are the same process in distribution
+  (each free fibre spikes with ``p`` independently; draws of refractory fibres are discarded in both).
+- Bushy cell: lauscher's ``_lif`` sums the 40 fibres' synaptic currents each sample (``sum(isyn)``);
+  the synapse is linear, so one current driven by the spike count is the same (up to rounding).
+
+Deterministic for a seed (a different stream from the exact mode's) on a given installation: the
+membrane's rounding may differ on another CPU or with other numba / SciPy / libm versions (fused
+multiply-adds, library functions), which can in rare cases move a spike. Spike counts agree with the
+exact mode's in distribution (the test compares per-channel counts over seeds).
 """
 
 from __future__ import annotations
@@ -40,19 +66,37 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CochleaConfig", "cochlea_spikes", "reference_cochlea_spikes"]
+__all__ = [
+    "COCHLEA_MODES",
+    "FAST_MODE_VERSION",
+    "CochleaConfig",
+    "cochlea_spikes",
+    "fast_membrane",
+    "reference_cochlea_spikes",
+]
+
+COCHLEA_MODES = ("exact", "fast")
+# Version of the fast mode's numbers: bump it whenever a change alters its spikes for a given seed (other
+# random-number use, other rounding that moves a threshold crossing), so that caches keyed on it
+# (``sjframe.speech.generate.cache_key``) never mix renderings of two versions.
+FAST_MODE_VERSION = 1
 
 
 @dataclass(frozen=True)
 class CochleaConfig:
     """Parameters of the cochlea chain: ``channels`` (SHD: 700), ``rms_level`` (lauscher: 0.3),
-    ``ramp_s`` (Hann fade-in/out length in seconds; ``None`` = lauscher's default, half the track)."""
+    ``ramp_s`` (Hann fade-in/out length in seconds; ``None`` = lauscher's default, half the track),
+    ``mode``: ``"exact"`` (stock lauscher's spikes bit for bit) or ``"fast"`` (the same model in
+    distribution, about 13x faster; see the module docstring)."""
 
     channels: int = 700
     rms_level: float = 0.3
     ramp_s: float | None = 0.01
+    mode: str = "exact"
 
     def __post_init__(self) -> None:
+        if self.mode not in COCHLEA_MODES:
+            raise ValueError(f"mode must be one of {COCHLEA_MODES}, got {self.mode!r}")
         if isinstance(self.channels, bool) or not isinstance(self.channels, int) or self.channels < 2:
             raise ValueError(f"channels must be an int >= 2, got {self.channels!r}")
         if not (isinstance(self.rms_level, int | float) and np.isfinite(self.rms_level) and self.rms_level > 0):
@@ -211,14 +255,18 @@ def _check_seed(seed: int) -> int:
 def cochlea_spikes(
     wave: np.ndarray, sample_rate: int, seed: int, config: CochleaConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Spikes of lauscher's cochlea model for ``wave [n]`` at ``sample_rate`` Hz (fast, numba-compiled).
+    """Spikes of lauscher's cochlea model for ``wave [n]`` at ``sample_rate`` Hz (numba-compiled).
 
     Returns ``(times float64 [S] in seconds, units int64 [S] in 0..channels-1)`` sorted by time then
-    unit; identical to ``reference_cochlea_spikes`` (stock lauscher) for the same ``seed``.
+    unit. ``config.mode == "exact"`` (default): identical to ``reference_cochlea_spikes`` (stock
+    lauscher) for the same ``seed``; ``"fast"``: the same model in distribution, deterministic for a
+    ``seed`` but with other random numbers (module docstring, "Fast mode").
     """
     config = config or CochleaConfig()
     wave = _check_wave(wave, sample_rate)
     seed = _check_seed(seed)
+    if config.mode == "fast":
+        return _fast_cochlea_spikes(wave, sample_rate, seed, config)
     L = _lauscher()
     k = _kernels()
     audio = _preprocess(L, wave, sample_rate, config)
@@ -260,6 +308,104 @@ def cochlea_spikes(
     return steps[order] / fs, unit_ids[order]
 
 
+_FAST_BLOCK = 32  # channels per block of the fast mode (bounds its memory: a few [block, n_freq] arrays)
+
+
+def _fast_kernels() -> Any:
+    _numba()  # the clear ImportError when numba is missing
+    from sjframe.speech import _fast_kernels
+
+    return _fast_kernels
+
+
+def _membrane_setup(L: types.SimpleNamespace, audio: Any, channels: int) -> tuple:
+    """lauscher's membrane, its frequency grid ``omega``, its output rate ``fs`` and ``FFT(w)[:n_freq]``, as
+    lauscher's ``BasilarMembrane.__call__`` sets them up."""
+    membrane = L.BasilarMembrane(channels=channels)
+    n_freq = audio.num_samples // 2 + 1
+    fs = audio.sample_rate // 2
+    omega = 2 * np.pi * np.linspace(1, fs, n_freq)
+    stim_fft = np.fft.fft(audio.samples)[:n_freq]
+    return membrane, omega, fs, stim_fft
+
+
+def fast_membrane(membrane: Any, omega: np.ndarray, stim_fft: np.ndarray) -> np.ndarray:
+    """Basilar-membrane velocities ``[channels, n_freq]`` of lauscher's ``membrane`` for all its channels
+    at once: equal to ``membrane.process_single_channel(c, omega, stim_fft)`` per channel up to float
+    rounding (``tests/test_speech_fast.py``).
+
+    lauscher's transfer function ``V = 2 omega / xi(omega, c) * p(omega, c) * z(omega) / p(omega, 0)`` with
+    ``p(omega, c) = sqrt(G / g(omega, c)) * H0(G)``, ``G = G(omega, c)``: the channel-independent factors
+    ``z``, ``p(omega, 0)`` and the parts of ``G`` without ``c`` are lauscher's own NumPy code, evaluated
+    once; the rest is one numba loop over (channel, frequency). The Hankel function ``H0^(1)(G)`` (SciPy's
+    costs ~0.4 us per value, ~3 M values for a 0.4 s word) is evaluated by SciPy only at *anchors* (~1 %
+    of the points, chosen so that every point lies within ``min(1, |z0| / 4)`` of its anchor ``z0``),
+    and at the other points by the Taylor series of Bessel's equation around the anchor (relative error
+    ~1e-15). ``Re(ifft(X))`` of each channel's ``X = V * FFT(w)`` is computed as the real inverse FFT of
+    the Hermitian part of ``X`` (the same numbers at half the cost), batched over channels.
+    """
+    factors = _membrane_factors(membrane, omega, stim_fft)
+    cs = np.asarray(membrane.ch, dtype=np.float64)
+    return np.concatenate(
+        [_membrane_block(factors, omega, cs[lo : lo + _FAST_BLOCK]) for lo in range(0, cs.size, _FAST_BLOCK)]
+    )
+
+
+def _membrane_factors(m: Any, omega: np.ndarray, stim_fft: np.ndarray) -> tuple:
+    """The channel-independent pieces of lauscher's transfer function (as lauscher's ``_p`` writes them)."""
+    A = 2.0 * m._g(omega, 0.0) / m.alpha
+    B = 1 / (m.alpha * (np.sqrt(m.h * 2.0 * (m.m * omega**2 + m.a)))) * (2.0 * 1j * np.sqrt(2.0) * omega)
+    sa = np.sqrt(m.a + m.m * omega**2)
+    N = -m.alpha * np.sqrt(-m.a + m.c0 - omega * (m.m * omega + 1j * m.r)) + 1j * m.alpha * (
+        2.0 * m.a + omega * (2.0 * m.m * omega + 1j * m.r)
+    ) / (2.0 * sa)
+    Q = m._z(omega) / m._p(omega, 0.0) * stim_fft  # z / p(omega, 0) times the stimulus
+    params = (float(m.a), float(m.alpha), float(m.rho), float(m.c0), float(m.h), float(m.m), float(m.r))
+    return A, B, N, sa, Q, params
+
+
+def _membrane_block(factors: tuple, omega: np.ndarray, cs: np.ndarray) -> np.ndarray:
+    """Velocities ``[len(cs), n_freq]`` of the channels at cochlear positions ``cs``."""
+    from scipy import fft as sfft
+    from scipy import special
+
+    fk = _fast_kernels()
+    A, B, N, sa, Q, params = factors
+    n = omega.size
+    G = np.empty((cs.size, n), dtype=np.complex128)
+    W = np.empty_like(G)
+    is_anchor = np.empty(G.shape, dtype=np.bool_)
+    anchors = np.empty(G.size, dtype=np.complex128)
+    count = fk.membrane_g(omega, np.ascontiguousarray(cs, dtype=np.float64), A, B, N, sa, params, G, W, is_anchor, anchors)
+    anchors = anchors[:count]
+    # Y: the Hermitian part of X = V * FFT(w), k = 0..n//2; Re(ifft(X)) = irfft(Y)
+    Y = np.empty((cs.size, n // 2 + 1), dtype=np.complex128)
+    fk.hankel_taylor(G, W, Q, is_anchor, special.hankel1(0, anchors), special.hankel1(1, anchors), Y)
+    return sfft.irfft(Y, n, axis=1)
+
+
+def _fast_cochlea_spikes(wave: np.ndarray, sample_rate: int, seed: int, config: CochleaConfig) -> tuple:
+    L = _lauscher()
+    fk = _fast_kernels()
+    audio = _preprocess(L, wave, sample_rate, config)
+    membrane, omega, fs, stim_fft = _membrane_setup(L, audio, config.channels)
+    hair = _as_params(L.HairCell(), _HAIR_FIELDS)
+    bushy = _as_params(L.BushyCell(), _BUSHY_FIELDS)
+    hair_t = tuple(float(v) for v in hair)
+    bushy_t = tuple(float(v) for v in bushy)
+    rng = np.random.default_rng(seed)
+    n = omega.size
+    spikes = np.zeros((config.channels, n), dtype=np.uint8)
+    factors = _membrane_factors(membrane, omega, stim_fft)
+    for lo in range(0, config.channels, _FAST_BLOCK):
+        hi = min(lo + _FAST_BLOCK, config.channels)
+        velocity = _membrane_block(factors, omega, membrane.ch[lo:hi])
+        uniforms = rng.random((hi - lo, n))  # the same stream for any block size (row-major fill)
+        fk.hair_fibres_bushy(velocity, uniforms, float(fs), hair_t, bushy_t, spikes[lo:hi])
+    steps, units = np.nonzero(spikes.T)  # sorted by time, then unit
+    return steps / fs, units.astype(np.int64)
+
+
 def _memo_at_zero(method: Any, omega: np.ndarray, value: np.ndarray) -> Any:
     """Wrap ``method(w, c)`` to return the precomputed ``value`` for ``(omega, 0.0)``."""
 
@@ -277,7 +423,7 @@ def reference_cochlea_spikes(
     """The same chain run by stock lauscher (plain Python, its own process pools; slow: for checks).
 
     lauscher's bushy cell draws from NumPy's global generator: it is seeded with ``seed`` here and its
-    previous state restored afterwards.
+    previous state restored afterwards. ``config.mode`` is not used (this is the exact model).
     """
     config = config or CochleaConfig()
     wave = _check_wave(wave, sample_rate)
