@@ -42,10 +42,23 @@ def _config(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _task(cfg: dict[str, Any]) -> str:
-    """The data set named anywhere in the config (``data.name``, ``<method>.data.name``, ``<method>.dataset``)."""
+def _task(cfg: dict[str, Any], argv: list[str] | None = None) -> str:
+    """The data set named anywhere in the config (``data.name``, ``<method>.data.name``, ``<method>.dataset``);
+    for a data set with versions (``data.options`` ``variant`` / ``num_classes``, as the config file sets them or
+    the command's ``--data.options`` replaces them) the version too, e.g. ``spoken_digits (full, 20 classes)``."""
     if isinstance(cfg.get("data"), dict) and cfg["data"].get("name"):
-        return str(cfg["data"]["name"])
+        options = cfg["data"].get("options") if isinstance(cfg["data"].get("options"), dict) else {}
+        argv = argv or []
+        for i, arg in enumerate(argv[:-1]):
+            if arg == "--data.options":
+                try:
+                    value = yaml.safe_load(argv[i + 1])
+                except yaml.YAMLError:
+                    value = None
+                options = value if isinstance(value, dict) else options
+        version = [str(options["variant"])] if options.get("variant") else []
+        version += [f"{options['num_classes']} classes"] if options.get("num_classes") else []
+        return str(cfg["data"]["name"]) + (f" ({', '.join(version)})" if version else "")
     for value in cfg.values():
         if isinstance(value, dict):
             if value.get("dataset"):
@@ -161,7 +174,7 @@ def rows(results: Path, root: Path = ROOT) -> list[dict[str, str]]:
         times = [r["elapsed_s"] for r in (agg.get("runs") or {}).values() if isinstance(r.get("elapsed_s"), (int, float))]
         td = _stat(stats, "td50_ms")
         overrides = " ".join(_overrides(argv))
-        task = _task(cfg)
+        task = _task(cfg, argv)
         order = (task, -head["mean"] if head else float("inf"), agg_path.parent.name)
         out.append((order, {
             "name": agg_path.parent.name,

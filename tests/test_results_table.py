@@ -88,3 +88,12 @@ def test_replace_section_and_check(tmp_path, capsys):
 def test_the_readme_section_is_current():
     assert results_table.main(["--check", str(ROOT / "README.md")]) == 0, \
         "run .venv/bin/python scripts/results_table.py --write README.md"
+
+
+def test_task_names_the_data_set_version_from_the_config_or_the_command():
+    cfg = {"data": {"name": "spoken_digits", "options": {"variant": "small", "num_classes": 10}}}
+    assert results_table._task(cfg) == "spoken_digits (small, 10 classes)"
+    argv = ["train.py", "c.yaml", "--data.options", "{variant: full, num_classes: 20, augment: {time_shift: 10}}",
+            "--seeds", "0", "1"]
+    assert results_table._task(cfg, argv) == "spoken_digits (full, 20 classes)"
+    assert results_table._task({"data": {"name": "yinyang"}}, argv[:2]) == "yinyang"
