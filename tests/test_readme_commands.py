@@ -44,6 +44,10 @@ SKIP = {
     ".venv/bin/python train.py configs/default.yaml --seeds": "5 default runs, ~25 min; tests/test_multiseed.py "
                                                               "runs 3 seeds of 2 epochs of 2 batches",
     ".venv/bin/python test.py <aggregate_dir>": "needs a multi-seed aggregate; tests/test_multiseed.py",
+    "nice -n 10 .venv/bin/python datasets/generate_spoken_digits.py": "2,000 words, ~8 min, needs the speech extras; "
+                                                                      "tests/test_speech_fast.py generates a few words",
+    "nice -n 5 .venv/bin/python train.py configs/spoken_digits_": "3 seeds on the full spoken-digit set (~30 min; the "
+                                                                  "files are not shipped); tests/test_multiseed.py",
     "nice -n 10 .venv/bin/python scripts/cross_validate.py": "8 spoken-digit trainings, ~12 min; "
                                                             "tests/test_cross_validation.py runs it at a tiny size",
     "nice -n 10 .venv/bin/python train.py configs/baseline_": "5 seeds of a non-spiking baseline, minutes; "
