@@ -170,7 +170,6 @@ class NeuronOps:
         bwd_args = ([(n, Tensor | None, _REQ) for n in k.grads] + [(n, Tensor, _REQ) for n in (*k.saved, *k.params)]
                     + opts + [("param_grads", bool, _REQ)] + list(_ZO_OPTIONS))
         self.bwd_sig = _signature(bwd_args, len(k.outputs))
-        self._names = {id(sig): tuple(sig.parameters) for sig in (self.fwd_sig, self.bwd_sig)}
         self.fwd = self._op(f"{namespace}::{k.name}_fwd", self._fwd_impl, self._fwd_fake, self.fwd_sig)
         self.bwd = self._op(f"{namespace}::{k.name}_bwd", self._bwd_impl, self._bwd_fake, self.bwd_sig)
         torch.library.register_autograd(f"{namespace}::{k.name}_fwd", self._backward, setup_context=self._setup)
@@ -187,7 +186,7 @@ class NeuronOps:
         return op
 
     def _bind(self, sig: inspect.Signature, args: tuple, kwargs: dict | None = None) -> dict[str, Any]:
-        names = self._names[id(sig)]
+        names = sig.parameters
         if not kwargs and len(args) == len(names):  # torch passes every argument positionally: no defaults to fill
             return dict(zip(names, args))
         bound = sig.bind(*args, **(kwargs or {}))
