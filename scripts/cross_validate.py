@@ -35,6 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sjframe.methods.aggregate import summarize  # noqa: E402
+
 METRICS = ("auto", "acc", "acc_fs", "acc_fs_spike", "acc_fr")
 
 
@@ -110,44 +112,37 @@ def run_score(run_dir: Path, metric: str, last: int) -> dict[str, Any]:
             "epochs": len(values)}
 
 
-def summary(values: list[float]) -> tuple[float, float | None]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def paired_p(diffs: list[float]) -> float | None:
     """Two-sided paired t-test p-value of the differences (None for fewer than 2 or all equal)."""
     from scipy import stats
 
-    mean, sd = summary(diffs)
-    if sd is None or sd == 0.0:
+    st = summarize(diffs)
+    if st["sd"] is None or st["sd"] == 0.0:
         return None
-    t = mean / (sd / math.sqrt(len(diffs)))
-    return float(2 * stats.t.sf(abs(t), len(diffs) - 1))
+    return float(stats.ttest_1samp(diffs, 0.0).pvalue)
 
 
 def table(runs: list[dict[str, Any]], configs: list[str], folds: int, seeds: list[int]) -> list[str]:
     scores = {c: {(r["seed"], r["fold"]): r["score"] for r in runs if r["config"] == c} for c in configs}
-    ranked = sorted(configs, key=lambda c: -summary(list(scores[c].values()))[0])
+    stats = {c: summarize(list(scores[c].values())) for c in configs}
+    ranked = sorted(configs, key=lambda c: -stats[c]["mean"])
     top = ranked[0]
     metric = {c: next(r["metric"] for r in runs if r["config"] == c) for c in configs}
     head = " | ".join(f"s{s} f{f}" for s in seeds for f in range(folds))
     lines = [f"| config | metric | {head} | mean ± sd | best epoch, mean | vs top: mean diff | paired p |",
              "|---|---|" + "---:|" * (len(seeds) * folds) + "---:|---:|---:|---:|"]
     for c in ranked:
-        mean, sd = summary(list(scores[c].values()))
-        best = summary([r["best"] for r in runs if r["config"] == c])[0]
+        st = stats[c]
+        spread = "" if st["sd"] is None else f" ± {st['sd']:.2f}"
+        best = summarize([r["best"] for r in runs if r["config"] == c])["mean"]
         cells = " | ".join(f"{scores[c][(s, f)]:.2f}" for s in seeds for f in range(folds))
         if c == top:
             diff, p = "-", "-"
         else:
             d = [scores[c][k] - scores[top][k] for k in scores[c]]
-            diff, pv = f"{summary(d)[0]:+.2f}", paired_p(d)
+            diff, pv = f"{summarize(d)['mean']:+.2f}", paired_p(d)
             p = "n/a" if pv is None else f"{pv:.3f}"
-        lines.append(f"| `{c}` | {metric[c]} | {cells} | {mean:.2f}" + ("" if sd is None else f" ± {sd:.2f}")
-                     + f" | {best:.2f} | {diff} | {p} |")
+        lines.append(f"| `{c}` | {metric[c]} | {cells} | {st['mean']:.2f}{spread} | {best:.2f} | {diff} | {p} |")
     return lines
 
 
