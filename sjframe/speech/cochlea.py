@@ -271,11 +271,8 @@ def cochlea_spikes(
     k = _kernels()
     audio = _preprocess(L, wave, sample_rate, config)
 
-    membrane = L.BasilarMembrane(channels=config.channels)
-    n_freq = audio.num_samples // 2 + 1
-    fs = audio.sample_rate // 2  # the membrane's output rate in lauscher
-    omega = 2 * np.pi * np.linspace(1, fs, n_freq)
-    stim_fft = np.fft.fft(audio.samples)[:n_freq]
+    membrane, omega, fs, stim_fft = _membrane_setup(L, audio, config.channels)
+    n_freq = omega.size
     # lauscher's transfer function V(omega, c) = 2 omega / xi(omega, c) * p(omega, c) * z(omega) / p(omega, 0):
     # z(omega), p(omega, 0) and g(omega, 0) (inside p) do not depend on the channel: evaluate them once.
     g0, z, p0 = membrane._g(omega, 0.0), membrane._z(omega), membrane._p(omega, 0.0)
