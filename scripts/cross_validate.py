@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sjframe.core.rundir import atomic_write_bytes  # noqa: E402
 from sjframe.methods.aggregate import summarize  # noqa: E402
 
 METRICS = ("auto", "acc", "acc_fs", "acc_fs_spike", "acc_fr")
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
               "split_seed": args.split_seed, "last": args.last, "overrides": overrides,
               "configs": [str(c) for c in args.configs], "failed": failed, "runs": runs,
               "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(argv)}
-    (out / "cv.json").write_text(json.dumps(result, indent=1))
+    atomic_write_bytes(out / "cv.json", json.dumps(result, indent=1).encode())
     if failed:
         print(f"cross-validation: {len(failed)} run(s) failed; partial results in {out / 'cv.json'}", file=sys.stderr)
         return 1
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
              f"seed {args.split_seed}), seeds {', '.join(map(str, args.seeds))}; score = mean validation value over "
              f"the last {args.last} epochs", "", *table(runs, [str(c) for c in args.configs], args.folds, args.seeds),
              "", f"Command: `{result['command']}`"]
-    (out / "cv.md").write_text("\n".join(lines) + "\n")
+    atomic_write_bytes(out / "cv.md", ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
     print(f"cv_dir: {out}")
     return 0
