@@ -122,6 +122,15 @@ def test_spoken_digits_uses_the_shd_reader(tmp_path: Path) -> None:
     assert inferred.num_classes == 10
     with pytest.raises(FileNotFoundError, match="spoken_digits_test.h5"):
         build_dataset("spoken_digits", "test", root=tmp_path)
+    # a generated version with its own name (e.g. the noisy one) is found by its variant name
+    write_shd_file(tmp_path / "spoken_digits_noisy_test.h5", [np.array([0.07])], [np.array([4])], [7])
+    noisy = build_dataset("spoken_digits", "test", root=tmp_path, variant="noisy", num_classes=10)
+    assert len(noisy) == 1 and noisy[0][1] == 7 and noisy[0][0][7, 4] == 1
+    with pytest.raises(FileNotFoundError, match="spoken_digits_other_test.h5"):
+        build_dataset("spoken_digits", "test", root=tmp_path, variant="other")
+    for bad in ("../x", "", "a b", 3):
+        with pytest.raises(ValueError, match="variant must be"):
+            build_dataset("spoken_digits", "test", root=tmp_path, variant=bad)
 
 
 def test_ntidigits_reader(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ a file without it is split at random.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -127,18 +128,23 @@ def _spoken_digits_classes(extra: dict[str, Any], labels: np.ndarray) -> int:
 def build_spoken_digits(split: str, **options: Any) -> FrameDataset:
     """Registry builder of ``spoken_digits``: the SHD reader on files generated in SHD's layout.
 
-    Files ``<root>/spoken_digits_{train,test}.h5`` (``variant: full``, default) or
+    Files ``<root>/spoken_digits_{train,test}.h5`` (``variant: full``, default),
     ``<root>/spoken_digits_small_{train,test}.h5`` (``variant: small``, the version shipped in the
-    repository). Extra options: ``num_units`` (default 700), ``num_classes`` (default: the
+    repository) or ``<root>/spoken_digits_<variant>_{train,test}.h5`` for any other variant name
+    (letters, digits, ``_``, ``-``; e.g. ``noisy`` for the files the generator writes with
+    ``--name spoken_digits_noisy``). Extra options: ``num_units`` (default 700), ``num_classes`` (default: the
     largest label of the file + 1; set it, e.g. 10 or 20, so train and test agree). The generated
     files carry ``extra/speaker``: the validation split holds out whole speakers by default
     (``val_split``, see :func:`build_shd`).
     """
     def file_for(file_split: str, root: Path, extra: dict[str, Any]) -> Path:
         variant = extra["variant"]
-        if variant not in ("full", "small"):
-            raise ValueError(f"variant must be 'full' or 'small' for spoken_digits, got {variant!r}")
-        infix = "_small" if variant == "small" else ""
+        if not isinstance(variant, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", variant):
+            raise ValueError(
+                "variant must be 'full', 'small' or the name of a generated version (letters, digits, '_', '-'; "
+                f"files spoken_digits_<variant>_{{train,test}}.h5) for spoken_digits, got {variant!r}"
+            )
+        infix = "" if variant == "full" else f"_{variant}"
         return root / f"spoken_digits{infix}_{file_split}.h5"
 
     return build_event_dataset(

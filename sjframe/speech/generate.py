@@ -8,8 +8,21 @@ speaker's, after a random onset of 0..``max_onset_s`` seconds of silence; then i
 700-channel cochlea (``sjframe.speech.cochlea``), in its ``exact`` mode (stock lauscher's spikes bit for
 bit, ~6 s per word) or its ``fast`` mode (the same model in distribution, ~0.45 s per word; ``cochlea``).
 
-Split by speaker: a seeded ``test_fraction`` of the speakers speak only in the test file, so the test
-speakers are unseen in training. ``variants`` utterances per class in all: ``round(variants *
+Harder versions (options, all off by default, so the default files are unchanged):
+
+- ``noise="white" | "pink"`` with ``snr_db=(lo, hi)``: stationary background noise added to the whole
+  waveform (the leading silence included) before the cochlea, at a signal-to-noise ratio drawn per
+  utterance uniformly from ``[lo, hi]`` dB (``add_noise``); ``pad_to_s``: the waveform is first padded
+  with trailing silence to at least this length, so the noise fills the readers' whole window (1 s).
+  The word's timing is untouched; the noise fills every channel with spikes at all times, so spike
+  *counts* carry less of the word.
+- ``speakers_per_variant=K``: each eSpeak voice variant speaks as K speakers with their own accent, base
+  pitch and base rate (more speakers, more voice variation); all K stay on the same side of the split.
+- ``rate_jitter``, ``pitch_jitter``, ``max_onset_s``: the spread of speaking rate, pitch and leading
+  silence around each speaker's (on the command line too).
+
+Split by speaker: a seeded ``test_fraction`` of the speakers (whole voice variants) speak only in the
+test file, so the test speakers are unseen in training. ``variants`` utterances per class in all: ``round(variants *
 test_fraction)`` go to the test file, the rest to the training file.
 
 File layout (SHD's, read by ``sjframe.data``'s SHD reader unchanged):
@@ -20,7 +33,8 @@ File layout (SHD's, read by ``sjframe.data``'s SHD reader unchanged):
 - ``extra/keys``: class names; ``extra/speaker``: uint16 ``[n]`` speaker id; ``extra/variant``: uint16
   ``[n]`` utterance index within its class and split; ``extra/speaker_names``: ``voice+variant`` per
   speaker id; ``extra/rate``, ``extra/pitch``, ``extra/pitch_range`` (eSpeak parameters),
-  ``extra/onset_s`` (leading silence, s), ``extra/duration_s`` (audio length, s);
+  ``extra/onset_s`` (leading silence, s), ``extra/duration_s`` (audio length, s); with noise also
+  ``extra/snr_db`` (float32, the utterance's signal-to-noise ratio);
 - file attributes: the generator's settings (seed, classes, variants, ..., ``cochlea``: the mode).
 
 Deterministic for a seed: every utterance's parameters and cochlea seed come from
@@ -51,7 +65,9 @@ __all__ = [
     "WORDS",
     "GeneratorConfig",
     "Speaker",
+    "NOISE_KINDS",
     "Utterance",
+    "add_noise",
     "generate_dataset",
     "main",
     "make_speakers",
@@ -82,6 +98,7 @@ ENGLISH_ACCENTS: tuple[str, ...] = (
 )  # fmt: skip
 GERMAN_VOICE = "de"
 SPLIT_CODES = {"train": 0, "test": 1}
+NOISE_KINDS = ("none", "white", "pink")
 
 
 @dataclass(frozen=True)
@@ -94,7 +111,12 @@ class GeneratorConfig:
     ``rate_jitter``: relative spread of the speaking rate around the speaker's; ``pitch_jitter``: spread
     of the pitch (eSpeak units, 0..100) around the speaker's; ``ramp_s``: Hann fade-in/out of the
     cochlea input (s); ``cochlea``: ``"exact"`` (stock lauscher's spikes bit for bit, ~4-6 s per word)
-    or ``"fast"`` (the same model in distribution, ~0.45 s per word; ``sjframe.speech.cochlea``).
+    or ``"fast"`` (the same model in distribution, ~0.45 s per word; ``sjframe.speech.cochlea``);
+    ``noise``: background noise, ``"none"``, ``"white"`` or ``"pink"`` (power ~ 1/f); ``snr_db``: the
+    range ``(lo, hi)`` of the per-utterance signal-to-noise ratio in dB (used only with noise);
+    ``speakers_per_variant``: speakers made from each eSpeak voice variant (1: one per variant, as
+    before the option existed); ``pad_to_s``: trailing silence added to make every waveform at least
+    this long before the noise (0: none; costs cochlea time in proportion to the length).
     """
 
     classes: int = 10
@@ -107,6 +129,10 @@ class GeneratorConfig:
     pitch_jitter: int = 8
     ramp_s: float = 0.01
     cochlea: str = "exact"
+    noise: str = "none"
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    speakers_per_variant: int = 1
+    pad_to_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.classes not in (10, 20):
@@ -133,6 +159,22 @@ class GeneratorConfig:
             raise ValueError(f"ramp_s must be in [0, 0.1] seconds, got {self.ramp_s!r}")
         if self.cochlea not in COCHLEA_MODES:
             raise ValueError(f"cochlea must be one of {COCHLEA_MODES}, got {self.cochlea!r}")
+        if self.noise not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
+        snr = self.snr_db
+        if (
+            not isinstance(snr, tuple | list)
+            or len(snr) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in snr)
+            or not -30 <= snr[0] <= snr[1] <= 60
+        ):
+            raise ValueError(f"snr_db must be (lo, hi) dB with -30 <= lo <= hi <= 60, got {snr!r}")
+        object.__setattr__(self, "snr_db", (float(snr[0]), float(snr[1])))
+        k = self.speakers_per_variant
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 16:
+            raise ValueError(f"speakers_per_variant must be an int in [1, 16], got {k!r}")
+        if not (isinstance(self.pad_to_s, int | float) and not isinstance(self.pad_to_s, bool) and 0 <= self.pad_to_s <= 5):
+            raise ValueError(f"pad_to_s must be in [0, 5] seconds, got {self.pad_to_s!r}")
 
     @property
     def n_test(self) -> int:
@@ -147,13 +189,15 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class Speaker:
-    """A speaker: eSpeak variant, English accent voice, base pitch (0..100) and base rate (words/min)."""
+    """A speaker: eSpeak variant, English accent voice, base pitch (0..100) and base rate (words/min);
+    ``copy``: which of the variant's ``speakers_per_variant`` speakers this is (0 for the first)."""
 
     id: int
     variant: str
     accent: str
     pitch: int
     rate: int
+    copy: int = 0
 
     def voice(self, label: int) -> str:
         """The eSpeak language voice this speaker uses for class ``label``."""
@@ -161,7 +205,7 @@ class Speaker:
 
     @property
     def name(self) -> str:
-        return f"{self.accent}+{self.variant}"
+        return f"{self.accent}+{self.variant}" + (f"#{self.copy}" if self.copy else "")
 
 
 @dataclass(frozen=True)
@@ -176,39 +220,57 @@ class Utterance:
     settings: VoiceSettings
     onset_s: float
     cochlea_seed: int
+    noise: str = "none"
+    snr_db: float | None = None
+    noise_seed: int = 0
+    pad_to_s: float = 0.0
 
 
-def make_speakers(seed: int, test_fraction: float = 0.25) -> tuple[list[Speaker], list[Speaker]]:
-    """All speakers (one per ``SPEAKER_VARIANTS`` entry, id = its index) with seeded accents, base pitches
-    and rates, shuffled by ``seed`` and split into ``(train_speakers, test_speakers)``; the test share is
-    ``round(n * test_fraction)`` (at least one)."""
+def make_speakers(
+    seed: int, test_fraction: float = 0.25, speakers_per_variant: int = 1
+) -> tuple[list[Speaker], list[Speaker]]:
+    """All speakers with seeded accents, base pitches and rates, split into ``(train_speakers,
+    test_speakers)`` by voice variant.
+
+    The first speaker of each ``SPEAKER_VARIANTS`` entry has id = its index; the variants are shuffled by
+    ``seed`` and the first ``round(n_variants * test_fraction)`` (at least one) go to the test side. With
+    ``speakers_per_variant = K > 1`` each variant also speaks as K - 1 more speakers (``copy`` 1..K-1, id
+    ``copy * n_variants + index``, accent, pitch and rate drawn after the split), on its variant's side:
+    a test voice is never heard in training. K = 1 gives the speakers of the versions before the option.
+    """
     rng = np.random.default_rng([seed, 0x5EA])
-    speakers = [
-        Speaker(
-            id=i,
-            variant=variant,
+
+    def draw(index: int, copy: int) -> Speaker:
+        return Speaker(
+            id=copy * len(SPEAKER_VARIANTS) + index,
+            variant=SPEAKER_VARIANTS[index],
             accent=ENGLISH_ACCENTS[int(rng.integers(len(ENGLISH_ACCENTS)))],
             pitch=int(rng.integers(25, 76)),
             rate=int(rng.integers(140, 211)),
+            copy=copy,
         )
-        for i, variant in enumerate(SPEAKER_VARIANTS)
-    ]
-    order = rng.permutation(len(speakers))
-    n_test = max(1, round(len(speakers) * test_fraction))
-    test = sorted((speakers[i] for i in order[:n_test]), key=lambda s: s.id)
-    train = sorted((speakers[i] for i in order[n_test:]), key=lambda s: s.id)
+
+    speakers = [draw(i, 0) for i in range(len(SPEAKER_VARIANTS))]
+    order = rng.permutation(len(SPEAKER_VARIANTS))
+    speakers += [draw(i, copy) for copy in range(1, speakers_per_variant) for i in range(len(SPEAKER_VARIANTS))]
+    n_test = max(1, round(len(SPEAKER_VARIANTS) * test_fraction))
+    test_variants = {SPEAKER_VARIANTS[i] for i in order[:n_test]}
+    test = sorted((s for s in speakers if s.variant in test_variants), key=lambda s: s.id)
+    train = sorted((s for s in speakers if s.variant not in test_variants), key=lambda s: s.id)
     return train, test
 
 
 def plan_utterances(config: GeneratorConfig) -> dict[str, list[Utterance]]:
     """Every utterance of the data set, per split, in file order (index-major, then label)."""
-    train_speakers, test_speakers = make_speakers(config.seed, config.test_fraction)
+    train_speakers, test_speakers = make_speakers(config.seed, config.test_fraction, config.speakers_per_variant)
     plan: dict[str, list[Utterance]] = {}
     for split, pool, count in (("train", train_speakers, config.n_train), ("test", test_speakers, config.n_test)):
         utterances = []
         for index in range(count):
             for label in range(config.classes):
                 rng = np.random.default_rng([config.seed, SPLIT_CODES[split], label, index])
+                # the draws below keep their order; the noise draws come last, so a clean version's utterances
+                # are those of the versions before the noise option, and a noisy one speaks the same words
                 speaker = pool[(index * config.classes + label) % len(pool)]  # each class cycles through the pool
                 rate = speaker.rate * (1 + config.rate_jitter * (2 * rng.random() - 1))
                 pitch = speaker.pitch + int(rng.integers(-config.pitch_jitter, config.pitch_jitter + 1))
@@ -229,15 +291,58 @@ def plan_utterances(config: GeneratorConfig) -> dict[str, list[Utterance]]:
                         settings=settings,
                         onset_s=float(np.round(rng.random() * config.max_onset_s, 4)),
                         cochlea_seed=int(rng.integers(2**32)),
+                        **_noise_fields(config, rng),
                     )
                 )
         plan[split] = utterances
     return plan
 
 
+def _noise_fields(config: GeneratorConfig, rng: np.random.Generator) -> dict:
+    """The utterance's padding and noise settings: its kind, an SNR uniform in ``config.snr_db`` (0.01 dB), a seed."""
+    fields = {"pad_to_s": float(config.pad_to_s)} if config.pad_to_s else {}
+    if config.noise == "none":
+        return fields
+    lo, hi = config.snr_db
+    return fields | {
+        "noise": config.noise,
+        "snr_db": float(np.round(lo + (hi - lo) * rng.random(), 2)),
+        "noise_seed": int(rng.integers(2**32)),
+    }
+
+
+def add_noise(wave: np.ndarray, speech: np.ndarray, kind: str, snr_db: float, seed: int) -> np.ndarray:
+    """``wave`` plus stationary noise of ``kind`` at ``snr_db`` dB below the speech.
+
+    ``wave``: float64 ``[n]``, the cochlea input (leading silence + speech); ``speech``: the spoken samples
+    (the same scale), whose mean power ``P_s = mean(speech**2)`` sets the level. The noise ``z [n]`` covers
+    the whole of ``wave``: Gaussian (``kind="white"``) or Gaussian with its spectrum shaped to power ~ 1/f
+    (``"pink"``: amplitude ``1/sqrt(f)`` on the real FFT, DC removed), scaled so that
+    ``mean(z**2) = P_s * 10**(-snr_db / 10)`` exactly. Deterministic for ``seed``.
+    """
+    if kind not in NOISE_KINDS or kind == "none":
+        raise ValueError(f"kind must be 'white' or 'pink', got {kind!r}")
+    if not np.isfinite(snr_db):
+        raise ValueError(f"snr_db must be finite, got {snr_db!r}")
+    wave = np.asarray(wave, dtype=np.float64)
+    power = float(np.mean(np.square(speech, dtype=np.float64))) if np.size(speech) else 0.0
+    if wave.ndim != 1 or wave.size < 2 or not power > 0:
+        raise ValueError("add_noise needs a 1-d wave of >= 2 samples and speech with non-zero power")
+    z = np.random.default_rng(seed).standard_normal(wave.size)
+    if kind == "pink":
+        spectrum = np.fft.rfft(z)
+        f = np.arange(spectrum.size, dtype=np.float64)
+        spectrum[0] = 0.0
+        spectrum[1:] /= np.sqrt(f[1:])
+        z = np.fft.irfft(spectrum, n=wave.size)
+    z *= np.sqrt(power * 10.0 ** (-snr_db / 10.0) / np.mean(np.square(z)))
+    return wave + z
+
+
 @dataclass(frozen=True)
 class Rendered:
-    """A rendered utterance: spike times (s, float32 [S]), unit ids (uint16 [S]), audio length (s)."""
+    """A rendered utterance: spike times (s, float32 [S]), unit ids (uint16 [S]), audio length (s: leading
+    silence + speech, without the padding)."""
 
     times: np.ndarray
     units: np.ndarray
@@ -252,9 +357,13 @@ def render_utterance(utterance: Utterance, channels: int = 700, ramp_s: float = 
     samples = synthesize(utterance.text, utterance.settings).astype(np.float64) / 32768.0
     onset = np.zeros(int(round(utterance.onset_s * SAMPLE_RATE)))
     wave = np.concatenate([onset, samples])
+    duration_s = wave.size / SAMPLE_RATE
+    wave = np.concatenate([wave, np.zeros(max(0, int(round(utterance.pad_to_s * SAMPLE_RATE)) - wave.size))])
+    if utterance.noise != "none":
+        wave = add_noise(wave, samples, utterance.noise, utterance.snr_db, utterance.noise_seed)
     config = CochleaConfig(channels=channels, ramp_s=ramp_s, mode=cochlea)
     times, units = cochlea_spikes(wave, SAMPLE_RATE, utterance.cochlea_seed, config)
-    return Rendered(times.astype(np.float32), units.astype(np.uint16), wave.size / SAMPLE_RATE)
+    return Rendered(times.astype(np.float32), units.astype(np.uint16), duration_s)
 
 
 def _render_task(args: tuple[Utterance, int, float, str]) -> Rendered:
@@ -269,7 +378,8 @@ def cache_key(utterance: Utterance, channels: int, ramp_s: float, cochlea: str =
     everything the rendering depends on (the utterance's text, voice settings, onset and cochlea seed, the
     channel count, the fade, the cochlea mode and the fast mode's version), so a cached result is reused
     only for an identical utterance and fast and exact renderings never mix. (The exact mode's keys are those of the versions
-    before the fast mode existed, so their caches stay valid.)"""
+    before the fast mode existed, and a clean utterance's those of the versions before the noise option, so their
+    caches stay valid.)"""
     if cochlea not in COCHLEA_MODES:
         raise ValueError(f"cochlea must be one of {COCHLEA_MODES}, got {cochlea!r}")
     fields = (
@@ -283,6 +393,10 @@ def cache_key(utterance: Utterance, channels: int, ramp_s: float, cochlea: str =
     )
     if cochlea == "fast":
         fields = (*fields, cochlea, FAST_MODE_VERSION)
+    if utterance.pad_to_s:
+        fields = (*fields, "pad", utterance.pad_to_s)
+    if utterance.noise != "none":
+        fields = (*fields, utterance.noise, utterance.snr_db, utterance.noise_seed)
     text = repr(fields)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -323,7 +437,7 @@ def write_shd_file(
 
     if len(utterances) != len(rendered):
         raise ValueError(f"{len(utterances)} utterances but {len(rendered)} rendered samples")
-    train_speakers, test_speakers = make_speakers(config.seed, config.test_fraction)
+    train_speakers, test_speakers = make_speakers(config.seed, config.test_fraction, config.speakers_per_variant)
     speakers = sorted(train_speakers + test_speakers, key=lambda s: s.id)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -345,11 +459,14 @@ def write_shd_file(
         extra.create_dataset("pitch_range", data=np.array([u.settings.pitch_range for u in utterances], dtype=np.uint8))
         extra.create_dataset("onset_s", data=np.array([u.onset_s for u in utterances], dtype=np.float32))
         extra.create_dataset("duration_s", data=np.array([r.duration_s for r in rendered], dtype=np.float32))
+        if config.noise != "none":
+            extra.create_dataset("snr_db", data=np.array([u.snr_db for u in utterances], dtype=np.float32))
         for key, value in asdict(config).items():
             f.attrs[key] = value
         f.attrs["split"] = utterances[0].split if utterances else ""
         mode = f"{config.cochlea} mode" + (f" v{FAST_MODE_VERSION}" if config.cochlea == "fast" else "")
-        f.attrs["generator"] = f"sjframe.speech.generate (eSpeak NG via espeakng-loader, lauscher cochlea, {mode})"
+        noise = f", {config.noise} noise at {config.snr_db[0]:g}-{config.snr_db[1]:g} dB SNR" * (config.noise != "none")
+        f.attrs["generator"] = f"sjframe.speech.generate (eSpeak NG via espeakng-loader, lauscher cochlea, {mode}{noise})"
     os.replace(tmp, path)
 
 
@@ -450,6 +567,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="exact: stock lauscher's spikes bit for bit (~4-6 s per word); fast: the same model in distribution "
         "(~0.45 s per word; recorded in the files' attributes and the cache keys)",
     )
+    parser.add_argument(
+        "--noise",
+        choices=NOISE_KINDS,
+        default="none",
+        help="background noise added before the cochlea: white, or pink (power ~ 1/f); default none",
+    )
+    parser.add_argument(
+        "--snr",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=(0.0, 20.0),
+        help="with --noise: signal-to-noise ratio drawn per word uniformly in [LO, HI] dB (default 0 20)",
+    )
+    parser.add_argument(
+        "--pad-to",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="pad every waveform with trailing silence to at least this length before the noise (default 0: none)",
+    )
+    parser.add_argument(
+        "--speakers-per-variant",
+        type=int,
+        default=1,
+        help="speakers made from each eSpeak voice variant (own accent, pitch, rate; default 1)",
+    )
+    parser.add_argument("--rate-jitter", type=float, default=0.15, help="relative spread of the speaking rate (0.15)")
+    parser.add_argument("--pitch-jitter", type=int, default=8, help="spread of the pitch, eSpeak units 0..50 (8)")
+    parser.add_argument("--max-onset", type=float, default=0.05, help="longest leading silence, s (0.05)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--cache",
@@ -474,6 +621,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             channels=args.channels,
             cochlea=args.cochlea,
+            noise=args.noise,
+            snr_db=tuple(args.snr),
+            speakers_per_variant=args.speakers_per_variant,
+            pad_to_s=args.pad_to,
+            rate_jitter=args.rate_jitter,
+            pitch_jitter=args.pitch_jitter,
+            max_onset_s=args.max_onset,
         )
         paths = generate_dataset(
             config, args.out, name=args.name, workers=args.workers, progress=not args.no_progress, cache_dir=args.cache
