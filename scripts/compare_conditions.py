@@ -120,9 +120,9 @@ def plot(rows: list[dict[str, Any]], base_name: str, hard_name: str) -> bytes:
         means = [r[key]["mean"] for r in rows]
         errs = [r[key]["half_width"] or 0.0 for r in rows]
         ax.bar([x + offset for x in xs], means, width=0.38, yerr=errs, capsize=3, label=name, color=colour, alpha=0.8)
-    for x, r in zip(xs, rows, strict=True):
-        ax.annotate(f"{r['change']['diff']:+.1f}", (x, max(r["base_stats"]["mean"], r["hard_stats"]["mean"]) + 2),
-                    ha="center", fontsize=8)  # fmt: skip
+    for x, r in zip(xs, rows, strict=True):  # the change, above the higher interval
+        top = max(r[k]["mean"] + (r[k]["half_width"] or 0.0) for k in ("base_stats", "hard_stats"))
+        ax.annotate(f"{r['change']['diff']:+.1f}", (x, top + 1.5), ha="center", fontsize=8)
     ax.set_xticks(list(xs), [r["model"].replace(" (non-spiking)", "\n(non-spiking)") for r in rows], fontsize=7)
     ax.set_ylabel("test accuracy % (mean, 95 % t interval)")
     lows = [min(r["base_stats"]["mean"], r["hard_stats"]["mean"]) for r in rows]
