@@ -9,7 +9,11 @@ FR-trained ones, ``acc`` for the non-spiking baselines) and reports
 - mean ± sd of each condition (sd with ddof = 1),
 - the change ``mean(HARD) - mean(BASE)`` in points with its 95 % Welch interval (Welch-Satterthwaite degrees of
   freedom; the seeds of the two conditions are independent runs) and Welch's two-sided p-value,
-- the change relative to the base mean (%).
+- the change relative to the base mean (%),
+- for every pair after the first, the difference of its change from the first pair's change (a difference in
+  differences: ``(hard_i - base_i) - (hard_1 - base_1)``, positive when model i falls less than model 1), with
+  its 95 % interval (variance: the sum of the four ``sd^2 / n``; Welch-Satterthwaite degrees of freedom) and
+  two-sided p-value.
 
 Outputs (``--out DIR``, written atomically): ``compare.md`` (the table), ``compare.json`` (every per-seed value) and
 ``compare.png`` (bars with the 95 % t intervals, base beside hard for every model).
@@ -25,6 +29,7 @@ import argparse
 import io
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,22 @@ def welch(base: list[float], hard: list[float]) -> dict[str, float]:
     return {"diff": diff, "low": float(low), "high": float(high), "p": float(result.pvalue), "df": float(result.df)}
 
 
+def difference_in_differences(groups: list[list[float]], signs: tuple[int, ...] = (1, -1, -1, 1)) -> dict[str, float]:
+    """``sum(sign * mean(group))`` over four independent groups (``hard_i, base_i, hard_1, base_1`` with the default
+    signs) with its 95 % t interval and two-sided p-value; variance ``sum(sd^2 / n)``, Welch-Satterthwaite df."""
+    from scipy import stats
+
+    terms = [statistics.variance(g) / len(g) for g in groups]
+    value = sum(sign * statistics.fmean(g) for sign, g in zip(signs, groups, strict=True))
+    var = sum(terms)
+    if var == 0:
+        return {"diff": value, "low": value, "high": value, "p": 0.0 if value else 1.0, "df": float("inf")}
+    df = var**2 / sum(t**2 / (len(g) - 1) for t, g in zip(terms, groups, strict=True))
+    half = stats.t.ppf(0.975, df) * math.sqrt(var)
+    p = 2 * stats.t.sf(abs(value) / math.sqrt(var), df)
+    return {"diff": value, "low": value - half, "high": value + half, "p": float(p), "df": float(df)}
+
+
 def compare(pairs: list[tuple[Path, Path]], root: Path = ROOT) -> list[dict[str, Any]]:
     """One row per ``(base, hard)`` pair: the model, both conditions' values and statistics, the change."""
     rows = []
@@ -85,6 +106,9 @@ def compare(pairs: list[tuple[Path, Path]], root: Path = ROOT) -> list[dict[str,
             "base": base, "hard": hard, "base_stats": summarize(base), "hard_stats": summarize(hard),
             "change": change, "relative_change_pct": 100.0 * change["diff"] / summarize(base)["mean"],
         })  # fmt: skip
+    for row in rows[1:]:
+        first = rows[0]
+        row["vs_first"] = difference_in_differences([row["hard"], row["base"], first["hard"], first["base"]])
     return rows
 
 
@@ -92,8 +116,8 @@ def table(rows: list[dict[str, Any]], base_name: str, hard_name: str) -> str:
     """The markdown table of ``compare``'s rows."""
     lines = [
         f"| model (aggregates) | metric | {base_name} % | {hard_name} % | change, points [95 % Welch interval] | "
-        "Welch p | relative change |",
-        "|---|---|---|---|---|---:|---:|",
+        f"Welch p | relative change | change minus the first row's [95 % interval], p |",
+        "|---|---|---|---|---|---:|---:|---|",
     ]
     for r in rows:
         b, h, c = r["base_stats"], r["hard_stats"], r["change"]
@@ -101,9 +125,15 @@ def table(rows: list[dict[str, Any]], base_name: str, hard_name: str) -> str:
         lines.append(
             f"| {r['model']} ({names}) | {r['metric']} | {b['mean']:.2f} ± {b['sd']:.2f} (n = {b['n']}) | "
             f"{h['mean']:.2f} ± {h['sd']:.2f} (n = {h['n']}) | {c['diff']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] | "
-            f"{c['p']:.2g} | {r['relative_change_pct']:+.1f} % |"
+            f"{c['p']:.2g} | {r['relative_change_pct']:+.1f} % | {_did(r.get('vs_first'))} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _did(d: dict[str, float] | None) -> str:
+    if d is None:
+        return "(reference)"
+    return f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], p = {d['p']:.2g}"
 
 
 def plot(rows: list[dict[str, Any]], base_name: str, hard_name: str) -> bytes:

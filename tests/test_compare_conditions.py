@@ -61,7 +61,16 @@ def test_changes_match_welch_by_hand(results: Path) -> None:
     assert mlp["change"]["low"] == pytest.approx(-8.0 - half) and mlp["change"]["high"] == pytest.approx(-8.0 + half)
     assert mlp["change"]["df"] == pytest.approx(4.0)
     assert mlp["change"]["p"] == pytest.approx(2 * stats.t.sf(8.0 / se, 4))
+    # difference in differences, MLP vs the SNN (first row): (71 - 79) - (80 - 82) = -6; variance: the SNN's two
+    # groups have sd 2 and 1, the MLP's sd 1 and 1 (n = 3 each): 4/3 + 1/3 + 1/3 + 1/3 = 7/3
+    did = mlp["vs_first"]
+    terms = [1 / 3, 1 / 3, 4 / 3, 1 / 3]
+    df = (7 / 3) ** 2 / sum(t**2 / 2 for t in terms)
+    assert "vs_first" not in snn and did["diff"] == pytest.approx(-6.0) and did["df"] == pytest.approx(df)
+    assert did["high"] - did["diff"] == pytest.approx(stats.t.ppf(0.975, df) * (7 / 3) ** 0.5)
+    assert did["p"] == pytest.approx(2 * stats.t.sf(6.0 / (7 / 3) ** 0.5, df))
     text = compare_conditions.table(rows, "clean", "noisy")
+    assert "(reference)" in text and "| -6.00 [" in text
     assert "| acc | 79.00 ± 1.00 (n = 3) | 71.00 ± 1.00 (n = 3) | -8.00 [" in text
 
 
