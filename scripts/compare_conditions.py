@@ -29,6 +29,7 @@ import argparse
 import io
 import json
 import math
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -89,10 +90,13 @@ def difference_in_differences(groups: list[list[float]], signs: tuple[int, ...] 
     return {"diff": value, "low": value - half, "high": value + half, "p": float(p), "df": float(df)}
 
 
-def compare(pairs: list[tuple[Path, Path]], root: Path = ROOT) -> list[dict[str, Any]]:
-    """One row per ``(base, hard)`` pair: the model, both conditions' values and statistics, the change."""
+def compare(pairs: list[tuple[Path, Path]], root: Path = ROOT, labels: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per ``(base, hard)`` pair: the model (``labels[i]`` if given, e.g. to tell two data handlings of
+    one model apart), both conditions' values and statistics, the change."""
+    if labels is not None and len(labels) != len(pairs):
+        raise ValueError(f"{len(labels)} labels for {len(pairs)} pairs")
     rows = []
-    for base_dir, hard_dir in pairs:
+    for i, (base_dir, hard_dir) in enumerate(pairs):
         label, metric, base = headline_values(base_dir, root)
         hard_label, hard_metric, hard = headline_values(hard_dir, root)
         if (label, metric) != (hard_label, hard_metric):
@@ -102,7 +106,8 @@ def compare(pairs: list[tuple[Path, Path]], root: Path = ROOT) -> list[dict[str,
             )
         change = welch(base, hard)
         rows.append({
-            "model": label, "metric": metric, "base_dir": str(base_dir), "hard_dir": str(hard_dir),
+            "model": label if labels is None else f"{label}: {labels[i]}", "metric": metric,
+            "base_dir": str(base_dir), "hard_dir": str(hard_dir),
             "base": base, "hard": hard, "base_stats": summarize(base), "hard_stats": summarize(hard),
             "change": change, "relative_change_pct": 100.0 * change["diff"] / summarize(base)["mean"],
         })  # fmt: skip
@@ -153,7 +158,8 @@ def plot(rows: list[dict[str, Any]], base_name: str, hard_name: str) -> bytes:
     for x, r in zip(xs, rows, strict=True):  # the change, above the higher interval
         top = max(r[k]["mean"] + (r[k]["half_width"] or 0.0) for k in ("base_stats", "hard_stats"))
         ax.annotate(f"{r['change']['diff']:+.1f}", (x, top + 1.5), ha="center", fontsize=8)
-    ax.set_xticks(list(xs), [r["model"].replace(" (non-spiking)", "\n(non-spiking)") for r in rows], fontsize=7)
+    ax.set_xticks(list(xs), [r["model"].replace(" (non-spiking)", "\n(non-spiking)").replace(": ", "\n") for r in rows],
+                  fontsize=7)  # fmt: skip
     ax.set_ylabel("test accuracy % (mean, 95 % t interval)")
     lows = [min(r["base_stats"]["mean"], r["hard_stats"]["mean"]) for r in rows]
     ax.set_ylim(max(0.0, min(lows) - 15), 100)
@@ -172,10 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="aggregate folders of one model on the base and the hard condition (repeatable)")  # fmt: skip
     parser.add_argument("--names", nargs=2, default=("clean", "noisy"), metavar=("BASE", "HARD"),
                         help="names of the two conditions in the table (default: clean noisy)")  # fmt: skip
+    parser.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
+                        help="one label per pair, added to the model's name (e.g. the data handling)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="folder for compare.md / .json / .png (default: print only)")
     args = parser.parse_args(argv)
     try:
-        rows = compare([(Path(a), Path(b)) for a, b in args.pair])
+        rows = compare([(Path(a), Path(b)) for a, b in args.pair], labels=args.labels)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -184,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         command = "python scripts/compare_conditions.py " + " ".join(
-            [f"--pair {a} {b}" for a, b in args.pair] + [f"--names {args.names[0]} {args.names[1]}", f"--out {args.out}"]
+            [f"--pair {a} {b}" for a, b in args.pair]
+            + ([f"--labels {' '.join(shlex.quote(x) for x in args.labels)}"] if args.labels else [])
+            + [f"--names {args.names[0]} {args.names[1]}", f"--out {args.out}"]
         )
         atomic_write_bytes(args.out / "compare.md", f"{text}\nCommand: `{command}`\n".encode())
         atomic_write_bytes(args.out / "compare.json", json.dumps({"command": command, "rows": rows}, indent=1).encode())

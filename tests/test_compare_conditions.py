@@ -76,16 +76,23 @@ def test_changes_match_welch_by_hand(results: Path) -> None:
 
 def test_cli_writes_table_json_and_plot(results: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     # main() reads the configs under the repository root: point it at the fixture's
-    monkeypatch.setattr(compare_conditions, "compare", lambda pairs, root=results: _compare(pairs, results))
+    def compare_here(pairs: list, root: Path = results, labels: list | None = None) -> list:
+        return _compare(pairs, results, labels)
+
+    monkeypatch.setattr(compare_conditions, "compare", compare_here)
     res, out = results / "results", results / "out"
     argv = ["--pair", str(res / "snn_clean"), str(res / "snn_noisy"), "--pair", str(res / "mlp_clean"),
-            str(res / "mlp_noisy"), "--out", str(out)]  # fmt: skip
+            str(res / "mlp_noisy"), "--labels", "as shipped", "binary frames", "--out", str(out)]  # fmt: skip
     assert compare_conditions.main(argv) == 0
     printed = capsys.readouterr().out
     assert (out / "compare.md").read_text().startswith(printed) and "Command:" in (out / "compare.md").read_text()
     saved = json.loads((out / "compare.json").read_text())
     assert [r["hard"] for r in saved["rows"]] == [[79.0, 81.0, 80.0], [70.0, 72.0, 71.0]]
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [r["model"].split(": ")[1] for r in saved["rows"]] == ["as shipped", "binary frames"]
+    assert "--labels 'as shipped' 'binary frames'" in saved["command"]
+    with pytest.raises(ValueError, match="1 labels for 2 pairs"):
+        compare_conditions.compare([(res / "snn_clean", res / "snn_noisy")] * 2, root=results, labels=["x"])
 
 
 def test_clear_errors(results: Path, capsys) -> None:
