@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -106,3 +107,17 @@ def test_clear_errors(results: Path, capsys) -> None:
         compare_conditions.compare([(res / "mlp_clean", res / "one_seed")], root=results)
     assert compare_conditions.main(["--pair", str(res / "x"), str(res / "y")]) == 2
     assert "no aggregate.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in (ROOT / "results").glob("compare_*")))
+def test_committed_comparisons_are_reproduced_by_their_command(
+    folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each committed ``results/compare_*/compare.md`` is what its recorded command gives from the committed aggregates."""
+    committed = ROOT / "results" / folder
+    argv = shlex.split(json.loads((committed / "compare.json").read_text())["command"])[2:]
+    argv[argv.index("--out") + 1] = str(tmp_path / folder)
+    monkeypatch.chdir(ROOT)  # the recorded pairs are relative to the repository root
+    assert compare_conditions.main(argv) == 0
+    table = (tmp_path / folder / "compare.md").read_text().split("\nCommand:")[0]
+    assert table == (committed / "compare.md").read_text().split("\nCommand:")[0]

@@ -50,6 +50,9 @@ SKIP = {
                                                                   "files are not shipped); tests/test_multiseed.py",
     "nice -n 10 .venv/bin/python scripts/cross_validate.py": "8 spoken-digit trainings, ~12 min; "
                                                             "tests/test_cross_validation.py runs it at a tiny size",
+    ".venv/bin/python scripts/compare_conditions.py": "rewrites a committed results/compare_* folder; "
+                                                       "tests/test_compare_conditions.py runs the command recorded "
+                                                       "there and checks it gives the committed table",
     "nice -n 10 .venv/bin/python train.py configs/baseline_": "5 seeds of a non-spiking baseline, minutes; "
                                                                "tests/test_baselines.py runs train.py, test.py and "
                                                                "--seeds with a baseline on the tiny SHD file",
