@@ -187,8 +187,16 @@ class NeuronOps:
 
     def _bind(self, sig: inspect.Signature, args: tuple, kwargs: dict | None = None) -> dict[str, Any]:
         names = sig.parameters
-        if not kwargs and len(args) == len(names):  # torch passes every argument positionally: no defaults to fill
-            return dict(zip(names, args))
+        if not kwargs and len(args) <= len(names):
+            # torch passes the arguments positionally (all of them to the implementations, the caller's to the
+            # autograd set-up): zip them and fill the trailing defaults, without inspect's general binding
+            out = dict(zip(names, args))
+            if len(args) == len(names):
+                return out
+            tail = list(names.values())[len(args):]
+            if all(q.default is not inspect.Parameter.empty for q in tail):
+                out.update((q.name, q.default) for q in tail)
+                return out
         bound = sig.bind(*args, **(kwargs or {}))
         bound.apply_defaults()
         return dict(bound.arguments)

@@ -179,6 +179,27 @@ def test_validation_errors() -> None:
         run_lif(x, None, 0.9, 1.0, "fast_sigmoid")
 
 
+def test_parameter_shape_check_follows_torch_broadcasting() -> None:
+    """A parameter passes iff ``torch.broadcast_shapes(shape, feat) == feat`` (the check is written by hand)."""
+    from cupy_neurons.neurons import _params
+
+    for feat in [(3,), (2, 3), (1, 3), (2, 1)]:
+        x = torch.zeros(2, 4, *feat)
+        for shape in [(3,), (1,), (2,), (1, 3), (2, 3), (2, 1), (3, 1), (1, 1, 3), (4, 3), (2, 2, 3), (1, 2, 3)]:
+            if math.prod(shape) == 1:
+                continue  # a one-element tensor is a scalar parameter
+            try:
+                expected = torch.broadcast_shapes(shape, feat) == torch.Size(feat)
+            except RuntimeError:
+                expected = False
+            if expected:
+                (out,) = _params({"beta": torch.rand(shape)}, x, "test")
+                assert out.shape == (math.prod(feat),), (feat, shape)
+            else:
+                with pytest.raises(ValueError, match="parameter beta of shape"):
+                    _params({"beta": torch.rand(shape)}, x, "test")
+
+
 def test_module_entry_requires_cuda_in_every_gradient_mode() -> None:
     for mode in ("dense", "sparse", "localzo"):
         module = CuLIF(gradient=GradientSpec(mode=mode))
