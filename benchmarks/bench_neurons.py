@@ -10,7 +10,11 @@ row alike (median wall time over ``--repeats`` rounds after warm-up; T = 100, B 
    the bytes the neuron must read and write (the ``[T, N]`` sequences its forward and backward kernels
    touch, e.g. CuLIF: ``x``, ``s``, ``h`` forward, ``gs``, ``h``, ``dx`` backward) divided by the copy
    bandwidth measured in the same run (``dst.copy_(src)`` of 3 ``[T, N]`` float32 sequences, counted as
-   read + write). ``% of limit`` = limit / kernel time. The last columns: the CPU kernels with bfloat16 storage
+   read + write). ``% of limit`` = limit / kernel time. ``kernels alone``: the same forward and backward kernel
+   launches (recorded from one module call: same specialisation, sizes and tensors) replayed through
+   ``cupy_neurons.launch.launch`` on those reused buffers, without the custom ops, autograd and fresh outputs of a
+   module call; its ``% of limit`` shows how much of the gap is the kernels and how much the call around them.
+   The last columns: the CPU kernels with bfloat16 storage
    (inputs, outputs and saved sequences in bfloat16, float32 arithmetic inside) and their speed-up over float32.
 2. **Linear + neuron** (Linear 700 -> 256 without bias, ``loss = (layer(x) * r).sum(); loss.backward()``):
    the sjframe neurons on the fused torch path and on the CPU kernels beside SpikingJelly's ``LIFNode``,
@@ -153,12 +157,42 @@ def neuron_alone(args: argparse.Namespace) -> None:
         dst.copy_(src)
         return time.perf_counter() - t0
 
-    times: dict[object, list[float]] = {key: [] for key in [*rows, "copy"]}
+    def record_launches(neuron: nn.Module) -> list[tuple]:
+        """The kernel launches of one forward + backward of ``neuron`` (fast build, float32), with their tensors."""
+        import cupy_neurons.ops as ops
+
+        recorded: list[tuple] = []
+
+        def recorder(*launch_args: object) -> None:
+            recorded.append(launch_args)
+            launch.launch(*launch_args)
+
+        ops.launch = recorder
+        try:
+            run(neuron, "fast", torch.float32)
+        finally:
+            ops.launch = launch.launch
+        return recorded
+
+    replays = {name: record_launches(rows[(name, "cpu")][0]) for name in _NEURONS}
+
+    def replay(name: str) -> float:
+        with _Build("fast"):
+            t0 = time.perf_counter()
+            for launch_args in replays[name]:
+                launch.launch(*launch_args)
+            return time.perf_counter() - t0
+
+    times: dict[object, list[float]] = {key: [] for key in [*rows, *[("kernels", n) for n in _NEURONS], "copy"]}
     for rnd in range(args.warmup + args.repeats):
         for key, (neuron, build, dtype) in rows.items():
             elapsed = run(neuron, build, dtype)
             if rnd >= args.warmup:
                 times[key].append(elapsed)
+        for name in _NEURONS:
+            elapsed = replay(name)
+            if rnd >= args.warmup:
+                times[("kernels", name)].append(elapsed)
         elapsed = copy()
         if rnd >= args.warmup:
             times["copy"].append(elapsed)
@@ -168,15 +202,17 @@ def neuron_alone(args: argparse.Namespace) -> None:
     print(f"# copy bandwidth (copy_ of {src.numel() * 4 / 1e6:.0f} MB, read + write) measured in this run: "
           f"{bandwidth / 1e9:.1f} GB/s")
     print("| neuron | fused torch ms | cpu kernels ms | speed-up | cpu fma build ms | bytes read + written | "
-          "memory-bound limit ms | % of limit | cpu, bfloat16 storage ms | bfloat16 / float32 speed-up |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "memory-bound limit ms | % of limit | kernels alone ms | % of limit, kernels alone | "
+          "cpu, bfloat16 storage ms | bfloat16 / float32 speed-up |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, (_, seqs) in _NEURONS.items():
         torch_ms, cpu_ms, fma_ms, bf16_ms = (_median_ms(times[(name, label)]) for label in _BUILDS)
         nbytes = seqs * T * B * N * 4
         limit_ms = nbytes / bandwidth * 1e3
+        alone_ms = _median_ms(times[("kernels", name)])
         print(f"| {name} | {torch_ms:.1f} | {cpu_ms:.1f} | {torch_ms / cpu_ms:.2f}x | {fma_ms:.1f} | "
-              f"{nbytes / 1e6:.0f} MB | {limit_ms:.1f} | {100 * limit_ms / cpu_ms:.0f} % | {bf16_ms:.1f} | "
-              f"{cpu_ms / bf16_ms:.2f}x |")
+              f"{nbytes / 1e6:.0f} MB | {limit_ms:.1f} | {100 * limit_ms / cpu_ms:.0f} % | {alone_ms:.1f} | "
+              f"{100 * limit_ms / alone_ms:.0f} % | {bf16_ms:.1f} | {cpu_ms / bf16_ms:.2f}x |")
 
 
 def main() -> None:
