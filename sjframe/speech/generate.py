@@ -376,7 +376,8 @@ CACHE_VERSION = 1
 def cache_key(utterance: Utterance, channels: int, ramp_s: float, cochlea: str = "exact") -> str:
     """File name (without suffix) of ``utterance``'s rendered spikes in a ``--cache`` folder: a hash of
     everything the rendering depends on (the utterance's text, voice settings, onset and cochlea seed, the
-    channel count, the fade, the cochlea mode and the fast mode's version), so a cached result is reused
+    channel count, the fade, the cochlea mode and the fast mode's version, the padding, the noise's kind, SNR and
+    seed), so a cached result is reused
     only for an identical utterance and fast and exact renderings never mix. (The exact mode's keys are those of the versions
     before the fast mode existed, and a clean utterance's those of the versions before the noise option, so their
     caches stay valid.)"""
@@ -465,7 +466,9 @@ def write_shd_file(
             f.attrs[key] = value
         f.attrs["split"] = utterances[0].split if utterances else ""
         mode = f"{config.cochlea} mode" + (f" v{FAST_MODE_VERSION}" if config.cochlea == "fast" else "")
-        noise = f", {config.noise} noise at {config.snr_db[0]:g}-{config.snr_db[1]:g} dB SNR" * (config.noise != "none")
+        noise = ""
+        if config.noise != "none":
+            noise = f", {config.noise} noise at {config.snr_db[0]:g}-{config.snr_db[1]:g} dB SNR"
         f.attrs["generator"] = f"sjframe.speech.generate (eSpeak NG via espeakng-loader, lauscher cochlea, {mode}{noise})"
     os.replace(tmp, path)
 
