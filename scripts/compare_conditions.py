@@ -58,6 +58,8 @@ def headline_values(agg_dir: Path, root: Path = ROOT) -> tuple[str, str, list[fl
     metric, _ = results_table._headline(method, agg.get("stats") or {}, coding)
     per_seed = (agg.get("per_seed") or {}).get(metric) or {}
     values = [float(v) for v in per_seed.values() if v is not None and math.isfinite(float(v))]
+    if method in ("stdp", "spikeprop", "conversion"):  # these methods report fractions (as in results_table)
+        values = [100.0 * v for v in values]
     if len(values) < 2:
         raise ValueError(f"{agg_dir}: {metric} has {len(values)} finished seed(s); a comparison needs at least 2")
     label = results_table._model(cfg, method) + (f", {coding}" if coding in ("FS", "FR") else "")
