@@ -66,19 +66,10 @@ def headline_values(agg_dir: Path, root: Path = ROOT) -> tuple[str, str, list[fl
     return label, metric, values
 
 
-def welch(base: list[float], hard: list[float]) -> dict[str, float]:
-    """Difference of means ``hard - base`` with its 95 % Welch interval and two-sided p-value."""
-    from scipy import stats
-
-    result = stats.ttest_ind(hard, base, equal_var=False)
-    low, high = result.confidence_interval(0.95)
-    diff = sum(hard) / len(hard) - sum(base) / len(base)
-    return {"diff": diff, "low": float(low), "high": float(high), "p": float(result.pvalue), "df": float(result.df)}
-
-
-def difference_in_differences(groups: list[list[float]], signs: tuple[int, ...] = (1, -1, -1, 1)) -> dict[str, float]:
-    """``sum(sign * mean(group))`` over four independent groups (``hard_i, base_i, hard_1, base_1`` with the default
-    signs) with its 95 % t interval and two-sided p-value; variance ``sum(sd^2 / n)``, Welch-Satterthwaite df."""
+def welch_contrast(groups: list[list[float]], signs: tuple[int, ...]) -> dict[str, float]:
+    """``sum(sign * mean(group))`` over independent groups with its 95 % t interval and two-sided p-value: variance
+    ``sum(sd^2 / n)`` (sd with ddof = 1), Welch-Satterthwaite degrees of freedom. Two groups with signs ``(1, -1)``
+    is Welch's t-test of ``mean(a) - mean(b)``; four with ``(1, -1, -1, 1)`` a difference in differences."""
     from scipy import stats
 
     terms = [statistics.variance(g) / len(g) for g in groups]
@@ -106,16 +97,17 @@ def compare(pairs: list[tuple[Path, Path]], root: Path = ROOT, labels: list[str]
                 f"{base_dir} ({label}, {metric}) and {hard_dir} ({hard_label}, {hard_metric}) are not "
                 "the same model and metric"
             )
-        change = welch(base, hard)
+        change = welch_contrast([hard, base], (1, -1))
+        base_stats = summarize(base)
         rows.append({
             "model": label if labels is None else f"{label}: {labels[i]}", "metric": metric,
             "base_dir": str(base_dir), "hard_dir": str(hard_dir),
-            "base": base, "hard": hard, "base_stats": summarize(base), "hard_stats": summarize(hard),
-            "change": change, "relative_change_pct": 100.0 * change["diff"] / summarize(base)["mean"],
+            "base": base, "hard": hard, "base_stats": base_stats, "hard_stats": summarize(hard),
+            "change": change, "relative_change_pct": 100.0 * change["diff"] / base_stats["mean"],
         })  # fmt: skip
+    first = rows[0]
     for row in rows[1:]:
-        first = rows[0]
-        row["vs_first"] = difference_in_differences([row["hard"], row["base"], first["hard"], first["base"]])
+        row["vs_first"] = welch_contrast([row["hard"], row["base"], first["hard"], first["base"]], (1, -1, -1, 1))
     return rows
 
 

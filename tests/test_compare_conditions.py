@@ -62,6 +62,9 @@ def test_changes_match_welch_by_hand(results: Path) -> None:
     assert mlp["change"]["low"] == pytest.approx(-8.0 - half) and mlp["change"]["high"] == pytest.approx(-8.0 + half)
     assert mlp["change"]["df"] == pytest.approx(4.0)
     assert mlp["change"]["p"] == pytest.approx(2 * stats.t.sf(8.0 / se, 4))
+    welch = stats.ttest_ind(snn["hard"], snn["base"], equal_var=False)  # scipy's Welch test agrees on the SNN's
+    assert snn["change"]["p"] == pytest.approx(welch.pvalue) and snn["change"]["df"] == pytest.approx(welch.df)
+    assert (snn["change"]["low"], snn["change"]["high"]) == pytest.approx(tuple(welch.confidence_interval(0.95)))
     # difference in differences, MLP vs the SNN (first row): (71 - 79) - (80 - 82) = -6; variance: the SNN's two
     # groups have sd 2 and 1, the MLP's sd 1 and 1 (n = 3 each): 4/3 + 1/3 + 1/3 + 1/3 = 7/3
     did = mlp["vs_first"]
