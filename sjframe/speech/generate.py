@@ -555,25 +555,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Generate an SHD-format spoken-digit data set (eSpeak NG voices through lauscher's cochlea).",
         epilog="Needs the optional packages of requirements-speech.txt (espeakng-loader, lauscher, numba).",
     )
-    parser.add_argument("--classes", type=int, choices=(10, 20), default=10, help="10 English digits, or 20 with German")
-    parser.add_argument("--variants", type=int, default=30, help="utterances per class, train + test (default 30)")
+    d = GeneratorConfig()  # the defaults live in the dataclass; the command line repeats none of them
+    parser.add_argument("--classes", type=int, choices=(10, 20), default=d.classes,
+                        help="10 English digits, or 20 with German")  # fmt: skip
+    parser.add_argument("--variants", type=int, default=d.variants,
+                        help=f"utterances per class, train + test (default {d.variants})")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("datasets"), help="output folder (default datasets/)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--name", default="spoken_digits", help="file prefix: <name>_{train,test}.h5")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    parser.add_argument("--test-fraction", type=float, default=0.25, help="share of speakers/utterances in the test file")
-    parser.add_argument("--channels", type=int, default=700, help="cochlea channels (SHD: 700)")
+    parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
+                        help="share of speakers/utterances in the test file")  # fmt: skip
+    parser.add_argument("--channels", type=int, default=d.channels, help=f"cochlea channels (default {d.channels}, as SHD)")
     parser.add_argument(
         "--cochlea",
         choices=COCHLEA_MODES,
-        default="exact",
+        default=d.cochlea,
         help="exact: stock lauscher's spikes bit for bit (~4-6 s per word); fast: the same model in distribution "
         "(~0.45 s per word; recorded in the files' attributes and the cache keys)",
     )
     parser.add_argument(
         "--noise",
         choices=NOISE_KINDS,
-        default="none",
+        default=d.noise,
         help="background noise added before the cochlea: white, or pink (power ~ 1/f); default none",
     )
     parser.add_argument(
@@ -581,25 +585,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         nargs=2,
         metavar=("LO", "HI"),
-        default=(0.0, 20.0),
-        help="with --noise: signal-to-noise ratio drawn per word uniformly in [LO, HI] dB (default 0 20)",
+        default=d.snr_db,
+        help=f"with --noise: signal-to-noise ratio drawn per word uniformly in [LO, HI] dB (default {d.snr_db[0]:g} "
+        f"{d.snr_db[1]:g})",
     )
     parser.add_argument(
         "--pad-to",
         type=float,
-        default=0.0,
+        default=d.pad_to_s,
         metavar="SECONDS",
         help="pad every waveform with trailing silence to at least this length before the noise (default 0: none)",
     )
     parser.add_argument(
         "--speakers-per-variant",
         type=int,
-        default=1,
-        help="speakers made from each eSpeak voice variant (own accent, pitch, rate; default 1)",
+        default=d.speakers_per_variant,
+        help=f"speakers made from each eSpeak voice variant (own accent, pitch, rate; default {d.speakers_per_variant})",
     )
-    parser.add_argument("--rate-jitter", type=float, default=0.15, help="relative spread of the speaking rate (0.15)")
-    parser.add_argument("--pitch-jitter", type=int, default=8, help="spread of the pitch, eSpeak units 0..50 (8)")
-    parser.add_argument("--max-onset", type=float, default=0.05, help="longest leading silence, s (0.05)")
+    parser.add_argument("--rate-jitter", type=float, default=d.rate_jitter,
+                        help=f"relative spread of the speaking rate ({d.rate_jitter})")  # fmt: skip
+    parser.add_argument("--pitch-jitter", type=int, default=d.pitch_jitter,
+                        help=f"spread of the pitch, eSpeak units 0..50 ({d.pitch_jitter})")  # fmt: skip
+    parser.add_argument("--max-onset", type=float, default=d.max_onset_s,
+                        help=f"longest leading silence, s ({d.max_onset_s})")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--cache",
