@@ -108,6 +108,9 @@ class _Registry:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.host: dict[tuple[Specialisation, str], HostLibrary] = {}
+        #: (specialisation, kernel, build) -> (ctypes function, whether it takes the thread count); read without the
+        #: lock (a dict lookup is atomic), written under it
+        self.functions: dict[tuple[Specialisation, KernelSig, str], tuple[Any, bool]] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
 
 
@@ -141,23 +144,32 @@ def _host_lib(spec: Specialisation, sig: KernelSig, all_sigs: Sequence[KernelSig
     return preload_host([(spec, tuple(all_sigs) if sig in all_sigs else (sig,))], kind)
 
 
+_PTR_DTYPES = {"float": torch.float32, "int": torch.int32, "index": torch.int64}
+
+
+@functools.lru_cache(maxsize=1024)
+def _arg_checks(sig: KernelSig, dtype: str) -> tuple[tuple[str, torch.dtype | None], ...]:
+    """Per parameter of ``sig``: its name and the dtype a tensor for it must have (None: a number), for storage
+    ``dtype`` (computed once per kernel and dtype, not at every launch)."""
+    acc = torch.float64 if dtype == "float64" else torch.float32
+    wanted = {**_PTR_DTYPES, "acc": acc, "scalar": _TORCH_DTYPE[dtype]}
+    return tuple((name, wanted[kind.removeprefix("const_").removesuffix("_ptr")] if kind.endswith("ptr") else None)
+                 for kind, name in sig.params)
+
+
 def _check_args(spec: Specialisation, sig: KernelSig, args: Sequence[Any]) -> torch.device:
     if len(args) != len(sig.params):
         raise ValueError(f"kernel {sig.name} takes {len(sig.params)} arguments, got {len(args)}")
-    dtype = _TORCH_DTYPE[spec.dtype]
-    acc = torch.float64 if spec.dtype == "float64" else torch.float32
     device = None
-    for (kind, name), value in zip(sig.params, args):
-        if not kind.endswith("ptr"):
+    for (name, want), value in zip(_arg_checks(sig, spec.dtype), args):
+        if want is None:
             if isinstance(value, torch.Tensor):
-                raise ValueError(f"kernel {sig.name}: argument {name} ({kind}) must be a number, not a tensor")
+                raise ValueError(f"kernel {sig.name}: argument {name} must be a number, not a tensor")
             continue
         if value is None:
             continue
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"kernel {sig.name}: argument {name} must be a tensor or None, got {type(value).__name__}")
-        want = {"acc": acc, "scalar": dtype, "float": torch.float32, "int": torch.int32, "index": torch.int64}[
-            kind.removeprefix("const_").removesuffix("_ptr")]
         if value.dtype != want:
             raise ValueError(f"kernel {sig.name}: argument {name} must have dtype {want}, got {value.dtype}")
         if not value.is_contiguous():
@@ -191,13 +203,21 @@ def launch(
         block = block_size(n_threads, sm_count(_cuda_index(device)))
         launch_cupy(spec, sig.name, sig.params, (n_threads + block - 1) // block, block, args, device)
     elif device.type == "cpu":
-        lib = _host_lib(spec, sig, all_sigs, host_build())
-        fn = lib.function(spec, sig)
-        grid, block = host_grid(sig, n_threads, lib.parallel)
-        if lib.parallel:
-            tune_cpu_allocator()
+        kind = host_build()
+        found = _REGISTRY.functions.get((spec, sig, kind))
+        if found is None:
+            lib = _host_lib(spec, sig, all_sigs, kind)
+            found = (lib.function(spec, sig), lib.parallel)
+            with _REGISTRY.lock:
+                _REGISTRY.functions[(spec, sig, kind)] = found
+        fn, parallel = found
+        grid, block = host_grid(sig, n_threads, parallel)
         cargs = [value.data_ptr() if isinstance(value, torch.Tensor) else value for value in args]
-        fn(grid, block, *((torch.get_num_threads(),) if lib.parallel else ()), *cargs)
+        if parallel:
+            tune_cpu_allocator()
+            fn(grid, block, torch.get_num_threads(), *cargs)
+        else:
+            fn(grid, block, *cargs)
     else:
         raise ValueError(f"kernel {sig.name}: tensors on {device} are not supported (cuda or cpu)")
     with _REGISTRY.lock:

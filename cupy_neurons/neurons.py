@@ -21,6 +21,7 @@ from torch import Tensor
 
 from cupy_neurons.kernels import neuron_ops
 from cupy_neurons.launch import DTYPE_NAMES, acc_dtype
+from cupy_neurons.ops import zo_arguments
 
 __all__ = ["run_neuron"]
 
@@ -140,8 +141,8 @@ def run_neuron(neuron: str, x_seq: Tensor, state: Any, params: dict[str, Any], t
     if not isinstance(surrogate_expr, str):
         raise ValueError(f"{who}: surrogate_expr must be a C expression (str), got {type(surrogate_expr).__name__}")
     extra = (_needs_grad(*param_t),) if k.extra is not None else ()
-    out = nops.fwd(_flat(x_seq), *states, *param_t, _theta(theta, who), surrogate_expr, bool(detach_reset), *extra,
-                   **(zo or {}))
+    out = nops.forward(_flat(x_seq), *states, *param_t, _theta(theta, who), surrogate_expr, bool(detach_reset), *extra,
+                       *zo_arguments(zo))
     shape, feat = x_seq.shape, x_seq.shape[1:]
     finals = tuple(t.view(feat) for t in out[2:2 + len(k.finals)])
     return out[0].view(shape), finals, out[1].view(shape)

@@ -36,6 +36,16 @@ Generated ops (``N`` = batch x features, contiguous time-major tensors):
   zo...)`` -> the backward kernel's outputs (partials ``[N]``, or ``[0]`` without
   ``param_grads``).
 
+The entry point is :meth:`NeuronOps.forward` (same arguments as the forward op): under
+``torch.compile`` it calls the custom op (so the compiler sees one opaque op with its fake function
+and autograd formula); in eager mode it calls the same implementation and the same autograd
+formula through a ``torch.autograd.Function`` (:meth:`NeuronOps.eager_function`), which skips the
+custom-op machinery (argument re-binding, two extra Python dispatches per op; about 0.3 ms a call on
+the CPU with cold caches after a kernel has streamed its ``[T, N]`` sequences). Both run the same
+kernels with the same arguments, so they give the same results bit for bit (checked by a test).
+The kernel arguments are gathered by index plans computed once per op from the kernel's signature
+(:meth:`NeuronOps.kernel_plan`), not by name at every call.
+
 Parameters are ``[P]`` tensors in the accumulation dtype (float32; float64 for float64 storage),
 ``P = 1`` (one per layer) or ``P = F`` (neuron ``n`` uses entry ``n % P``); the per-neuron partials
 are summed over the batch in the autograd formula (``[N] -> [N/P, P] -> [P]``), so no kernel needs
@@ -59,7 +69,8 @@ from cupy_neurons import build, zo
 from cupy_neurons.build import KernelSig, Specialisation
 from cupy_neurons.launch import DTYPE_NAMES, acc_dtype, launch
 
-__all__ = ["DTYPE_NAMES", "NeuronKernel", "NeuronOps", "acc_dtype", "neuron_specialisation", "register_neuron_ops"]
+__all__ = ["DTYPE_NAMES", "NeuronKernel", "NeuronOps", "acc_dtype", "neuron_specialisation", "register_neuron_ops",
+           "zo_arguments"]
 
 SIZES = ("theta", "T", "N", "P")
 _P = inspect.Parameter
@@ -157,6 +168,11 @@ def _empty_if(flag: bool, like: Tensor, shape: tuple[int, ...], dtype: torch.dty
 _REQ = inspect.Parameter.empty
 
 
+def _param_only(name: str) -> bool:
+    """A saved tensor the backward kernel reads only for parameter gradients (passed null otherwise)."""
+    return name == "x_seq" or name.endswith("prev_seq")
+
+
 class NeuronOps:
     """The generated custom ops ``fwd`` / ``bwd`` of one :class:`NeuronKernel` (registered on creation)."""
 
@@ -173,6 +189,17 @@ class NeuronOps:
         self.fwd = self._op(f"{namespace}::{k.name}_fwd", self._fwd_impl, self._fwd_fake, self.fwd_sig)
         self.bwd = self._op(f"{namespace}::{k.name}_bwd", self._bwd_impl, self._bwd_fake, self.bwd_sig)
         torch.library.register_autograd(f"{namespace}::{k.name}_fwd", self._backward, setup_context=self._setup)
+        self._fwd_names = tuple(self.fwd_sig.parameters)
+        self._bwd_names = tuple(self.bwd_sig.parameters)
+        self._fwd_index = {name: i for i, name in enumerate(self._fwd_names)}
+        self._bwd_index = {name: i for i, name in enumerate(self._bwd_names)}
+        self._fwd_out_names = ("s_seq", "h_seq", *k.finals, *((k.extra,) if k.extra else ()))
+        zo_names = tuple(name for _, name in k.backward.params if name.startswith("zo_"))
+        self._fwd_plan = self.kernel_plan(k.forward, self._fwd_names, self._fwd_out_names, (), None)
+        self._bwd_plans = {flag: self.kernel_plan(k.backward, self._bwd_names, k.outputs, zo_names, flag)
+                           for flag in (False, True)}
+        self._n_options = len(self._fwd_names) - 1 - len(k.states) - len(k.params)
+        self.eager_function = self._make_eager_function()
 
     @staticmethod
     def _op(name: str, impl: Any, fake: Any, sig: inspect.Signature) -> Any:
@@ -201,20 +228,53 @@ class NeuronOps:
         bound.apply_defaults()
         return dict(bound.arguments)
 
-    def specialisation(self, a: dict[str, Any], like: Tensor) -> Specialisation:
-        return neuron_specialisation(self.kernel.source, DTYPE_NAMES[like.dtype], a["surrogate"], a["detach_reset"],
-                                     a["zo_keys"] is not None)
+    def kernel_plan(self, sig: KernelSig, arg_names: tuple[str, ...], out_names: tuple[str, ...],
+                    zo_names: tuple[str, ...], param_grads: bool | None) -> tuple[int, ...]:
+        """Where each argument of kernel ``sig`` comes from: indices into the call's pool.
 
-    def _run(self, sig: KernelSig, a: dict[str, Any], like: Tensor, values: dict[str, Any]) -> None:
+        The pool of a call is ``(*op arguments, *outputs, T, N, P, None, *zo kernel values)`` (the op's
+        arguments in its signature's order, the outputs in ``out_names``' order, the ``SJ_ZO_PARAMS`` values
+        of :func:`cupy_neurons.zo.zo_kernel_args` in ``zo_names``' order). ``param_grads`` (a backward kernel's
+        flag; None for a forward kernel): when False, the saved tensors read only for parameter gradients
+        (``x_seq``, ``<...>prev_seq``) and the partials ``d<param>_part`` are the null slot. Computed once per
+        op and flag, so a call gathers its kernel arguments by index.
+        """
+        n_args, n_out = len(arg_names), len(out_names)
+        sizes = {name: n_args + n_out + i for i, name in enumerate(("T", "N", "P"))}
+        null = n_args + n_out + 3
+        where = {**{name: i for i, name in enumerate(arg_names)}, **{name: n_args + i for i, name in enumerate(out_names)},
+                 **sizes, **{name: null + 1 + i for i, name in enumerate(zo_names)}}
+        for_params = {*(n for n in self.kernel.saved if _param_only(n)), *(f"d{p}_part" for p in self.kernel.params)}
+        plan = []
+        for _, name in sig.params:
+            if name not in where:
+                raise ValueError(f"kernel {sig.name}: argument {name} is neither an op argument, an output, a size "
+                                 f"nor a LocalZO value")
+            plan.append(null if param_grads is False and name in for_params else where[name])
+        return tuple(plan)
+
+    def _launch(self, sig: KernelSig, plan: tuple[int, ...], pool: list[Any], like: Tensor, a: tuple,
+                index: dict[str, int]) -> None:
+        """Check the LocalZO options, gather ``sig``'s arguments by ``plan`` from ``pool`` and launch it.
+
+        ``a``: the op's arguments (positional, all), ``index``: their positions by name; ``like``: a ``[T, N]``
+        sequence of the call (the sizes, the storage dtype and the device).
+        """
         t_steps, n = like.shape
-        zo.check_zo(t_steps, like, a["zo_keys"], a["zo_table"], a["zo_dist"], a["zo_samples"], a["zo_delta"])
-        values = {**values, "theta": a["theta"], "T": t_steps, "N": n, "P": a[self.kernel.params[0]].numel()}
-        zo_names = [name for _, name in sig.params if name.startswith("zo_")]
-        if zo_names:  # the backward kernels' SJ_ZO_PARAMS (the forward kernels take none)
-            zo_values = zo.zo_kernel_args(a["zo_keys"], a["zo_table"], a["zo_dist"], a["zo_samples"], a["zo_delta"])
-            values.update(zip(zo_names, zo_values, strict=True))
-        spec = self.specialisation(a, like)
-        launch(spec, sig, n, [values[name] for _, name in sig.params], (self.kernel.forward, self.kernel.backward))
+        zo_args = tuple(a[index[name]] for name, _, _ in _ZO_OPTIONS)
+        zo.check_zo(t_steps, like, *zo_args)
+        pool += [t_steps, n, a[index[self.kernel.params[0]]].numel(), None]
+        if sig is self.kernel.backward:
+            pool += zo.zo_kernel_args(*zo_args)
+        spec = neuron_specialisation(self.kernel.source, DTYPE_NAMES[like.dtype], a[index["surrogate"]],
+                                     a[index["detach_reset"]], zo_args[0] is not None)
+        launch(spec, sig, n, [pool[i] for i in plan], (self.kernel.forward, self.kernel.backward))
+
+    def _args(self, names: tuple[str, ...], sig: inspect.Signature, args: tuple, kwargs: dict) -> tuple:
+        """The op's arguments as a full positional tuple (torch passes them so; other callers are bound)."""
+        if not kwargs and len(args) == len(names):
+            return args
+        return tuple(self._bind(sig, args, kwargs).values())
 
     # ------------------------------------------------------------------------------ forward
     def _fwd_outputs(self, a: dict[str, Any]) -> dict[str, Tensor]:
@@ -226,13 +286,17 @@ class NeuronOps:
         return out
 
     def _fwd_impl(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
-        a = self._bind(self.fwd_sig, args, kwargs)
-        out = self._fwd_outputs(a)
-        values = {**{n: a[n] for n in ("x_seq", *self.kernel.states, *self.kernel.params)}, **out}
-        if self.kernel.extra is not None and not a["save_extra"]:
-            values[self.kernel.extra] = None
-        self._run(self.kernel.forward, a, a["x_seq"], values)
-        return tuple(out.values())
+        a = self._args(self._fwd_names, self.fwd_sig, args, kwargs)
+        k = self.kernel
+        x = a[0]
+        outs = [torch.empty_like(x), torch.empty_like(x), *(torch.empty_like(x[0]) for _ in k.finals)]
+        pool = [*a, *outs]
+        if k.extra is not None:
+            save_extra = a[self._fwd_index["save_extra"]]
+            outs.append(_empty_if(save_extra, x, tuple(x.shape)))
+            pool.append(outs[-1] if save_extra else None)
+        self._launch(k.forward, self._fwd_plan, pool, x, a, self._fwd_index)
+        return tuple(outs)
 
     def _fwd_fake(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
         return tuple(self._fwd_outputs(self._bind(self.fwd_sig, args, kwargs)).values())
@@ -247,18 +311,18 @@ class NeuronOps:
         return out
 
     def _bwd_impl(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
-        a = self._bind(self.bwd_sig, args, kwargs)
+        a = self._args(self._bwd_names, self.bwd_sig, args, kwargs)
         k = self.kernel
-        out = self._bwd_outputs(a)
-        values: dict[str, Any] = {g: None if a[g] is None else a[g].contiguous() for g in k.grads}
-        for name in (*k.saved, *k.params):
-            param_only = name == "x_seq" or name.endswith("prev_seq")
-            values[name] = None if param_only and not a["param_grads"] else a[name]
-        values.update(out)
-        if not a["param_grads"]:
-            values.update({f"d{p}_part": None for p in k.params})
-        self._run(k.backward, a, a["h_seq"], values)
-        return tuple(out.values())
+        n_grads = len(k.grads)
+        h = a[self._bwd_index["h_seq"]]
+        param_grads = a[self._bwd_index["param_grads"]]
+        first_param = n_grads + len(k.saved)
+        outs = [torch.empty_like(h), *(h.new_empty(h.shape[1:]) for _ in k.states),
+                *(_empty_if(param_grads, h, (h.shape[1],), p.dtype) for p in a[first_param:first_param + len(k.params)])]
+        grads = [None if g is None else g.contiguous() for g in a[:n_grads]]
+        pool = [*grads, *a[n_grads:], *outs]
+        self._launch(k.backward, self._bwd_plans[bool(param_grads)], pool, h, a, self._bwd_index)
+        return tuple(outs)
 
     def _bwd_fake(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
         return tuple(self._bwd_outputs(self._bind(self.bwd_sig, args, kwargs)).values())
@@ -266,20 +330,25 @@ class NeuronOps:
     # ------------------------------------------------------------------------------ autograd
     def _setup(self, ctx: Any, inputs: tuple, output: tuple) -> None:
         k = self.kernel
-        a = self._bind(self.fwd_sig, inputs)
-        produced = dict(zip(("s_seq", "h_seq", *k.finals, *((k.extra,) if k.extra else ())), output, strict=True))
-        save = k.extra is None or a["save_extra"]
+        a = self._args(self._fwd_names, self.fwd_sig, inputs, {})
+        index = self._fwd_index
+        produced = dict(zip(self._fwd_out_names, output, strict=True))
+        save = k.extra is None or a[index["save_extra"]]
         tensors = []
         for name in k.saved:
-            value = produced[name] if name in produced else a[name]
-            param_only = name == "x_seq" or name.endswith("prev_seq")
-            tensors.append(value if save or not param_only else value.new_empty(0))
+            value = produced[name] if name in produced else a[index[name]]
+            tensors.append(value if save or not _param_only(name) else value.new_empty(0))
         ctx.set_materialize_grads(False)  # unused outputs: None (a null pointer, read as 0), not zero tensors
-        ctx.save_for_backward(*tensors, *(a[p] for p in k.params), a["zo_keys"], a["zo_table"])
-        ctx.options = {n: a[n] for n in ("theta", "surrogate", "detach_reset", "zo_dist", "zo_samples", "zo_delta")}
-        ctx.save_extra = None if k.extra is None else a["save_extra"]
+        ctx.save_for_backward(*tensors, *(a[index[p]] for p in k.params), a[index["zo_keys"]], a[index["zo_table"]])
+        ctx.options = tuple(a[index[n]] for n in ("theta", "surrogate", "detach_reset", "zo_dist", "zo_samples",
+                                                  "zo_delta"))
+        ctx.save_extra = None if k.extra is None else a[index["save_extra"]]
 
-    def _backward(self, ctx: Any, *grads: Tensor | None) -> tuple:
+    def _backward(self, ctx: Any, *grads: Tensor | None, eager: bool = False) -> tuple:
+        """The autograd formula of the forward op: the backward op, then the partials summed to ``[P]``.
+
+        ``eager``: called by :meth:`eager_function`'s backward (the backward op's implementation directly).
+        """
         k = self.kernel
         saved = ctx.saved_tensors
         n_saved = len(k.saved)
@@ -288,14 +357,53 @@ class NeuronOps:
         first_param = 1 + len(k.states)
         want = ctx.save_extra if k.extra is not None else any(ctx.needs_input_grad[first_param:first_param + len(params)])
         want = bool(want)
-        res = self.bwd(*grads[:len(k.grads)], *saved[:n_saved], *params, ctx.options["theta"], ctx.options["surrogate"],
-                       ctx.options["detach_reset"], want, zo_keys, zo_table, ctx.options["zo_dist"],
-                       ctx.options["zo_samples"], ctx.options["zo_delta"])
-        n_in = 1 + len(k.states)
+        theta, surrogate, detach_reset, zo_dist, zo_samples, zo_delta = ctx.options
+        bwd = self._bwd_impl if eager else self.bwd
+        res = bwd(*grads[:len(k.grads)], *saved[:n_saved], *params, theta, surrogate, detach_reset, want, zo_keys,
+                  zo_table, zo_dist, zo_samples, zo_delta)
         param_grads = [part.view(-1, p.numel()).sum(0).to(p.dtype) if want else None
-                       for part, p in zip(res[n_in:], params, strict=True)]
-        n_options = len(self.fwd_sig.parameters) - n_in - len(params)
-        return (*res[:n_in], *param_grads, *(None,) * n_options)
+                       for part, p in zip(res[first_param:], params, strict=True)]
+        return (*res[:first_param], *param_grads, *(None,) * self._n_options)
+
+    def _make_eager_function(self) -> type[torch.autograd.Function]:
+        """A ``torch.autograd.Function`` running the forward op's implementation, set-up and formula (eager mode)."""
+        ops = self
+
+        class EagerNeuronOp(torch.autograd.Function):
+            # forward(ctx, ...) rather than a separate setup_context: Function.apply binds the arguments of a
+            # setup_context-style forward with inspect.signature at every call (tens of microseconds)
+            @staticmethod
+            def forward(ctx: Any, *args: Any) -> tuple[Tensor, ...]:
+                output = ops._fwd_impl(*args)
+                ops._setup(ctx, args, output)
+                return output
+
+            @staticmethod
+            def backward(ctx: Any, *grads: Tensor | None) -> tuple:
+                return ops._backward(ctx, *grads, eager=True)
+
+        EagerNeuronOp.__name__ = EagerNeuronOp.__qualname__ = f"{self.kernel.name}_eager"
+        return EagerNeuronOp
+
+    def forward(self, *args: Any) -> tuple[Tensor, ...]:
+        """Run the forward op on its arguments (all positional, in :attr:`fwd_sig`'s order, the LocalZO ones
+        included): the custom op under ``torch.compile``, :attr:`eager_function` otherwise (same results)."""
+        if len(args) != len(self._fwd_names):
+            raise ValueError(f"{self.kernel.name} forward takes {len(self._fwd_names)} arguments "
+                             f"{list(self._fwd_names)}, got {len(args)}")
+        if torch.compiler.is_compiling():
+            return self.fwd(*args)
+        return self.eager_function.apply(*args)
+
+
+def zo_arguments(zo: dict[str, Any] | None) -> tuple[Any, ...]:
+    """The ops' LocalZO arguments ``(zo_keys, zo_table, zo_dist, zo_samples, zo_delta)`` from keywords (None or
+    missing: the defaults, i.e. the surrogate)."""
+    zo = zo or {}
+    unknown = set(zo) - {name for name, _, _ in _ZO_OPTIONS}
+    if unknown:
+        raise ValueError(f"unknown LocalZO arguments {sorted(unknown)}; valid: {[n for n, _, _ in _ZO_OPTIONS]}")
+    return tuple(zo.get(name, default) for name, _, default in _ZO_OPTIONS)
 
 
 def register_neuron_ops(name: str, source: str | None = None, namespace: str = "sjframe") -> NeuronOps:

@@ -128,6 +128,7 @@ def test_launches_use_torch_thread_count(threads, monkeypatch) -> None:  # noqa:
         return lambda *args: (seen.append(args[2]), fn(*args))
 
     monkeypatch.setattr(build.HostLibrary, "function", spy)
+    monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())  # the launcher caches the functions it looked up
     for n in (1, 2):
         threads(n)
         run_case(Case("culif", 3, 2, (5,), torch.float32))

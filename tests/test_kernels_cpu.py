@@ -265,6 +265,71 @@ def test_torch_compile_matches_eager() -> None:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+def _op_arguments(neuron: str, x: torch.Tensor, zo: tuple, gen: torch.Generator) -> tuple:
+    """Arguments of ``neuron``'s forward op: random states and per-neuron parameters requiring grad."""
+    nops = kernels.neuron_ops(neuron)
+    T, N = x.shape
+    states = [(torch.randn(N, generator=gen, dtype=x.dtype) * 0.3).requires_grad_() for _ in nops.kernel.states]
+    params = [torch.empty(N, dtype=x.dtype).uniform_(0.2, 0.9, generator=gen).requires_grad_()
+              for _ in nops.kernel.params]
+    extra = (True,) if nops.kernel.extra is not None else ()
+    return (x, *states, *params, 1.0, get_surrogate().cuda_expr("u"), False, *extra, *zo)
+
+
+@pytest.mark.parametrize("localzo", [False, True])
+@pytest.mark.parametrize("neuron", ["culif", "adlif", "lif"])
+def test_eager_entry_equals_the_custom_op(neuron: str, localzo: bool) -> None:
+    """NeuronOps.forward in eager mode (the autograd.Function that skips the custom-op machinery) gives the custom
+    op's outputs and every gradient bit for bit: the same kernels with the same arguments (all outputs used, a
+    loss on each, so that every incoming gradient and the parameter partials are exercised)."""
+    from sjframe.spike import localzo as lz
+
+    nops = kernels.neuron_ops(neuron)
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.randn(6, 40, generator=gen, dtype=torch.float64) + 0.6).requires_grad_()
+    zo = (torch.tensor([5, 6, 7, 8, 9, 10]), lz.quantile_table("normal"), lz.DIST_CODES["normal"], 2, 0.3) \
+        if localzo else (None, None, 0, 1, 0.05)
+    args = _op_arguments(neuron, x, zo, gen)
+    inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    weights = [torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in nops.fwd(*args)]
+    results = []
+    for call in (nops.fwd, nops.forward):
+        before = launch.launch_counts().get(("cpu", f"{neuron}_backward"), 0)
+        out = call(*args)
+        loss = sum((o * w).sum() for o, w in zip(out, weights, strict=True))
+        grads = torch.autograd.grad(loss, inputs)
+        assert launch.launch_counts()[("cpu", f"{neuron}_backward")] == before + 1
+        results.append((out, grads))
+    (out_op, grads_op), (out_eager, grads_eager) = results
+    assert all(g.abs().sum() > 0 for g in grads_op)  # every gradient reached (a parameter partial left null is 0)
+    for a, b in zip((*out_op, *grads_op), (*out_eager, *grads_eager), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_eager_entry_calls_the_custom_op_under_compile(monkeypatch) -> None:  # noqa: ANN001
+    """Under torch.compile NeuronOps.forward is the custom op (the compiler sees it, its fake function and its
+    autograd formula); the eager autograd.Function is not used there, and is used in eager mode."""
+    torch._dynamo.reset()
+    nops = kernels.neuron_ops("lif")
+    used = []
+    real_apply = nops.eager_function.apply
+    monkeypatch.setattr(nops.eager_function, "apply", lambda *a: (used.append(1), real_apply(*a))[1])
+    x = torch.randn(4, 6, dtype=torch.float64) + 0.6
+    args = (torch.zeros(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64),
+            torch.tensor([0.8], dtype=torch.float64), 1.0, get_surrogate().cuda_expr("u"), True, None, None, 0, 1, 0.05)
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return nops.forward(x, *args)[1]
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)(x)
+    assert not used
+    eager = f(x)
+    assert used
+    assert torch.equal(compiled, eager)
+    with pytest.raises(ValueError, match="lif forward takes 12 arguments"):
+        nops.forward(x)
+
+
 def test_launch_counter_counts_host_launches() -> None:
     before = launch.launch_counts().get(("cpu", "lif_forward"), 0)
     run_lif(torch.randn(3, 2, 2), None, 0.9, 1.0, get_surrogate())

@@ -35,6 +35,7 @@ LocalZO surrogates of spec/sparse-and-zeroth-order.md section 3.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -182,7 +183,11 @@ class Surrogate:
 
         Parameters are inlined as float literals, so a kernel is specialised (and cached) per
         surrogate. Helpers ``sj_sq``, ``sj_sigmoid``, ``sj_max0`` live in ``cupy_neurons/common.cuh``.
+        Rendered once per (surrogate, variable name): a kernel call asks for it every time.
         """
+        return _cuda_expr(self, u)
+
+    def _render_cuda_expr(self, u: str) -> str:
         values = self.values
         out = []
         for tok in _TOKEN.findall(self.expression):
@@ -206,6 +211,11 @@ class Surrogate:
     def with_band(self, band: float | None) -> Surrogate:
         """Same surrogate truncated to ``|u| < band``."""
         return Surrogate(self.name, self.params, band)
+
+
+@functools.lru_cache(maxsize=256)
+def _cuda_expr(surrogate: Surrogate, u: str) -> str:
+    return surrogate._render_cuda_expr(u)
 
 
 def _torch_function(expression: str, params: tuple[str, ...]) -> Any:
