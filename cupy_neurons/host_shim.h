@@ -135,9 +135,12 @@ static inline void sj_store_fence() {
 
 // The fast CPU build: the blocks of a launch shared by `threads` OpenMP threads (static schedule: each
 // thread a contiguous range of blocks, so of neurons), the threads of a block run in turn. The lane
-// kernels are launched with one thread per block, SJ_CPU_LANES neurons each (common.cuh).
+// kernels are launched with one thread per block, SJ_CPU_LANES neurons each (common.cuh). A grid of fewer
+// blocks than `threads` runs on `grid` threads: an idle OpenMP thread would still be woken and waited for
+// (on a virtual machine, waking a sleeping core costs more than a small layer's whole kernel).
 template <typename Body>
 static inline void sj_host_launch_parallel(unsigned int grid, unsigned int block, int threads, Body body) {
+    if ((long long)threads > (long long)grid) threads = grid > 0 ? (int)grid : 1;
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)

@@ -157,16 +157,21 @@ def _arg_checks(sig: KernelSig, dtype: str) -> tuple[tuple[str, torch.dtype | No
                  for kind, name in sig.params)
 
 
-def _check_args(spec: Specialisation, sig: KernelSig, args: Sequence[Any]) -> torch.device:
+def _check_args(spec: Specialisation, sig: KernelSig, args: Sequence[Any]) -> tuple[torch.device, list[Any]]:
+    """Check the arguments of a launch; returns the tensors' device and the host call's arguments (each tensor as
+    its address, null as None, numbers as they are), gathered in the same pass."""
     if len(args) != len(sig.params):
         raise ValueError(f"kernel {sig.name} takes {len(sig.params)} arguments, got {len(args)}")
     device = None
+    cargs: list[Any] = []
     for (name, want), value in zip(_arg_checks(sig, spec.dtype), args):
         if want is None:
             if isinstance(value, torch.Tensor):
                 raise ValueError(f"kernel {sig.name}: argument {name} must be a number, not a tensor")
+            cargs.append(value)
             continue
         if value is None:
+            cargs.append(None)
             continue
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"kernel {sig.name}: argument {name} must be a tensor or None, got {type(value).__name__}")
@@ -178,9 +183,10 @@ def _check_args(spec: Specialisation, sig: KernelSig, args: Sequence[Any]) -> to
             device = value.device
         elif value.device != device:
             raise ValueError(f"kernel {sig.name}: argument {name} is on {value.device}, others on {device}")
+        cargs.append(value.data_ptr())
     if device is None:
         raise ValueError(f"kernel {sig.name}: no tensor argument")
-    return device
+    return device, cargs
 
 
 def launch(
@@ -194,7 +200,7 @@ def launch(
 
     ``all_sigs``: every kernel of the source (so that one host build serves them all).
     """
-    device = _check_args(spec, sig, args)
+    device, cargs = _check_args(spec, sig, args)
     if n_threads < 0:
         raise ValueError(f"n_threads must be >= 0, got {n_threads}")
     if n_threads == 0:
@@ -212,7 +218,6 @@ def launch(
                 _REGISTRY.functions[(spec, sig, kind)] = found
         fn, parallel = found
         grid, block = host_grid(sig, n_threads, parallel)
-        cargs = [value.data_ptr() if isinstance(value, torch.Tensor) else value for value in args]
         if parallel:
             tune_cpu_allocator()
             fn(grid, block, torch.get_num_threads(), *cargs)

@@ -81,7 +81,7 @@ def test_external_stream_is_deprecated_in_this_cupy() -> None:
 def test_launch_picks_the_block_from_the_sm_count(monkeypatch) -> None:  # noqa: ANN001
     """launch() on a (stand-in) CUDA device asks block_size with the device's SM count; the grid covers N."""
     seen: list[tuple] = []
-    monkeypatch.setattr(launch, "_check_args", lambda spec, sig, args: torch.device("cuda", 0))
+    monkeypatch.setattr(launch, "_check_args", lambda spec, sig, args: (torch.device("cuda", 0), list(args)))
     monkeypatch.setattr(launch, "sm_count", lambda index: 132)
     monkeypatch.setattr(launch, "launch_cupy", lambda spec, name, params, grid, block, args, device:
                         seen.append((grid, block)))
