@@ -58,7 +58,9 @@ def _state(state: Any, x_seq: Tensor, names: tuple[str, ...], who: str) -> list[
                              "(= x_seq[0])")
         if s.device != x_seq.device:
             raise ValueError(f"{who}: state {name} is on {s.device}, x_seq on {x_seq.device}")
-        out.append(s.to(x_seq.dtype).reshape(n).contiguous())
+        # the common case (x's dtype, contiguous) as one view: each torch call costs several microseconds here
+        out.append(s.view(n) if s.dtype == x_seq.dtype and s.is_contiguous() else
+                   s.to(x_seq.dtype).reshape(n).contiguous())
     return out
 
 
@@ -94,10 +96,16 @@ def _params(values: dict[str, Any], x_seq: Tensor, who: str) -> list[Tensor]:
             raise ValueError(f"{who}: parameter {name} must be a float or a tensor, got {type(value).__name__}")
     out = []
     for value in values.values():
-        t = value if isinstance(value, Tensor) else torch.full((1,), float(value), dtype=acc, device=x_seq.device)
-        t = t.to(acc)
-        t = t.reshape(1) if scalar else t.expand(feat).reshape(-1)
-        out.append(t.contiguous())
+        if not isinstance(value, Tensor):
+            t = torch.full((1,), float(value), dtype=acc, device=x_seq.device)
+        elif value.dtype == acc and value.dim() == 1 and value.shape[0] == (1 if scalar else math.prod(feat)) and \
+                value.is_contiguous():
+            t = value  # already a contiguous [P] tensor of the accumulation dtype (a per-neuron parameter of 1-D features)
+        else:
+            t = value.to(acc)
+            t = t.reshape(1) if scalar else t.expand(feat).reshape(-1)
+            t = t.contiguous()
+        out.append(t)
     return out
 
 

@@ -205,6 +205,19 @@ def test_parameters_in_range_and_trainable() -> None:
     assert tau_steps(50.0, 10.0) == 5.0
 
 
+def test_adlif_clamps_a_b_only_when_out_of_range() -> None:
+    """a, b are written only when a value is outside [0, 1] (the version counter of an in-range parameter does not
+    move, so single-step calls do not modify tensors autograd saved); a NaN stays, the other entries are clamped."""
+    m = AdLIF(num_neurons=3)
+    with torch.no_grad():
+        m.a.copy_(torch.tensor([0.0, 0.5, 1.0]))
+        m.b.copy_(torch.tensor([1.25, float("nan"), -0.5]))
+    version = m.a._version
+    m(torch.rand(2, 1, 3))
+    assert m.a._version == version and m.a.tolist() == [0.0, 0.5, 1.0]
+    assert m.b[0].item() == 1.0 and math.isnan(m.b[1].item()) and m.b[2].item() == 0.0
+
+
 def test_detach_reset_changes_gradient_not_forward() -> None:
     torch.manual_seed(3)
     x = (torch.rand(10, 2, 3) * 2).requires_grad_()

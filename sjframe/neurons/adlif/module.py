@@ -61,7 +61,8 @@ class AdLIF(SJNeuron):
         """
         with torch.no_grad():
             for p in (self.a, self.b):
-                if bool((p < 0.0).any()) or bool((p > 1.0).any()):
+                low, high = torch.aminmax(p)  # one reduction instead of two comparisons and two any()
+                if not (low.item() >= 0.0 and high.item() <= 1.0):  # NaN: clamp_ (keeps NaN, clamps the rest)
                     p.clamp_(0.0, 1.0)
 
     def clamp_decays(self, low: float, high: float) -> None:
