@@ -4,6 +4,8 @@ Two tables, all rows measured in one run, interleaved round by round so that mac
 row alike (median wall time over ``--repeats`` rounds after warm-up; T = 100, B = 128, 256 neurons,
 2 CPU threads by default):
 
+The order of the rows is rotated by one every round, so that no row always follows the same one.
+
 1. **The neuron alone** (``y = neuron(x); y.backward(r)``, ``x [T, B, 256]`` requiring grad): the fused
    torch path (``backend='torch'``) beside the CPU kernels (``backend='cpu'``: the ``fast`` host build, no
    FMA contraction, and the ``fma`` build with contraction), the speed-up, and the **memory-bound limit**:
@@ -125,6 +127,13 @@ def _candidates(n_out: int) -> dict[str, tuple[Callable[[], nn.Module], str | No
     return rows
 
 
+def _rotated(keys: list, rnd: int) -> list:
+    """The rows of round ``rnd`` in an order rotated by one each round, so that no row always follows the same one
+    (a row right after the fused torch path measured consistently slower than the same kernels one row later)."""
+    k = rnd % len(keys)
+    return keys[k:] + keys[:k]
+
+
 def _median_ms(ts: list[float]) -> float:
     return statistics.median(ts) * 1e3
 
@@ -183,19 +192,15 @@ def neuron_alone(args: argparse.Namespace) -> None:
                 launch.launch(*launch_args)
             return time.perf_counter() - t0
 
-    times: dict[object, list[float]] = {key: [] for key in [*rows, *[("kernels", n) for n in _NEURONS], "copy"]}
+    jobs: dict[object, Callable[[], float]] = {key: (lambda row=row: run(*row)) for key, row in rows.items()}
+    jobs.update({("kernels", name): (lambda name=name: replay(name)) for name in _NEURONS})
+    jobs["copy"] = copy
+    times: dict[object, list[float]] = {key: [] for key in jobs}
     for rnd in range(args.warmup + args.repeats):
-        for key, (neuron, build, dtype) in rows.items():
-            elapsed = run(neuron, build, dtype)
+        for key in _rotated(list(jobs), rnd):
+            elapsed = jobs[key]()
             if rnd >= args.warmup:
                 times[key].append(elapsed)
-        for name in _NEURONS:
-            elapsed = replay(name)
-            if rnd >= args.warmup:
-                times[("kernels", name)].append(elapsed)
-        elapsed = copy()
-        if rnd >= args.warmup:
-            times["copy"].append(elapsed)
     bandwidth = 2 * src.numel() * 4 / statistics.median(times["copy"])  # bytes read + written per second
     print(f"# The neuron alone, forward + backward (loss on the spikes), T = {T}, B = {B}, N = {N}, "
           f"{args.threads} CPU threads, float32, median of {args.repeats} interleaved rounds (torch {torch.__version__})")
@@ -270,12 +275,11 @@ def main() -> None:
 
     layers_rate: dict[int, float] = {}
     times: dict[str, list[float]] = {name: [] for name in layers}
-    for _ in range(args.warmup):
-        for name, (linear, neuron) in layers.items():
-            run(linear, neuron, builds[name])
-    for _ in range(args.repeats):  # interleaved rounds
-        for name, (linear, neuron) in layers.items():
-            times[name].append(run(linear, neuron, builds[name]))
+    for rnd in range(args.warmup + args.repeats):  # interleaved rounds, the order rotated
+        for name in _rotated(list(layers), rnd):
+            elapsed = run(*layers[name], builds[name])
+            if rnd >= args.warmup:
+                times[name].append(elapsed)
 
     ref_name = "SpikingJelly LIFNode (torch)"
     ref = statistics.median(times[ref_name]) if ref_name in times else float("nan")
