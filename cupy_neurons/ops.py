@@ -361,7 +361,8 @@ class NeuronOps:
         bwd = self._bwd_impl if eager else self.bwd
         res = bwd(*grads[:len(k.grads)], *saved[:n_saved], *params, theta, surrogate, detach_reset, want, zo_keys,
                   zo_table, zo_dist, zo_samples, zo_delta)
-        param_grads = [part.view(-1, p.numel()).sum(0).to(p.dtype) if want else None
+        # the partials are [N] in the parameters' (accumulation) dtype: summed over the batch to [P]
+        param_grads = [part.view(-1, p.numel()).sum(0) if want else None
                        for part, p in zip(res[first_param:], params, strict=True)]
         return (*res[:first_param], *param_grads, *(None,) * self._n_options)
 
