@@ -156,10 +156,17 @@ SJ_HD sj_index sj_thread_index() { return (sj_index)blockIdx.x * (sj_index)block
 #define SJ_OUT_AT(name, seq, k, j) ((seq) + (k))
 #define SJ_OUT_FLUSH(name, seq, row) ((void)0)
 #endif
+// The lanes of a thread: SJ_MAX_LANES on the GPU and in the check build (1); in the fast CPU build the launch's
+// lane count sj_host_lanes (host_shim.h, <= SJ_MAX_LANES, chosen per kernel by cupy_neurons/build.py: cpu_lanes).
+#if defined(SJ_CPU_LANES)
+#define SJ_THREAD_LANES ((sj_index)sj_host_lanes)
+#else
+#define SJ_THREAD_LANES ((sj_index)SJ_MAX_LANES)
+#endif
 #define SJ_LANES_BEGIN(N)                                                                              \
-    const sj_index sj_n0 = sj_thread_index() * (sj_index)SJ_MAX_LANES;                                 \
+    const sj_index sj_n0 = sj_thread_index() * SJ_THREAD_LANES;                                        \
     if (sj_n0 >= (N)) return;                                                                          \
-    const int sj_lanes = (N) - sj_n0 < (sj_index)SJ_MAX_LANES ? (int)((N) - sj_n0) : (int)SJ_MAX_LANES; \
+    const int sj_lanes = (N) - sj_n0 < SJ_THREAD_LANES ? (int)((N) - sj_n0) : (int)SJ_THREAD_LANES;    \
     (void)sj_lanes
 
 #endif  // SJ_COMMON_CUH

@@ -29,6 +29,8 @@ static thread_local sj_dim3 threadIdx = {0u, 0u, 0u};
 static thread_local sj_dim3 blockIdx = {0u, 0u, 0u};
 static thread_local sj_dim3 blockDim = {1u, 1u, 1u};
 static thread_local sj_dim3 gridDim = {1u, 1u, 1u};
+// Neurons per thread of a lane kernel in the fast build (set by sj_host_launch_parallel; at most SJ_CPU_LANES).
+static thread_local int sj_host_lanes = 1;
 
 static inline float __uint_as_float(unsigned int u) {
     float f;
@@ -135,14 +137,16 @@ static inline void sj_store_fence() {
 
 // The fast CPU build: the blocks of a launch shared by `threads` OpenMP threads (static schedule: each
 // thread a contiguous range of blocks, so of neurons), the threads of a block run in turn. The lane
-// kernels are launched with one thread per block, SJ_CPU_LANES neurons each (common.cuh). A grid of fewer
-// blocks than `threads` runs on `grid` threads: an idle OpenMP thread would still be woken and waited for
-// (on a virtual machine, waking a sleeping core costs more than a small layer's whole kernel).
+// kernels are launched with one thread per block, `lanes` neurons each (1 <= lanes <= SJ_CPU_LANES, the size
+// of their lane arrays; common.cuh). A grid of fewer blocks than `threads` runs on `grid` threads: an idle
+// OpenMP thread would still be woken and waited for (on a virtual machine, waking a sleeping core costs more
+// than a small layer's whole kernel).
 template <typename Body>
-static inline void sj_host_launch_parallel(unsigned int grid, unsigned int block, int threads, Body body) {
+static inline void sj_host_launch_parallel(unsigned int grid, unsigned int block, int threads, int lanes, Body body) {
     if ((long long)threads > (long long)grid) threads = grid > 0 ? (int)grid : 1;
 #pragma omp parallel num_threads(threads)
     {
+        sj_host_lanes = lanes;
 #pragma omp for schedule(static)
         for (long long b = 0; b < (long long)grid; ++b) {
             gridDim = {grid, 1u, 1u};

@@ -91,9 +91,9 @@ def tune_cpu_allocator() -> bool:
 
 def host_grid(sig: KernelSig, n_threads: int, parallel: bool) -> tuple[int, int]:
     """``(grid, block)`` of a host launch of ``n_threads`` threads: blocks of :data:`BLOCK` threads, except a lane
-    kernel in a fast build (one thread per block, :data:`~cupy_neurons.build.CPU_LANES` neurons per thread)."""
+    kernel in a fast build (one thread per block, :func:`~cupy_neurons.build.cpu_lanes` neurons per thread)."""
     if parallel and sig.lanes:
-        return -(-n_threads // build.CPU_LANES), 1
+        return -(-n_threads // build.cpu_lanes(sig)), 1
     return -(-n_threads // BLOCK), BLOCK
 
 
@@ -220,7 +220,7 @@ def launch(
         grid, block = host_grid(sig, n_threads, parallel)
         if parallel:
             tune_cpu_allocator()
-            fn(grid, block, torch.get_num_threads(), *cargs)
+            fn(grid, block, torch.get_num_threads(), build.cpu_lanes(sig), *cargs)
         else:
             fn(grid, block, *cargs)
     else:

@@ -135,6 +135,29 @@ def test_launches_use_torch_thread_count(threads, monkeypatch) -> None:  # noqa:
     assert seen and set(seen[:2]) == {1} and set(seen[-2:]) == {2}
 
 
+def test_lane_count_per_kernel(monkeypatch) -> None:  # noqa: ANN001
+    """A forward neuron kernel is launched with build.CPU_FORWARD_LANES neurons per call, a backward one with
+    build.CPU_LANES (the size of the lane arrays), and the grid covers N with them (N = 300: 3 calls forward,
+    2 backward); the sparse kernels (no lanes) run one element per thread."""
+    from cupy_neurons.sparse import kernels as sparse_kernels
+
+    monkeypatch.setenv(launch.HOST_BUILD_ENV, "fast")
+    seen = []
+    real = build.HostLibrary.function
+
+    def spy(self, spec, sig):  # noqa: ANN001, ANN202
+        fn = real(self, spec, sig)
+        return lambda *args: (seen.append((sig.name, args[0], args[3])), fn(*args))
+
+    monkeypatch.setattr(build.HostLibrary, "function", spy)
+    monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())
+    run_case(Case("lif", 3, 2, (150,), torch.float32))
+    assert build.CPU_FORWARD_LANES <= build.CPU_LANES
+    assert ("lif_forward", -(-300 // build.CPU_FORWARD_LANES), build.CPU_FORWARD_LANES) in seen
+    assert ("lif_backward", -(-300 // build.CPU_LANES), build.CPU_LANES) in seen
+    assert all(build.cpu_lanes(sig) == 1 for sig in sparse_kernels.KERNELS.values())
+
+
 # ------------------------------------------------------------------------------------ modules
 @pytest.mark.parametrize("mode", sorted(MODES))
 @pytest.mark.parametrize("neuron_type", ["culif", "pculif", "pculif_neuron", "adlif", "lif"])
