@@ -380,6 +380,7 @@ class NeuronOps:
                 return output
 
             @staticmethod
+            @torch.autograd.function.once_differentiable  # as the custom op: no second derivative (an error, not 0)
             def backward(ctx: Any, *grads: Tensor | None) -> tuple:
                 return ops._backward(ctx, *grads, eager=True)
 
@@ -388,7 +389,8 @@ class NeuronOps:
 
     def forward(self, *args: Any) -> tuple[Tensor, ...]:
         """Run the forward op on its arguments (all positional, in :attr:`fwd_sig`'s order, the LocalZO ones
-        included): the custom op under ``torch.compile``, :attr:`eager_function` otherwise (same results)."""
+        included): the custom op under ``torch.compile``, :attr:`eager_function` otherwise (same results).
+        ``torch.func`` transforms run through neither (torch's custom-op autograd does not support them either)."""
         if len(args) != len(self._fwd_names):
             raise ValueError(f"{self.kernel.name} forward takes {len(self._fwd_names)} arguments "
                              f"{list(self._fwd_names)}, got {len(args)}")

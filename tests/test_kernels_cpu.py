@@ -306,6 +306,20 @@ def test_eager_entry_equals_the_custom_op(neuron: str, localzo: bool) -> None:
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("path", ["op", "eager"])
+def test_no_second_derivative_through_the_kernels(path: str) -> None:
+    """A second derivative through a kernel neuron is an error on both paths (the kernels have no double backward),
+    not a silently missing term: the eager entry's backward is once-differentiable."""
+    nops = kernels.neuron_ops("lif")
+    x = torch.randn(4, 6, requires_grad=True)
+    z = torch.zeros(6)
+    args = (x, z, z, torch.tensor([0.8]), 1.0, get_surrogate().cuda_expr("u"), True, None, None, 0, 1, 0.05)
+    h = (nops.fwd if path == "op" else nops.forward)(*args)[1]
+    (g,) = torch.autograd.grad((h**2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="autograd formula|differentiate twice"):
+        g.sum().backward()
+
+
 def test_eager_entry_calls_the_custom_op_under_compile(monkeypatch) -> None:  # noqa: ANN001
     """Under torch.compile NeuronOps.forward is the custom op (the compiler sees it, its fake function and its
     autograd formula); the eager autograd.Function is not used there, and is used in eager mode."""
