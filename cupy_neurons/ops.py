@@ -277,55 +277,50 @@ class NeuronOps:
         return tuple(self._bind(sig, args, kwargs).values())
 
     # ------------------------------------------------------------------------------ forward
-    def _fwd_outputs(self, a: dict[str, Any]) -> dict[str, Tensor]:
-        x = a["x_seq"]
-        out = {"s_seq": torch.empty_like(x), "h_seq": torch.empty_like(x)}
-        out.update({f: torch.empty_like(x[0]) for f in self.kernel.finals})
+    def _fwd_outputs(self, a: tuple) -> list[Tensor]:
+        """The forward op's outputs (in :attr:`fwd_output_names`' order) for its arguments ``a`` (positional, all):
+        ``s, h [T, N]``, the final states ``[N]``, the extra sequence ``[T, N]`` (``[0]`` without ``save_extra``)."""
+        x = a[0]
+        outs = [torch.empty_like(x), torch.empty_like(x), *(torch.empty_like(x[0]) for _ in self.kernel.finals)]
         if self.kernel.extra is not None:
-            out[self.kernel.extra] = _empty_if(a["save_extra"], x, tuple(x.shape))
-        return out
+            outs.append(_empty_if(a[self._fwd_index["save_extra"]], x, tuple(x.shape)))
+        return outs
 
     def _fwd_impl(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
         a = self._args(self._fwd_names, self.fwd_sig, args, kwargs)
-        k = self.kernel
-        x = a[0]
-        outs = [torch.empty_like(x), torch.empty_like(x), *(torch.empty_like(x[0]) for _ in k.finals)]
+        outs = self._fwd_outputs(a)
         pool = [*a, *outs]
-        if k.extra is not None:
-            save_extra = a[self._fwd_index["save_extra"]]
-            outs.append(_empty_if(save_extra, x, tuple(x.shape)))
-            pool.append(outs[-1] if save_extra else None)
-        self._launch(k.forward, self._fwd_plan, pool, x, a, self._fwd_index)
+        if self.kernel.extra is not None and not a[self._fwd_index["save_extra"]]:
+            pool[-1] = None  # the extra sequence is not written: a null pointer
+        self._launch(self.kernel.forward, self._fwd_plan, pool, a[0], a, self._fwd_index)
         return tuple(outs)
 
     def _fwd_fake(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
-        return tuple(self._fwd_outputs(self._bind(self.fwd_sig, args, kwargs)).values())
+        return tuple(self._fwd_outputs(self._args(self._fwd_names, self.fwd_sig, args, kwargs)))
 
     # ------------------------------------------------------------------------------ backward
-    def _bwd_outputs(self, a: dict[str, Any]) -> dict[str, Tensor]:
-        h = a["h_seq"]
+    def _bwd_outputs(self, a: tuple) -> list[Tensor]:
+        """The backward op's outputs for its arguments ``a`` (positional, all): ``dx [T, N]``, ``d<state> [N]``,
+        the parameter partials ``[N]`` in the parameters' dtype (``[0]`` without ``param_grads``)."""
         k = self.kernel
-        out = {"dx_seq": torch.empty_like(h)}
-        out.update({f"d{s}": h.new_empty(h.shape[1:]) for s in k.states})
-        out.update({f"d{p}_part": _empty_if(a["param_grads"], h, (h.shape[1],), a[p].dtype) for p in k.params})
-        return out
+        h = a[self._bwd_index["h_seq"]]
+        want = a[self._bwd_index["param_grads"]]
+        first_param = len(k.grads) + len(k.saved)
+        return [torch.empty_like(h), *(h.new_empty(h.shape[1:]) for _ in k.states),
+                *(_empty_if(want, h, (h.shape[1],), p.dtype) for p in a[first_param:first_param + len(k.params)])]
 
     def _bwd_impl(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
         a = self._args(self._bwd_names, self.bwd_sig, args, kwargs)
-        k = self.kernel
-        n_grads = len(k.grads)
-        h = a[self._bwd_index["h_seq"]]
-        param_grads = a[self._bwd_index["param_grads"]]
-        first_param = n_grads + len(k.saved)
-        outs = [torch.empty_like(h), *(h.new_empty(h.shape[1:]) for _ in k.states),
-                *(_empty_if(param_grads, h, (h.shape[1],), p.dtype) for p in a[first_param:first_param + len(k.params)])]
+        n_grads = len(self.kernel.grads)
+        outs = self._bwd_outputs(a)
         grads = [None if g is None else g.contiguous() for g in a[:n_grads]]
         pool = [*grads, *a[n_grads:], *outs]
-        self._launch(k.backward, self._bwd_plans[bool(param_grads)], pool, h, a, self._bwd_index)
+        self._launch(self.kernel.backward, self._bwd_plans[bool(a[self._bwd_index["param_grads"]])], pool,
+                     a[self._bwd_index["h_seq"]], a, self._bwd_index)
         return tuple(outs)
 
     def _bwd_fake(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
-        return tuple(self._bwd_outputs(self._bind(self.bwd_sig, args, kwargs)).values())
+        return tuple(self._bwd_outputs(self._args(self._bwd_names, self.bwd_sig, args, kwargs)))
 
     # ------------------------------------------------------------------------------ autograd
     def _setup(self, ctx: Any, inputs: tuple, output: tuple) -> None:
