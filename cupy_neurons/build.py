@@ -125,7 +125,10 @@ def cpu_lanes(sig: KernelSig) -> int:
     kernel, :data:`CPU_LANES` for another lane kernel, 1 for a kernel without lanes (one element per thread)."""
     if not sig.lanes:
         return 1
-    return CPU_FORWARD_LANES if sig.name.endswith("_forward") else CPU_LANES
+    lanes = CPU_FORWARD_LANES if sig.name.endswith("_forward") else CPU_LANES
+    if not 1 <= lanes <= CPU_LANES:  # the kernels' lane arrays hold CPU_LANES neurons
+        raise ValueError(f"kernel {sig.name}: {lanes} lanes per call, must be in [1, CPU_LANES = {CPU_LANES}]")
+    return lanes
 _FAST_FLAGS = ("-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-fno-fast-math", "-w",
                # unswitch the lane loops on their uniform conditions (null gradients, t > 0, parameter gradients)
                # so that each version vectorises (GCC cannot vectorise a load masked by a uniform condition)

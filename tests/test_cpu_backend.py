@@ -156,6 +156,9 @@ def test_lane_count_per_kernel(monkeypatch) -> None:  # noqa: ANN001
     assert ("lif_forward", -(-300 // build.CPU_FORWARD_LANES), build.CPU_FORWARD_LANES) in seen
     assert ("lif_backward", -(-300 // build.CPU_LANES), build.CPU_LANES) in seen
     assert all(build.cpu_lanes(sig) == 1 for sig in sparse_kernels.KERNELS.values())
+    monkeypatch.setattr(build, "CPU_FORWARD_LANES", 2 * build.CPU_LANES)  # more than the lane arrays hold
+    with pytest.raises(ValueError, match="lanes per call"):
+        build.cpu_lanes(kernels.neuron_ops("lif").kernel.forward)
 
 
 # ------------------------------------------------------------------------------------ modules
