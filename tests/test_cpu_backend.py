@@ -117,21 +117,30 @@ def test_thread_count_does_not_change_a_neuron_kernel(variant: str, threads, mon
             assert torch.equal(a, b), f"{variant}: {key} differs between 1 and 2 threads"
 
 
-def test_launches_use_torch_thread_count(threads, monkeypatch) -> None:  # noqa: ANN001
-    """The fast build's wrappers take the OpenMP thread count: torch.get_num_threads() at the launch."""
+def _spy_host_calls(monkeypatch) -> list[tuple[str, tuple]]:  # noqa: ANN001
+    """Record every call of a fast host wrapper as ``(kernel name, wrapper arguments)``: the wrappers take ``(grid,
+    block, threads, lanes, <kernel arguments>)``. Starts from an empty launcher registry, which caches the functions
+    it looked up."""
     monkeypatch.setenv(launch.HOST_BUILD_ENV, "fast")
-    seen = []
+    seen: list[tuple[str, tuple]] = []
     real = build.HostLibrary.function
 
     def spy(self, spec, sig):  # noqa: ANN001, ANN202
         fn = real(self, spec, sig)
-        return lambda *args: (seen.append(args[2]), fn(*args))
+        return lambda *args: (seen.append((sig.name, args)), fn(*args))
 
     monkeypatch.setattr(build.HostLibrary, "function", spy)
-    monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())  # the launcher caches the functions it looked up
+    monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())
+    return seen
+
+
+def test_launches_use_torch_thread_count(threads, monkeypatch) -> None:  # noqa: ANN001
+    """The fast build's wrappers take the OpenMP thread count: torch.get_num_threads() at the launch."""
+    calls = _spy_host_calls(monkeypatch)
     for n in (1, 2):
         threads(n)
         run_case(Case("culif", 3, 2, (5,), torch.float32))
+    seen = [args[2] for _, args in calls]
     assert seen and set(seen[:2]) == {1} and set(seen[-2:]) == {2}
 
 
@@ -141,17 +150,9 @@ def test_lane_count_per_kernel(monkeypatch) -> None:  # noqa: ANN001
     2 backward); the sparse kernels (no lanes) run one element per thread."""
     from cupy_neurons.sparse import kernels as sparse_kernels
 
-    monkeypatch.setenv(launch.HOST_BUILD_ENV, "fast")
-    seen = []
-    real = build.HostLibrary.function
-
-    def spy(self, spec, sig):  # noqa: ANN001, ANN202
-        fn = real(self, spec, sig)
-        return lambda *args: (seen.append((sig.name, args[0], args[3])), fn(*args))
-
-    monkeypatch.setattr(build.HostLibrary, "function", spy)
-    monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())
+    calls = _spy_host_calls(monkeypatch)
     run_case(Case("lif", 3, 2, (150,), torch.float32))
+    seen = [(name, args[0], args[3]) for name, args in calls]
     assert build.CPU_FORWARD_LANES <= build.CPU_LANES
     assert ("lif_forward", -(-300 // build.CPU_FORWARD_LANES), build.CPU_FORWARD_LANES) in seen
     assert ("lif_backward", -(-300 // build.CPU_LANES), build.CPU_LANES) in seen
