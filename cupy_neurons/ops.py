@@ -212,22 +212,6 @@ class NeuronOps:
         op.register_fake(fake)
         return op
 
-    def _bind(self, sig: inspect.Signature, args: tuple, kwargs: dict | None = None) -> dict[str, Any]:
-        names = sig.parameters
-        if not kwargs and len(args) <= len(names):
-            # torch passes the arguments positionally (all of them to the implementations, the caller's to the
-            # autograd set-up): zip them and fill the trailing defaults, without inspect's general binding
-            out = dict(zip(names, args))
-            if len(args) == len(names):
-                return out
-            tail = list(names.values())[len(args):]
-            if all(q.default is not inspect.Parameter.empty for q in tail):
-                out.update((q.name, q.default) for q in tail)
-                return out
-        bound = sig.bind(*args, **(kwargs or {}))
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
     def kernel_plan(self, sig: KernelSig, arg_names: tuple[str, ...], out_names: tuple[str, ...],
                     zo_names: tuple[str, ...], param_grads: bool | None) -> tuple[int, ...]:
         """Where each argument of kernel ``sig`` comes from: indices into the call's pool.
@@ -270,11 +254,24 @@ class NeuronOps:
                                      a[index["detach_reset"]], zo_args[0] is not None)
         launch(spec, sig, n, [pool[i] for i in plan], (self.kernel.forward, self.kernel.backward))
 
-    def _args(self, names: tuple[str, ...], sig: inspect.Signature, args: tuple, kwargs: dict) -> tuple:
-        """The op's arguments as a full positional tuple (torch passes them so; other callers are bound)."""
-        if not kwargs and len(args) == len(names):
-            return args
-        return tuple(self._bind(sig, args, kwargs).values())
+    @staticmethod
+    def _args(sig: inspect.Signature, args: tuple, kwargs: dict) -> tuple:
+        """The op's arguments as a full positional tuple, in ``sig``'s order.
+
+        torch passes them positionally (all of them to the implementations, the caller's to the autograd set-up):
+        returned as they are, or with the trailing defaults filled, without inspect's general binding (which
+        other callers get).
+        """
+        params = sig.parameters
+        if not kwargs and len(args) <= len(params):
+            if len(args) == len(params):
+                return args
+            tail = list(params.values())[len(args):]
+            if all(q.default is not _REQ for q in tail):
+                return (*args, *(q.default for q in tail))
+        bound = sig.bind(*args, **(kwargs or {}))
+        bound.apply_defaults()
+        return tuple(bound.arguments.values())
 
     # ------------------------------------------------------------------------------ forward
     def _fwd_outputs(self, a: tuple) -> list[Tensor]:
@@ -287,7 +284,7 @@ class NeuronOps:
         return outs
 
     def _fwd_impl(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
-        a = self._args(self._fwd_names, self.fwd_sig, args, kwargs)
+        a = self._args(self.fwd_sig, args, kwargs)
         outs = self._fwd_outputs(a)
         pool = [*a, *outs]
         if self.kernel.extra is not None and not a[self._fwd_index["save_extra"]]:
@@ -296,7 +293,7 @@ class NeuronOps:
         return tuple(outs)
 
     def _fwd_fake(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
-        return tuple(self._fwd_outputs(self._args(self._fwd_names, self.fwd_sig, args, kwargs)))
+        return tuple(self._fwd_outputs(self._args(self.fwd_sig, args, kwargs)))
 
     # ------------------------------------------------------------------------------ backward
     def _bwd_outputs(self, a: tuple) -> list[Tensor]:
@@ -310,7 +307,7 @@ class NeuronOps:
                 *(_empty_if(want, h, (h.shape[1],), p.dtype) for p in a[first_param:first_param + len(k.params)])]
 
     def _bwd_impl(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
-        a = self._args(self._bwd_names, self.bwd_sig, args, kwargs)
+        a = self._args(self.bwd_sig, args, kwargs)
         n_grads = len(self.kernel.grads)
         outs = self._bwd_outputs(a)
         grads = [None if g is None else g.contiguous() for g in a[:n_grads]]
@@ -320,12 +317,12 @@ class NeuronOps:
         return tuple(outs)
 
     def _bwd_fake(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
-        return tuple(self._bwd_outputs(self._args(self._bwd_names, self.bwd_sig, args, kwargs)))
+        return tuple(self._bwd_outputs(self._args(self.bwd_sig, args, kwargs)))
 
     # ------------------------------------------------------------------------------ autograd
     def _setup(self, ctx: Any, inputs: tuple, output: tuple) -> None:
         k = self.kernel
-        a = self._args(self._fwd_names, self.fwd_sig, inputs, {})
+        a = self._args(self.fwd_sig, inputs, {})
         index = self._fwd_index
         produced = dict(zip(self._fwd_out_names, output, strict=True))
         save = k.extra is None or a[index["save_extra"]]
