@@ -130,6 +130,13 @@ def cpu_lanes(sig: KernelSig) -> int:
         raise ValueError(f"kernel {sig.name}: {lanes} lanes per call, must be in [1, CPU_LANES = {CPU_LANES}]")
     return lanes
 _FAST_FLAGS = ("-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-fno-fast-math", "-w",
+               # floating-point operations raise no trap, so GCC may if-convert a lane loop with a conditional
+               # operation (a reset, a spike, an optional output) by computing both sides; with the default
+               # -ftrapping-math it does so only with masked arithmetic (AVX-512), and on an AVX2 machine the CuLIF
+               # and AdLIF forward lane loops stayed scalar (AdLIF kernels 2.4-2.7x slower, measured with
+               # -march=x86-64-v3). It concerns exception flags only: no value changes (tests: the fast build
+               # within 2 ulps of the check build, which keeps the default), NaNs and signed zeros kept.
+               "-fno-trapping-math",
                # unswitch the lane loops on their uniform conditions (null gradients, t > 0, parameter gradients)
                # so that each version vectorises (GCC cannot vectorise a load masked by a uniform condition)
                "--param", "max-unswitch-insns=2000", "--param", "max-unswitch-level=5")
@@ -415,6 +422,26 @@ def _native_target(compiler: str) -> str:
     return out.stdout
 
 
+#: environment variable: the target of the fast / fma builds (``-march=<value>``, e.g. ``x86-64-v3`` for AVX2)
+#: instead of ``native``, to build for other machines or to measure an older instruction set on this one; read when
+#: a specialisation is first built in a process
+MARCH_ENV = "SJFRAME_CPU_MARCH"
+
+
+def host_flags(kind: str) -> tuple[str, ...]:
+    """The compiler flags of host build ``kind`` (:data:`HOST_BUILDS`), with ``-march=native`` replaced by
+    ``-march=$SJFRAME_CPU_MARCH`` when that is set."""
+    if kind not in HOST_BUILDS:
+        raise ValueError(f"host build kind must be one of {sorted(HOST_BUILDS)}, got {kind!r}")
+    flags = HOST_BUILDS[kind][0]
+    march = os.environ.get(MARCH_ENV, "")
+    if march and "-march=native" in flags:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", march):
+            raise ValueError(f"${MARCH_ENV}={march!r} is not a compiler target name (e.g. x86-64-v3, znver4, native)")
+        flags = tuple(f"-march={march}" if f == "-march=native" else f for f in flags)
+    return flags
+
+
 def compile_host_source(text: str, flags: Sequence[str] = HOST_CXX_FLAGS) -> Path:
     """Compile host C++ text into a shared library (cached on disk by content hash); return its path.
 
@@ -476,15 +503,18 @@ class HostLibrary:
         return fn
 
 
-@functools.lru_cache(maxsize=64)
 def host_library(items: tuple[tuple[Specialisation, tuple[KernelSig, ...]], ...], kind: str = "check") -> HostLibrary:
-    """Compile (or reuse) the host bundle of ``items`` in build ``kind`` (:data:`HOST_BUILDS`) and load it
-    (cached per process)."""
+    """Compile (or reuse) the host bundle of ``items`` in build ``kind`` (:data:`HOST_BUILDS`, with the flags of
+    :func:`host_flags`) and load it (cached per process and flags)."""
     if not items:
         raise ValueError("host_library needs at least one (specialisation, kernels) item")
-    if kind not in HOST_BUILDS:
-        raise ValueError(f"host build kind must be one of {sorted(HOST_BUILDS)}, got {kind!r}")
-    return HostLibrary(compile_host_source(render_host_bundle(items, kind), HOST_BUILDS[kind][0]), items, kind)
+    return _host_library(items, kind, host_flags(kind))
+
+
+@functools.lru_cache(maxsize=64)
+def _host_library(items: tuple[tuple[Specialisation, tuple[KernelSig, ...]], ...], kind: str,
+                  flags: tuple[str, ...]) -> HostLibrary:
+    return HostLibrary(compile_host_source(render_host_bundle(items, kind), flags), items, kind)
 
 
 def prebuild(items: Sequence[tuple[Specialisation, Sequence[KernelSig]]], kind: str = "fast",
@@ -500,7 +530,7 @@ def prebuild(items: Sequence[tuple[Specialisation, Sequence[KernelSig]]], kind: 
 
     if kind not in HOST_BUILDS:
         raise ValueError(f"host build kind must be one of {sorted(HOST_BUILDS)}, got {kind!r}")
-    flags = HOST_BUILDS[kind][0]
+    flags = host_flags(kind)
     texts = [render_host_bundle([(spec, tuple(sigs))], kind) for spec, sigs in items]
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
         return list(pool.map(lambda text: compile_host_source(text, flags), texts))

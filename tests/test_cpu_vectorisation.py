@@ -1,0 +1,100 @@
+"""The fast CPU build's time-step lane loops vectorise, for AVX2 and AVX-512 targets (compile only).
+
+The CPU backend is fast because each kernel's lane loop (``SJ_FOR_LANES`` inside the time loop: the neurons of one
+step, contiguous in memory) becomes SIMD code. Whether GCC vectorises it depends on the target: with its default
+``-ftrapping-math`` GCC if-converts a conditional floating-point operation only with masked arithmetic, so on an
+AVX2 machine (``x86-64-v3``) the CuLIF and AdLIF forward loops stayed scalar until the fast build added
+``-fno-trapping-math`` (``cupy_neurons/build.py``). This test compiles each neuron's fast bundle for
+``x86-64-v3`` and ``x86-64-v4`` (no need for such a CPU: nothing runs) and reads GCC's ``-fopt-info-vec`` report:
+every version of every such loop (GCC unswitches them on uniform conditions) must be vectorised. LocalZO
+backward loops are not checked: they call ``logf`` (per element, as the torch reference), which GCC does not
+vectorise without changing its results.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cupy_neurons import build, kernels
+from sjframe.spike import GradientSpec
+from sjframe.spike.surrogate import get_surrogate
+
+pytestmark = pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64") or shutil.which("g++") is None,
+    reason="x86-64 targets and g++ needed (compile only)",
+)
+
+_REPORT = re.compile(r"kernels\.cpp:(\d+):\d+: (optimized: loop vectorized|missed: couldn't vectorize loop)")
+
+
+def time_step_lane_loops(text: str) -> list[int]:
+    """Lines of the lane loops run at every time step: an ``SJ_FOR_LANES(j)`` right after the step's
+    ``row = ...`` line. GCC reports the loop one line below the macro (its ``_Pragma`` opens a line)."""
+    lines = text.splitlines()
+    return [i + 2 for i, line in enumerate(lines) if "SJ_FOR_LANES(j)" in line and i and "row =" in lines[i - 1]]
+
+
+def loop_report(stderr: str) -> dict[int, list[int]]:
+    """``-fopt-info-vec`` messages per line: ``[versions vectorised, versions not vectorised]``."""
+    counts: dict[int, list[int]] = {}
+    for match in _REPORT.finditer(stderr):
+        entry = counts.setdefault(int(match.group(1)), [0, 0])
+        entry[0 if match.group(2).startswith("optimized") else 1] += 1
+    return counts
+
+
+def unvectorised(text: str, stderr: str) -> dict[int, list[int]]:
+    """The time-step lane loops of ``text`` that are not vectorised in every version, with their report."""
+    report = loop_report(stderr)
+    return {line: report.get(line, [0, 0]) for line in time_step_lane_loops(text)
+            if report.get(line, [0, 0])[1] or not report.get(line, [0, 0])[0]}
+
+
+def test_report_parser_flags_a_missed_loop() -> None:
+    text = "x\nconst sj_index row = t * N;\nSJ_FOR_LANES(j) {\n  _\n}\n"
+    assert time_step_lane_loops(text) == [4]
+    ok = "kernels.cpp:4:5: optimized: loop vectorized using 64 byte vectors\n"
+    missed = ok + "kernels.cpp:4:5: missed: couldn't vectorize loop\n"
+    assert unvectorised(text, ok) == {}
+    assert unvectorised(text, missed) == {4: [1, 1]}
+    assert unvectorised(text, "") == {4: [0, 0]}
+
+
+@pytest.mark.parametrize("march", ["x86-64-v3", "x86-64-v4"])
+@pytest.mark.parametrize("neuron", sorted(kernels.NEURON_KERNELS))
+def test_time_step_lane_loops_vectorise(neuron: str, march: str, tmp_path: Path) -> None:
+    sigs = kernels.NEURON_KERNELS[neuron]
+    expr = GradientSpec(mode="dense").surrogate_for(get_surrogate()).cuda_expr("u")
+    text = build.render_host_bundle([(kernels.specialisation(neuron, "float32", expr, True), sigs)], "fast")
+    src = tmp_path / "kernels.cpp"
+    src.write_text(text)
+    flags = [f"-march={march}" if f == "-march=native" else f for f in build.HOST_BUILDS["fast"][0] if f != "-shared"]
+    proc = subprocess.run(["g++", *flags, "-fopt-info-vec-optimized", "-fopt-info-vec-missed", "-c", str(src),
+                           "-o", str(tmp_path / "kernels.o")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    loops = time_step_lane_loops(text)
+    assert len(loops) == len(sigs)  # one per kernel: the forward's and the backward's
+    assert unvectorised(text, proc.stderr) == {}, f"{neuron} on {march}: lane loops not vectorised (line: " \
+                                                  f"[vectorised, not vectorised] versions)"
+
+
+def test_march_override_reaches_the_fast_build_only(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    monkeypatch.setenv("SJFRAME_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.delenv(build.MARCH_ENV, raising=False)
+    native = build.host_flags("fast")
+    assert "-march=native" in native
+    monkeypatch.setenv(build.MARCH_ENV, "x86-64-v3")
+    assert build.host_flags("fast") == tuple("-march=x86-64-v3" if f == "-march=native" else f for f in native)
+    assert build.host_flags("check") == build.HOST_BUILDS["check"][0]  # the GPU's model: never retargeted
+    spec = kernels.specialisation("lif", "float32", get_surrogate().cuda_expr("u"), True)
+    lib = build.host_library(((spec, kernels.NEURON_KERNELS["lif"]),), "fast")
+    assert lib.path.is_file() and lib.path.parent == tmp_path
+    monkeypatch.setenv(build.MARCH_ENV, "x86-64; rm -rf /")
+    with pytest.raises(ValueError, match="SJFRAME_CPU_MARCH"):
+        build.host_flags("fast")
