@@ -288,7 +288,7 @@ def test_prebuild_fills_the_cache_the_launch_reads(monkeypatch, tmp_path) -> Non
     monkeypatch.setattr(build.subprocess, "run", no_compiler)
     monkeypatch.setattr(build, "_compiler_version", lambda c: version)
     monkeypatch.setattr(build, "_native_target", lambda c: target)
-    lib = build.host_library.__wrapped__(tuple((s, tuple(k)) for s, k in items), "fast")
+    lib = build._host_library.__wrapped__(tuple((s, tuple(k)) for s, k in items), "fast", build.host_flags("fast"))
     assert lib.path == path
 
 

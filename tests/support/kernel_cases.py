@@ -491,7 +491,7 @@ def assert_mutation_fails(mutation: tuple, tmp_path: Path, monkeypatch: Any) -> 
     assert text.count(old) == 1, f"mutation anchor {old!r} not unique in {source}"
     (tmp_path / source).write_text(text.replace(old, new))
     monkeypatch.setattr(build, "SOURCE_DIR", tmp_path)
-    monkeypatch.setattr(build, "host_library", build.host_library.__wrapped__)  # bypass the in-process cache
+    monkeypatch.setattr(build, "_host_library", build._host_library.__wrapped__)  # bypass the in-process cache
     monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())
     try:
         check_case(case)
