@@ -43,10 +43,9 @@ def _check_x(x_seq: Any, who: str) -> None:
 
 
 def _state(state: Any, x_seq: Tensor, names: tuple[str, ...], who: str) -> list[Tensor]:
-    """Initial states as contiguous ``[N]`` tensors of x's dtype (zeros when ``state`` is None)."""
-    n = x_seq[0].numel()
+    """Initial states as contiguous ``[B, *F]`` tensors of x's dtype (zeros when ``state`` is None)."""
     if state is None:
-        return [x_seq.new_zeros(n) for _ in names]
+        return [x_seq.new_zeros(x_seq.shape[1:]) for _ in names]
     if len(state) != len(names):
         raise ValueError(f"{who}: state must have {len(names)} tensors {names}, got {len(state)}")
     out = []
@@ -58,9 +57,8 @@ def _state(state: Any, x_seq: Tensor, names: tuple[str, ...], who: str) -> list[
                              "(= x_seq[0])")
         if s.device != x_seq.device:
             raise ValueError(f"{who}: state {name} is on {s.device}, x_seq on {x_seq.device}")
-        # the common case (x's dtype, contiguous) as one view: each torch call costs several microseconds here
-        out.append(s.view(n) if s.dtype == x_seq.dtype and s.is_contiguous() else
-                   s.to(x_seq.dtype).reshape(n).contiguous())
+        # the common case (x's dtype, contiguous) as it is: each torch call costs several microseconds here
+        out.append(s if s.dtype == x_seq.dtype and s.is_contiguous() else s.to(x_seq.dtype).contiguous())
     return out
 
 
@@ -115,10 +113,6 @@ def _theta(theta: Any, who: str) -> float:
     return float(theta)
 
 
-def _flat(x_seq: Tensor) -> Tensor:
-    return x_seq.reshape(x_seq.shape[0], -1).contiguous()
-
-
 def _needs_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
@@ -149,8 +143,8 @@ def run_neuron(neuron: str, x_seq: Tensor, state: Any, params: dict[str, Any], t
     if not isinstance(surrogate_expr, str):
         raise ValueError(f"{who}: surrogate_expr must be a C expression (str), got {type(surrogate_expr).__name__}")
     extra = (_needs_grad(*param_t),) if k.extra is not None else ()
-    out = nops.forward(_flat(x_seq), *states, *param_t, _theta(theta, who), surrogate_expr, bool(detach_reset), *extra,
-                       *zo_arguments(zo))
-    shape, feat = x_seq.shape, x_seq.shape[1:]
-    finals = tuple(t.view(feat) for t in out[2:2 + len(k.finals)])
-    return out[0].view(shape), finals, out[1].view(shape)
+    # the ops keep x's shape ([T, *S] in, [T, *S] / [*S] out; the kernels see [T, N]): no reshape, no view, so no
+    # view node in the autograd graph (each costs microseconds forward and backward)
+    out = nops.forward(x_seq.contiguous(), *states, *param_t, _theta(theta, who), surrogate_expr, bool(detach_reset),
+                       *extra, *zo_arguments(zo))
+    return out[0], tuple(out[2:2 + len(k.finals)]), out[1]

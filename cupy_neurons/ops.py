@@ -24,11 +24,12 @@ backward         the incoming gradients ``gs_seq, gh_seq, g<final>`` (``const sc
                  ``[N]``, null: no parameter gradient)
 ================ ==============================================================================
 
-Generated ops (``N`` = batch x features, contiguous time-major tensors):
+Generated ops (contiguous time-major tensors: ``x_seq [T, *S]``, the states and finals ``[*S]``, ``N = prod(S)``,
+e.g. ``S = (B, *F)``; the kernels see ``[T, N]`` and ``[N]``, so the outputs have x's shape and no caller reshapes):
 
 * ``sjframe::<name>_fwd(x_seq, *states, *params, theta, surrogate, detach_reset[, save_extra],
   zo_keys=None, zo_table=None, zo_dist=0, zo_samples=1, zo_delta=0.05)`` ->
-  ``(s [T,N], h [T,N], *finals [N][, extra [T,N] or [0]])``. With an extra sequence the
+  ``(s [T,*S], h [T,*S], *finals [*S][, extra [T,*S] or [0]])``. With an extra sequence the
   ``save_extra`` flag (the caller's "parameter gradients needed") decides whether it is written
   and whether the backward computes parameter gradients; without one the backward decides from
   ``needs_input_grad``.
@@ -59,6 +60,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,10 +243,10 @@ class NeuronOps:
                 index: dict[str, int]) -> None:
         """Check the LocalZO options, gather ``sig``'s arguments by ``plan`` from ``pool`` and launch it.
 
-        ``a``: the op's arguments (positional, all), ``index``: their positions by name; ``like``: a ``[T, N]``
-        sequence of the call (the sizes, the storage dtype and the device).
+        ``a``: the op's arguments (positional, all), ``index``: their positions by name; ``like``: a ``[T, *S]``
+        sequence of the call (the sizes ``T`` and ``N = prod(S)``, the storage dtype and the device).
         """
-        t_steps, n = like.shape
+        t_steps, n = like.shape[0], math.prod(like.shape[1:])
         zo_args = tuple(a[index[name]] for name, _, _ in _ZO_OPTIONS)
         zo.check_zo(t_steps, like, *zo_args)
         pool += [t_steps, n, a[index[self.kernel.params[0]]].numel(), None]
@@ -276,7 +278,8 @@ class NeuronOps:
     # ------------------------------------------------------------------------------ forward
     def _fwd_outputs(self, a: tuple) -> list[Tensor]:
         """The forward op's outputs (in :attr:`fwd_output_names`' order) for its arguments ``a`` (positional, all):
-        ``s, h [T, N]``, the final states ``[N]``, the extra sequence ``[T, N]`` (``[0]`` without ``save_extra``)."""
+        ``s, h [T, *S]`` (x's shape), the final states ``[*S]``, the extra sequence ``[T, *S]`` (``[0]`` without
+        ``save_extra``)."""
         x = a[0]
         outs = [torch.empty_like(x), torch.empty_like(x), *(torch.empty_like(x[0]) for _ in self.kernel.finals)]
         if self.kernel.extra is not None:
@@ -297,14 +300,15 @@ class NeuronOps:
 
     # ------------------------------------------------------------------------------ backward
     def _bwd_outputs(self, a: tuple) -> list[Tensor]:
-        """The backward op's outputs for its arguments ``a`` (positional, all): ``dx [T, N]``, ``d<state> [N]``,
+        """The backward op's outputs for its arguments ``a`` (positional, all): ``dx [T, *S]``, ``d<state> [*S]``,
         the parameter partials ``[N]`` in the parameters' dtype (``[0]`` without ``param_grads``)."""
         k = self.kernel
         h = a[self._bwd_index["h_seq"]]
         want = a[self._bwd_index["param_grads"]]
         first_param = len(k.grads) + len(k.saved)
+        n = math.prod(h.shape[1:])
         return [torch.empty_like(h), *(h.new_empty(h.shape[1:]) for _ in k.states),
-                *(_empty_if(want, h, (h.shape[1],), p.dtype) for p in a[first_param:first_param + len(k.params)])]
+                *(_empty_if(want, h, (n,), p.dtype) for p in a[first_param:first_param + len(k.params)])]
 
     def _bwd_impl(self, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
         a = self._args(self.bwd_sig, args, kwargs)
