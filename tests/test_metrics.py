@@ -192,3 +192,21 @@ def test_update_errors() -> None:
         EvalAccumulator().update(ModelOutput(spikes=out.spikes, h=out.h, layer_spikes={"hidden": hidden[:, :2]}), y)
     with pytest.raises(ValueError, match=r"time-major"):
         EvalAccumulator().update(ModelOutput(spikes=out.spikes, h=out.h, layer_spikes={"hidden": hidden[0, 0]}), y)
+
+
+def test_layer_spike_counts_equal_a_float64_sum() -> None:
+    # float32 0 / 1 spikes are summed in float32 (exact: every partial sum an integer below 2^24), float64 ones in
+    # float64; both must give the float64 sum's value exactly, and a non-binary layer stays close to it
+    gen = torch.Generator().manual_seed(0)
+    out, y = _random_batch(45, 100, 3)
+    binary = (torch.rand(45, 100, 200, generator=gen) < 0.3).float()
+    graded = torch.rand(45, 100, 200, generator=gen)
+    for hidden in (binary, binary.double(), graded):
+        acc = EvalAccumulator()
+        acc.update(ModelOutput(spikes=out.spikes, h=out.h, layer_spikes={"hidden": hidden}), y)
+        want = hidden.sum(dtype=torch.float64).item() / 200 / 100
+        got = acc.compute()["n_s_per_layer"]["hidden"]
+        if hidden is graded:
+            assert math.isclose(got, want, rel_tol=1e-6)
+        else:
+            assert got == want

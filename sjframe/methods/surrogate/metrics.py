@@ -230,8 +230,12 @@ class EvalAccumulator:
                 neurons = math.prod(spikes.shape[2:])
                 if neurons == 0:
                     raise ValueError(f"layer_spikes[{name!r}] has no neurons: shape {tuple(spikes.shape)}")
-                # one pass: the float64 sum is NaN iff a spike is NaN (0 / 1 spikes cannot overflow it)
-                total = spikes.detach().sum(dtype=torch.float64)
+                # one pass: the sum is NaN iff a spike is NaN. Summed in float32 when that is exact for 0 / 1 spikes
+                # (every partial sum an integer below 2^24), else in float64: a float64 sum of float32 values
+                # converts each element and took 5x longer (236 vs 48 us for [45, 100, 200], one thread; about
+                # 7 % of the default experiment's training time on the cpu backend)
+                exact32 = spikes.dtype == torch.float32 and spikes.numel() < 2**24
+                total = spikes.detach().sum().double() if exact32 else spikes.detach().sum(dtype=torch.float64)
                 if spikes.is_floating_point() and bool(torch.isnan(total)):
                     raise ValueError(f"layer_spikes[{name!r}] contains NaN values")
                 self._add(f"n_s_sum/{name}", total / neurons, device)
