@@ -26,9 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_neurons import _NEURONS, _Build  # noqa: E402
+from bench_neurons import _NEURONS, _Build, recorded_launches  # noqa: E402
 
-import cupy_neurons.ops as ops  # noqa: E402
 from cupy_neurons import launch  # noqa: E402
 
 SIZES = {"from memory (B = 128)": 128, "cache-resident (B = 8)": 8}
@@ -39,18 +38,9 @@ def record_launches(make: Callable[[int, str], torch.nn.Module], T: int, B: int,
     """The forward and backward launches of one forward + backward of a fresh ``backend='cpu'`` module."""
     neuron = make(n_out, "cpu")
     x = (torch.randn(T, B, n_out) * 0.6 + 0.4).requires_grad_()
-    recorded: list[tuple] = []
-
-    def recorder(*launch_args: object) -> None:
-        recorded.append(launch_args)
-        launch.launch(*launch_args)
-
-    ops.launch = recorder
-    try:
-        with _Build("fast"):
-            neuron(x).backward(torch.randn(T, B, n_out))
-    finally:
-        ops.launch = launch.launch
+    r = torch.randn(T, B, n_out)
+    with _Build("fast"):
+        recorded = recorded_launches(lambda: neuron(x).backward(r))
     if len(recorded) != 2:
         raise SystemExit(f"bench_kernel_threads: expected a forward and a backward launch, got {len(recorded)}")
     return recorded

@@ -101,6 +101,25 @@ class _Build:
             os.environ["SJFRAME_HOST_BUILD"] = self.old
 
 
+def recorded_launches(call: Callable[[], object]) -> list[tuple]:
+    """The arguments of every kernel launch the ops make while ``call()`` runs (the launches still run), in order:
+    each can be replayed with ``launch.launch(*args)`` on the same tensors."""
+    import cupy_neurons.ops as ops
+
+    recorded: list[tuple] = []
+
+    def recorder(*launch_args: object) -> None:
+        recorded.append(launch_args)
+        launch.launch(*launch_args)
+
+    ops.launch = recorder
+    try:
+        call()
+    finally:
+        ops.launch = launch.launch
+    return recorded
+
+
 def _candidates(n_out: int) -> dict[str, tuple[Callable[[], nn.Module], str | None]]:
     rows: dict[str, tuple[Callable[[], nn.Module], str | None]] = {}
     for label, build in (("torch", None), ("cpu", "fast")):
@@ -168,20 +187,7 @@ def neuron_alone(args: argparse.Namespace) -> None:
 
     def record_launches(neuron: nn.Module) -> list[tuple]:
         """The kernel launches of one forward + backward of ``neuron`` (fast build, float32), with their tensors."""
-        import cupy_neurons.ops as ops
-
-        recorded: list[tuple] = []
-
-        def recorder(*launch_args: object) -> None:
-            recorded.append(launch_args)
-            launch.launch(*launch_args)
-
-        ops.launch = recorder
-        try:
-            run(neuron, "fast", torch.float32)
-        finally:
-            ops.launch = launch.launch
-        return recorded
+        return recorded_launches(lambda: run(neuron, "fast", torch.float32))
 
     replays = {name: record_launches(rows[(name, "cpu")][0]) for name in _NEURONS}
 
