@@ -78,14 +78,17 @@ def test_report_parser_flags_a_missed_loop() -> None:
     assert unvectorised(text, "") == {4: [0, 0]}
 
 
-# float32 on both targets; float64 and bfloat16 storage on AVX2, the target that needs the most of GCC (about 2 s a
-# compile)
-@pytest.mark.parametrize(("march", "dtype"), [("x86-64-v3", "float32"), ("x86-64-v4", "float32"),
-                                              ("x86-64-v3", "float64"), ("x86-64-v3", "bfloat16")])
+# float32 on both targets; float64, bfloat16 storage and the sparse mode on AVX2, the target that needs the most of
+# GCC (about 2 s a compile)
+@pytest.mark.parametrize(("march", "dtype", "mode"), [
+    ("x86-64-v3", "float32", "dense"), ("x86-64-v4", "float32", "dense"), ("x86-64-v3", "float64", "dense"),
+    ("x86-64-v3", "bfloat16", "dense"),
+    ("x86-64-v3", "float32", "sparse"),  # the surrogate truncated to its band: a conditional in the loop
+])
 @pytest.mark.parametrize("neuron", sorted(kernels.NEURON_KERNELS))
-def test_time_step_lane_loops_vectorise(neuron: str, march: str, dtype: str, tmp_path: Path) -> None:
+def test_time_step_lane_loops_vectorise(neuron: str, march: str, dtype: str, mode: str, tmp_path: Path) -> None:
     sigs = kernels.NEURON_KERNELS[neuron]
-    expr = GradientSpec(mode="dense").surrogate_for(get_surrogate()).cuda_expr("u")
+    expr = GradientSpec(mode=mode).surrogate_for(get_surrogate()).cuda_expr("u")
     text = build.render_host_bundle([(kernels.specialisation(neuron, dtype, expr, True), sigs)], "fast")
     src = tmp_path / "kernels.cpp"
     src.write_text(text)
@@ -95,7 +98,7 @@ def test_time_step_lane_loops_vectorise(neuron: str, march: str, dtype: str, tmp
     assert proc.returncode == 0, proc.stderr[-4000:]
     loops = time_step_lane_loops(text)
     assert len(loops) == len(sigs)  # one per kernel: the forward's and the backward's
-    assert unvectorised(text, proc.stderr) == {}, f"{neuron} {dtype} on {march}: lane loops not vectorised (line: " \
+    assert unvectorised(text, proc.stderr) == {}, f"{neuron} {dtype} {mode} on {march}: lane loops not vectorised (line: " \
                                                   f"[vectorised, not vectorised] versions)"
 
 
