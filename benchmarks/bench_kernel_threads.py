@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_neurons import _NEURONS, _Build, recorded_launches  # noqa: E402
+from bench_neurons import _NEURONS, _Build, _rotated, recorded_launches  # noqa: E402
 
 from cupy_neurons import launch  # noqa: E402
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _Build("fast"):
             for rnd in range(args.warmup + args.repeats):
-                for key, threads in keys[rnd % len(keys):] + keys[:rnd % len(keys)]:
+                for key, threads in _rotated(keys, rnd):
                     torch.set_num_threads(threads)  # the launcher runs torch.get_num_threads() OpenMP threads
                     if SIZES[key[1]] < 128:  # the other rows have evicted the small sequences: bring them back
                         for launch_args in replays[key]:

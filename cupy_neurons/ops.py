@@ -277,7 +277,7 @@ class NeuronOps:
 
     # ------------------------------------------------------------------------------ forward
     def _fwd_outputs(self, a: tuple) -> list[Tensor]:
-        """The forward op's outputs (in :attr:`fwd_output_names`' order) for its arguments ``a`` (positional, all):
+        """The forward op's outputs (in ``_fwd_out_names``' order) for its arguments ``a`` (positional, all):
         ``s, h [T, *S]`` (x's shape), the final states ``[*S]``, the extra sequence ``[T, *S]`` (``[0]`` without
         ``save_extra``)."""
         x = a[0]
