@@ -102,10 +102,51 @@ extern "C" __global__ void SJ_NAME(adlif_forward)(
     }
 }
 
+// Backward step t of one neuron n (element k = t N + n). Its state, by reference, moves from step t to step t - 1:
+// the carries of adlif_step_backward (cv = dL/dv_t, cw = dL/dw_t, ch, cs: the parts a dL/dw_{t+1}, b dL/dw_{t+1}),
+// h = h_t (loaded one step ahead) and the parameter-gradient sums gal, gbe, ga, gb. Reads gs, gh (null: 0) and h_{t-1}
+// at k; with `params` also x_t, w_{t-1} and the step before t: h_{t-1}, or the initial states h0, s0, v0 when `first`
+// (t = 0). Returns dx_t. Scalars by reference rather than a struct: GCC vectorises the lane loops that call it only
+// so (an aggregate in an `omp simd` loop becomes an array of structs).
+SJ_HD acc_t adlif_lane_backward(acc_t& cv, acc_t& cw, acc_t& ch, acc_t& cs, acc_t& h, acc_t& gal, acc_t& gbe, acc_t& ga,
+                                acc_t& gb, const acc_t alpha, const acc_t beta, const acc_t a, const acc_t b,
+                                const bool first, const bool params, const int t, const sj_index n, const sj_index k, const sj_index N,
+                                const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq,
+                                const scalar_t* __restrict__ h_seq, const scalar_t* __restrict__ x_seq,
+                                const scalar_t* __restrict__ wprev_seq, const scalar_t* __restrict__ v0,
+                                const scalar_t* __restrict__ h0, const scalar_t* __restrict__ s0, const acc_t theta,
+                                const long long* __restrict__ zo_keys, const sj_localzo_law& law) {
+    const acc_t h_next = first ? (acc_t)0 : sj_widen(h_seq[k - N]);  // h_{t-1}
+    const acc_t dw = cw;  // dL/dw_t
+    const acc_t sg = spike_grad(h - theta, n, t, zo_keys, law);
+    const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, sg, alpha, beta, a,
+                                         b, theta, cv, cw, ch, cs);
+    if (params) {
+        acc_t h_prev, s_prev, v_prev;
+        if (!first) {
+            h_prev = h_next;
+            s_prev = heaviside(h_prev - theta);
+            v_prev = h_prev * ((acc_t)1 - s_prev);
+        } else {
+            h_prev = sj_widen(h0[n]);
+            s_prev = sj_widen(s0[n]);
+            v_prev = sj_widen(v0[n]);
+        }
+        const acc_t w_prev = sj_widen(wprev_seq[k]);
+        gal += (v_prev - sj_widen(x_seq[k]) + w_prev) * dh;
+        gbe += w_prev * dw;
+        ga += h_prev * dw;
+        gb += s_prev * dw;
+    }
+    h = h_next;
+    return ((acc_t)1 - alpha) * dh;
+}
+
 // Gradients of the outputs gs_seq, gh_seq [T, N], gv_last, gw_last [N] (each may be null = 0).
 // Saved: h_seq [T, N]; for parameter gradients also x_seq, wprev_seq [T, N] and v0, h0, s0 [N].
 // Outputs dx_seq [T, N]; dv0, dw0, dh0, ds0 [N]; dalpha_part, dbeta_part, da_part, db_part [N]
 // (all four null: no parameter gradients). LocalZO (SJ_LOCALZO = 1 only): zo_keys [T] and the law.
+// SJ_STEPS steps per pass over the lanes while they are all > 0, then one (common.cuh).
 extern "C" __global__ void SJ_NAME(adlif_backward)(
     const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq,
     const scalar_t* __restrict__ gv_last, const scalar_t* __restrict__ gw_last,
@@ -141,38 +182,36 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
         // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
         h[j] = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     }
-    SJ_OUT_ROW(scalar_t, dx_row);
-    for (int t = T - 1; t >= 0; --t) {
+    SJ_OUT_ROWS(scalar_t, dx_rows);
+    int t = T - 1;
+    for (; t >= SJ_STEPS; t -= SJ_STEPS) {  // SJ_STEPS steps per pass, all > 0
+        const sj_index row = (sj_index)t * N + sj_n0;
+        SJ_FOR_LANES(j) {
+            const sj_index n = sj_n0 + j;
+            acc_t cv_ = cv[j], cw_ = cw[j], ch_ = ch[j], cs_ = cs[j], h_ = h[j];
+            acc_t gal_ = gal[j], gbe_ = gbe[j], ga_ = ga[j], gb_ = gb[j];
+            SJ_FOR_STEPS(u, SJ_STEPS) {
+                const sj_index k = row + j - u * N;
+                sj_narrow(SJ_OUT_STEP_AT(dx_rows, dx_seq, k, j, u),
+                          adlif_lane_backward(cv_, cw_, ch_, cs_, h_, gal_, gbe_, ga_, gb_, al[j], be[j], aa[j], bb[j], false, params, t - u, n, k, N, gs_seq, gh_seq, h_seq, x_seq,
+                                              wprev_seq, v0, h0, s0, theta, zo_keys, law));
+            }
+            cv[j] = cv_, cw[j] = cw_, ch[j] = ch_, cs[j] = cs_, h[j] = h_;
+            gal[j] = gal_, gbe[j] = gbe_, ga[j] = ga_, gb[j] = gb_;
+        }
+        SJ_OUT_FLUSH_STEPS(dx_rows, dx_seq, row, -N, SJ_STEPS);
+    }
+    for (; t >= 0; --t) {  // the steps left, one per pass (t = 0: the step before is the initial state)
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index n = sj_n0 + j;
             const sj_index k = row + j;
-            const acc_t h_next = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;  // h_{t-1}
-            const acc_t dw = cw[j];  // dL/dw_t
-            const acc_t sg = spike_grad(h[j] - theta, n, t, zo_keys, law);
-            const acc_t dh = adlif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h[j], sg,
-                                                 al[j], be[j], aa[j], bb[j], theta, cv[j], cw[j], ch[j], cs[j]);
-            sj_narrow(SJ_OUT_AT(dx_row, dx_seq, k, j), ((acc_t)1 - al[j]) * dh);
-            if (params) {
-                acc_t h_prev, s_prev, v_prev;
-                if (t > 0) {
-                    h_prev = h_next;
-                    s_prev = heaviside(h_prev - theta);
-                    v_prev = h_prev * ((acc_t)1 - s_prev);
-                } else {
-                    h_prev = sj_widen(h0[n]);
-                    s_prev = sj_widen(s0[n]);
-                    v_prev = sj_widen(v0[n]);
-                }
-                const acc_t w_prev = sj_widen(wprev_seq[k]);
-                gal[j] += (v_prev - sj_widen(x_seq[k]) + w_prev) * dh;
-                gbe[j] += w_prev * dw;
-                ga[j] += h_prev * dw;
-                gb[j] += s_prev * dw;
-            }
-            h[j] = h_next;
+            sj_narrow(SJ_OUT_STEP_AT(dx_rows, dx_seq, k, j, 0),
+                      adlif_lane_backward(cv[j], cw[j], ch[j], cs[j], h[j], gal[j], gbe[j], ga[j], gb[j], al[j], be[j], aa[j],
+                                          bb[j], t == 0, params, t, n, k, N, gs_seq, gh_seq, h_seq, x_seq, wprev_seq,
+                                          v0, h0, s0, theta, zo_keys, law));
         }
-        SJ_OUT_FLUSH(dx_row, dx_seq, row);
+        SJ_OUT_FLUSH_STEPS(dx_rows, dx_seq, row, -N, 1);
     }
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;

@@ -118,6 +118,10 @@ CPU_LANES = 256
 #: vs 2.05-2.26, AdLIF 4.30-4.32 vs 3.87-4.12). The lane count changes no arithmetic (each neuron's steps are the
 #: same), only which neurons one call handles.
 CPU_FORWARD_LANES = 128
+#: time steps per pass over the lanes of a backward neuron kernel in the fast CPU build (``SJ_CPU_STEPS``, common.cuh:
+#: each lane's state stays in registers for that many steps instead of going through its lane arrays at every step).
+#: The arithmetic of each neuron is the same for any value.
+CPU_STEPS = 4
 
 
 def cpu_lanes(sig: KernelSig) -> int:
@@ -368,7 +372,8 @@ def render_host_bundle(items: Sequence[tuple[Specialisation, Sequence[KernelSig]
     if kind not in HOST_BUILDS:
         raise ValueError(f"host build kind must be one of {sorted(HOST_BUILDS)}, got {kind!r}")
     parallel = HOST_BUILDS[kind][1]
-    defines = [f"#define SJ_CPU_LANES {CPU_LANES}", "#define SJ_HOST_PARALLEL 1"] if parallel else []
+    defines = [f"#define SJ_CPU_LANES {CPU_LANES}", f"#define SJ_CPU_STEPS {CPU_STEPS}",
+               "#define SJ_HOST_PARALLEL 1"] if parallel else []
     parts = [f"// sjframe kernels, host build {kind!r} (cupy_neurons/build.py)", "#define SJ_HOST_BUILD 1", *defines,
              read_source("host_shim.h"), read_source("common.cuh")]
     for i, (spec, sigs) in enumerate(items):

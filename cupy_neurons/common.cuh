@@ -156,6 +156,41 @@ SJ_HD sj_index sj_thread_index() { return (sj_index)blockIdx.x * (sj_index)block
 #define SJ_OUT_AT(name, seq, k, j) ((seq) + (k))
 #define SJ_OUT_FLUSH(name, seq, row) ((void)0)
 #endif
+// ------------------------------------------------------------------ several steps per pass (backward kernels)
+// A backward kernel carries each neuron's state (its gradient carries, h_t, the parameter-gradient sums) from step to
+// step. With the time loop outside the lanes, that state is a set of lane arrays (level-1 cache) that every step loads
+// and stores again. The fast CPU build runs SJ_STEPS steps per pass over the lanes instead: each lane's state is
+// loaded into locals (registers), carried through SJ_STEPS steps, and stored once:
+//     int t = T - 1;
+//     SJ_OUT_ROWS(scalar_t, dx_rows);                 // SJ_STEPS write-only rows (below)
+//     for (; t >= SJ_STEPS; t -= SJ_STEPS) {          // steps t, t - 1, ..., t - SJ_STEPS + 1: all > 0
+//         SJ_FOR_LANES(j) { state g = lanes[j]; SJ_FOR_STEPS(u, SJ_STEPS) { step t - u; dx to u's row } lanes[j] = g; }
+//         SJ_OUT_FLUSH_STEPS(dx_rows, dx_seq, (sj_index)t * N + sj_n0, -N, SJ_STEPS);   // row of step t - u: row - u N
+//     }
+//     for (; t >= 0; --t) { the same with SJ_FOR_STEPS(u, 1) (step 0 reads the initial states) }
+// Each neuron's arithmetic, and its order, is that of one step per pass: only where the state waits between two steps
+// changes (measured: AdLIF's backward 20-25 % faster with 4 steps per pass, bit-identical outputs). SJ_STEPS = 1 on
+// the GPU and in the check build, where the state is in registers anyway.
+#if defined(SJ_CPU_LANES)
+#define SJ_STEPS SJ_CPU_STEPS
+#define SJ_FOR_STEPS(u, steps) _Pragma("GCC unroll 16") for (int u = 0; u < (steps); ++u)
+#else
+#define SJ_STEPS 1
+#define SJ_FOR_STEPS(u, steps) for (int u = 0; u < (steps); ++u)
+#endif
+// The write-only sequence of such a kernel (dx) through SJ_STEPS rows, as SJ_OUT_ROW above: SJ_OUT_STEP_AT(name, seq,
+// k, j, u) is where lane j's value of the pass's step u goes (element k); SJ_OUT_FLUSH_STEPS(name, seq, row, stride,
+// steps) writes rows 0 .. steps - 1 to seq[row + u stride ...] (the fast CPU build; a plain store elsewhere).
+#if defined(SJ_CPU_LANES) && !defined(SJ_PLAIN_STORES)
+#define SJ_OUT_ROWS(type, name) type name[SJ_STEPS][SJ_MAX_LANES]
+#define SJ_OUT_STEP_AT(name, seq, k, j, u) ((name)[u] + (j))
+#define SJ_OUT_FLUSH_STEPS(name, seq, row, stride, steps) \
+    for (int sj_u = 0; sj_u < (steps); ++sj_u) sj_stream_row((seq), (row) + sj_u * (stride), (name)[sj_u], sj_lanes)
+#else
+#define SJ_OUT_ROWS(type, name)
+#define SJ_OUT_STEP_AT(name, seq, k, j, u) ((seq) + (k))
+#define SJ_OUT_FLUSH_STEPS(name, seq, row, stride, steps) ((void)0)
+#endif
 // The lanes of a thread: SJ_MAX_LANES on the GPU and in the check build (1); in the fast CPU build the launch's
 // lane count sj_host_lanes (host_shim.h, <= SJ_MAX_LANES, chosen per kernel by cupy_neurons/build.py: cpu_lanes).
 #if defined(SJ_CPU_LANES)

@@ -92,10 +92,36 @@ extern "C" __global__ void SJ_NAME(culif_forward)(
     }
 }
 
+// Backward step t of one neuron n (element k = t N + n). Its state, by reference, moves from step t to step t - 1:
+// dv = dL/dv_t, di = dL/dI_t, h = h_t (loaded one step ahead), the parameter-gradient sums glam, ggam. Reads gs, gh
+// (null: 0) and h_{t-1} at k; with `params` also I_{t-1} and v_{t-1} (from h_{t-1}, or v0 when `first`, t = 0).
+// Returns dx_t. Scalars by reference, not a struct: see adlif_lane_backward (adlif.cu).
+SJ_HD acc_t culif_lane_backward(acc_t& dv, acc_t& di, acc_t& h, acc_t& glam, acc_t& ggam, const acc_t lam,
+                                const acc_t gam, const bool first, const bool params, const int t, const sj_index n, const sj_index k, const sj_index N,
+                                const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq,
+                                const scalar_t* __restrict__ h_seq, const scalar_t* __restrict__ v0,
+                                const scalar_t* __restrict__ iprev_seq, const acc_t theta,
+                                const long long* __restrict__ zo_keys, const sj_localzo_law& law) {
+    const acc_t h_prev = first ? (acc_t)0 : sj_widen(h_seq[k - N]);
+    const acc_t di_t = di;  // dL/dI_t = dL/dx_t
+    const acc_t sg = spike_grad(h - theta, n, t, zo_keys, law);
+    const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h, sg, lam, gam, theta,
+                                         dv, di);
+    if (params) {
+        const acc_t v_prev = first ? sj_widen(v0[n]) : h_prev * ((acc_t)1 - heaviside(h_prev - theta));
+        const acc_t i_prev = sj_widen(iprev_seq[k]);
+        glam += (v_prev - i_prev) * dh;
+        ggam += i_prev * di_t;
+    }
+    h = h_prev;
+    return di_t;
+}
+
 // Gradients of the outputs: gs_seq, gh_seq [T, N], gv_last, gi_last [N] (each may be null = 0).
 // Saved: h_seq [T, N]; v0 [N] and iprev_seq [T, N] (only read when dlam_part != null).
 // LocalZO (SJ_LOCALZO = 1 only): zo_keys [T] and the law's arguments (see spike_grad).
 // Outputs: dx_seq [T, N], dv0, di0 [N]; dlam_part, dgam_part [N] (null: no parameter gradient).
+// SJ_STEPS steps per pass over the lanes while they are all > 0, then one (common.cuh).
 extern "C" __global__ void SJ_NAME(culif_backward)(
     const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq,
     const scalar_t* __restrict__ gv_last, const scalar_t* __restrict__ gi_last,
@@ -121,27 +147,33 @@ extern "C" __global__ void SJ_NAME(culif_backward)(
         // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
         h[j] = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     }
-    SJ_OUT_ROW(scalar_t, dx_row);
-    for (int t = T - 1; t >= 0; --t) {
+    SJ_OUT_ROWS(scalar_t, dx_rows);
+    int t = T - 1;
+    for (; t >= SJ_STEPS; t -= SJ_STEPS) {  // SJ_STEPS steps per pass, all > 0
+        const sj_index row = (sj_index)t * N + sj_n0;
+        SJ_FOR_LANES(j) {
+            const sj_index n = sj_n0 + j;
+            acc_t dv_ = dv[j], di_ = di[j], h_ = h[j], glam_ = glam[j], ggam_ = ggam[j];
+            SJ_FOR_STEPS(u, SJ_STEPS) {
+                const sj_index k = row + j - u * N;
+                sj_narrow(SJ_OUT_STEP_AT(dx_rows, dx_seq, k, j, u),
+                          culif_lane_backward(dv_, di_, h_, glam_, ggam_, lm[j], gm[j], false, params, t - u, n, k, N,
+                                              gs_seq, gh_seq, h_seq, v0, iprev_seq, theta, zo_keys, law));
+            }
+            dv[j] = dv_, di[j] = di_, h[j] = h_, glam[j] = glam_, ggam[j] = ggam_;
+        }
+        SJ_OUT_FLUSH_STEPS(dx_rows, dx_seq, row, -N, SJ_STEPS);
+    }
+    for (; t >= 0; --t) {  // the steps left, one per pass (t = 0: the step before is the initial state)
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index n = sj_n0 + j;
             const sj_index k = row + j;
-            const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
-            const acc_t di_t = di[j];  // dL/dI_t = dL/dx_t
-            const acc_t sg = spike_grad(h[j] - theta, n, t, zo_keys, law);
-            const acc_t dh = culif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), h[j], sg,
-                                                 lm[j], gm[j], theta, dv[j], di[j]);
-            sj_narrow(SJ_OUT_AT(dx_row, dx_seq, k, j), di_t);
-            if (params) {
-                const acc_t v_prev = t > 0 ? h_prev * ((acc_t)1 - heaviside(h_prev - theta)) : sj_widen(v0[n]);
-                const acc_t i_prev = sj_widen(iprev_seq[k]);
-                glam[j] += (v_prev - i_prev) * dh;
-                ggam[j] += i_prev * di_t;
-            }
-            h[j] = h_prev;
+            sj_narrow(SJ_OUT_STEP_AT(dx_rows, dx_seq, k, j, 0),
+                      culif_lane_backward(dv[j], di[j], h[j], glam[j], ggam[j], lm[j], gm[j], t == 0, params, t, n, k, N,
+                                          gs_seq, gh_seq, h_seq, v0, iprev_seq, theta, zo_keys, law));
         }
-        SJ_OUT_FLUSH(dx_row, dx_seq, row);
+        SJ_OUT_FLUSH_STEPS(dx_rows, dx_seq, row, -N, 1);
     }
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;

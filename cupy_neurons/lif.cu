@@ -69,9 +69,29 @@ extern "C" __global__ void SJ_NAME(lif_forward)(
     }
 }
 
+// Backward step t of one neuron n (element k = t N + n). Its state, by reference, moves from step t to step t - 1:
+// dn = dL/dh_{t+1}, h = h_t (loaded one step ahead), the beta gradient's sum gbe. Reads gs, gh (null: 0) and h_{t-1}
+// at k (h0 when `first`, t = 0, and `params`). Returns dx_t. Scalars by reference, not a struct: see
+// adlif_lane_backward (adlif.cu).
+SJ_HD acc_t lif_lane_backward(acc_t& dn, acc_t& h, acc_t& gbe, const acc_t beta, const bool first, const bool params, const int t,
+                              const sj_index n, const sj_index k, const sj_index N,
+                              const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq,
+                              const scalar_t* __restrict__ h_seq, const scalar_t* __restrict__ h0, const acc_t theta,
+                              const long long* __restrict__ zo_keys, const sj_localzo_law& law) {
+    const acc_t h_prev = first ? (acc_t)0 : sj_widen(h_seq[k - N]);
+    const acc_t dx = dn;
+    const acc_t sg = spike_grad(h - theta, n, t, zo_keys, law);
+    const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), sg, beta, theta, dn);
+    if (params) gbe += (first ? sj_widen(h0[n]) : h_prev) * dh;
+    dn = dh;
+    h = h_prev;
+    return dx;
+}
+
 // Gradients gs_seq, gh_seq [T, N] (each may be null = 0). Saved: h_seq; h0 (for dbeta only).
 // LocalZO (SJ_LOCALZO = 1 only): zo_keys [T] and the law (see spike_grad).
 // Outputs dx_seq [T, N], dh0, dx0 [N], dbeta_part [N] (null: no beta gradient).
+// SJ_STEPS steps per pass over the lanes while they are all > 0, then one (common.cuh).
 extern "C" __global__ void SJ_NAME(lif_backward)(
     const scalar_t* __restrict__ gs_seq, const scalar_t* __restrict__ gh_seq, const scalar_t* __restrict__ h_seq,
     const scalar_t* __restrict__ h0, const acc_t* __restrict__ beta, const acc_t theta,
@@ -90,22 +110,33 @@ extern "C" __global__ void SJ_NAME(lif_backward)(
         // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
         h[j] = T > 0 ? sj_widen(h_seq[(sj_index)(T - 1) * N + n]) : (acc_t)0;
     }
-    SJ_OUT_ROW(scalar_t, dx_row);
-    for (int t = T - 1; t >= 0; --t) {
+    SJ_OUT_ROWS(scalar_t, dx_rows);
+    int t = T - 1;
+    for (; t >= SJ_STEPS; t -= SJ_STEPS) {  // SJ_STEPS steps per pass, all > 0
+        const sj_index row = (sj_index)t * N + sj_n0;
+        SJ_FOR_LANES(j) {
+            const sj_index n = sj_n0 + j;
+            acc_t dn_ = dn[j], h_ = h[j], gbe_ = gbe[j];
+            SJ_FOR_STEPS(u, SJ_STEPS) {
+                const sj_index k = row + j - u * N;
+                sj_narrow(SJ_OUT_STEP_AT(dx_rows, dx_seq, k, j, u),
+                          lif_lane_backward(dn_, h_, gbe_, be[j], false, params, t - u, n, k, N, gs_seq, gh_seq, h_seq, h0,
+                                            theta, zo_keys, law));
+            }
+            dn[j] = dn_, h[j] = h_, gbe[j] = gbe_;
+        }
+        SJ_OUT_FLUSH_STEPS(dx_rows, dx_seq, row, -N, SJ_STEPS);
+    }
+    for (; t >= 0; --t) {  // the steps left, one per pass (t = 0: the step before is the initial state)
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index n = sj_n0 + j;
             const sj_index k = row + j;
-            const acc_t h_prev = t > 0 ? sj_widen(h_seq[k - N]) : (acc_t)0;
-            sj_narrow(SJ_OUT_AT(dx_row, dx_seq, k, j), dn[j]);
-            const acc_t sg = spike_grad(h[j] - theta, n, t, zo_keys, law);
-            const acc_t dh = lif_step_backward(sj_load_or_zero(gs_seq, k), sj_load_or_zero(gh_seq, k), sg, be[j], theta,
-                                               dn[j]);
-            if (params) gbe[j] += (t > 0 ? h_prev : sj_widen(h0[n])) * dh;
-            dn[j] = dh;
-            h[j] = h_prev;
+            sj_narrow(SJ_OUT_STEP_AT(dx_rows, dx_seq, k, j, 0),
+                      lif_lane_backward(dn[j], h[j], gbe[j], be[j], t == 0, params, t, n, k, N, gs_seq, gh_seq, h_seq, h0,
+                                        theta, zo_keys, law));
         }
-        SJ_OUT_FLUSH(dx_row, dx_seq, row);
+        SJ_OUT_FLUSH_STEPS(dx_rows, dx_seq, row, -N, 1);
     }
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;

@@ -117,6 +117,33 @@ def test_thread_count_does_not_change_a_neuron_kernel(variant: str, threads, mon
             assert torch.equal(a, b), f"{variant}: {key} differs between 1 and 2 threads"
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_steps_per_pass_do_not_change_a_neuron_kernel(variant: str, monkeypatch) -> None:  # noqa: ANN001
+    """A backward kernel's ``SJ_STEPS`` steps per pass over its lanes (common.cuh) only keep each lane's state in
+    registers between steps: 1 and :data:`build.CPU_STEPS` steps give the same values bit for bit (the same build, the
+    same per-element operations in the same order). T = 9: two passes of 4 steps, then step 0 alone; reset not
+    detached (its extra term), the parameter gradients included. (It fails when a pass of several steps hands its
+    step function a wrong flag: checked by hand.)"""
+    monkeypatch.setenv(launch.HOST_BUILD_ENV, "fast")
+    cases = [Case(variant, 9, 3, (257,), torch.float32, get_surrogate(), False, seed=4)]
+    results = {}
+    try:
+        for steps in sorted({1, build.CPU_STEPS}):
+            monkeypatch.setattr(build, "CPU_STEPS", steps)
+            monkeypatch.setattr(launch, "_REGISTRY", launch._Registry())  # the launcher caches its host functions
+            build._host_library.cache_clear()  # cached per items and flags, not per rendered text
+            results[steps] = [run_case(case) for case in cases]
+    finally:
+        build._host_library.cache_clear()
+    first, *others = results.values()
+    for steps, res in zip(list(results)[1:], others, strict=True):
+        for case, a_res, b_res in zip(cases, first, res, strict=True):
+            for key in ("k_out", "k_grads"):
+                assert len(a_res[key]) == len(b_res[key]) > 1
+                for i, (a, b) in enumerate(zip(a_res[key], b_res[key], strict=True)):
+                    assert torch.equal(a, b), f"{case} {key}[{i}]: {steps} steps per pass differ from 1"
+
+
 def _spy_host_calls(monkeypatch) -> list[tuple[str, tuple]]:  # noqa: ANN001
     """Record every call of a fast host wrapper as ``(kernel name, wrapper arguments)``: the wrappers take ``(grid,
     block, threads, lanes, <kernel arguments>)``. Starts from an empty launcher registry, which caches the functions

@@ -249,9 +249,9 @@ def test_the_localzo_specialisation_ignores_the_surrogate() -> None:
 MUTATIONS = [
     ("sparse/localzo.cuh", "acc = acc + ((ua < law.delta * z) ? z : 0.0f);",
      "acc = acc + ((ua < law.delta * z) ? 1.0f : 0.0f);", Case("culif", 6, 2, (40,), seed=3, gradient=zo())),
-    ("lif.cu", "spike_grad(h[j] - theta, n, t, zo_keys, law)", "spike_grad(h[j] - theta, n, 0, zo_keys, law)",
+    ("lif.cu", "spike_grad(h - theta, n, t, zo_keys, law)", "spike_grad(h - theta, n, 0, zo_keys, law)",
      Case("lif", 6, 2, (40,), seed=3, gradient=zo("uniform", 0.4, 1))),
-    ("adlif.cu", "spike_grad(h[j] - theta, n, t, zo_keys, law)", "spike_grad(h[j], n, t, zo_keys, law)",
+    ("adlif.cu", "spike_grad(h - theta, n, t, zo_keys, law)", "spike_grad(h, n, t, zo_keys, law)",
      Case("adlif", 6, 2, (40,), seed=3, gradient=zo("laplace", 0.3, 2))),
 ]
 
