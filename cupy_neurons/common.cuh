@@ -169,7 +169,7 @@ SJ_HD sj_index sj_thread_index() { return (sj_index)blockIdx.x * (sj_index)block
 //     }
 //     for (; t >= 0; --t) { the same with SJ_FOR_STEPS(u, 1) (step 0 reads the initial states) }
 // Each neuron's arithmetic, and its order, is that of one step per pass: only where the state waits between two steps
-// changes (measured: AdLIF's backward 20-25 % faster with 4 steps per pass, bit-identical outputs). SJ_STEPS = 1 on
+// changes (measured: the backward kernels 10-30 % faster with 4 steps per pass, bit-identical outputs). SJ_STEPS = 1 on
 // the GPU and in the check build, where the state is in registers anyway.
 #if defined(SJ_CPU_LANES)
 #define SJ_STEPS SJ_CPU_STEPS
