@@ -11,8 +11,12 @@ The order of the rows is rotated by one every round, so that no row always follo
    FMA contraction, and the ``fma`` build with contraction), the speed-up, and the **memory-bound limit**:
    the bytes the neuron must read and write (the ``[T, N]`` sequences its forward and backward kernels
    touch, e.g. CuLIF: ``x``, ``s``, ``h`` forward, ``gs``, ``h``, ``dx`` backward) divided by the copy
-   bandwidth measured in the same run (``dst.copy_(src)`` of 3 ``[T, N]`` float32 sequences, counted as
-   read + write). ``% of limit`` = limit / kernel time. ``kernels alone``: the same forward and backward kernel
+   bandwidth measured in the same run (``dst.copy_(src)``, counted as read + write, of two float32 arrays of at
+   least 4x the last-level cache each: STREAM's sizing rule, so that no copy reads from the cache what the previous
+   one left there; arrays of 3 ``[T, N]`` sequences, 39 MB against a 32 MB cache, copied 9-42 % faster than
+   128 MiB arrays in the same process). The copy's bandwidth still differs between processes on a shared virtual
+   machine (35-37 or 50-60 GB/s here, where the kernels' times do not move with it): compare runs by their printed
+   bandwidth. ``% of limit`` = limit / kernel time. ``kernels alone``: the same forward and backward kernel
    launches (recorded from one module call: same specialisation, sizes and tensors) replayed through
    ``cupy_neurons.launch.launch`` on those reused buffers, without the custom ops, autograd and fresh outputs of a
    module call; its ``% of limit`` shows how much of the gap is the kernels and how much the call around them.
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import time
@@ -146,6 +151,41 @@ def _candidates(n_out: int) -> dict[str, tuple[Callable[[], nn.Module], str | No
     return rows
 
 
+#: STREAM's rule: each array of the copy at least this many times the last-level cache
+COPY_CACHE_FACTOR = 4
+#: the copy's arrays at most this many bytes each (a cache above 256 MiB gets arrays below its 4x, said in the output)
+COPY_MAX_BYTES = 2**30
+#: the last-level cache assumed where sysfs does not give it
+DEFAULT_CACHE_BYTES = 32 * 2**20
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def last_level_cache_bytes(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int | None:
+    """The size in bytes of cpu0's highest-level cache (the largest one at that level), from Linux sysfs
+    (``index*/level`` and ``index*/size``, e.g. ``32768K``); None where sysfs does not say."""
+    best: tuple[int, int] | None = None
+    for index in sorted(root.glob("index*")):
+        try:
+            level = int((index / "level").read_text())
+            match = re.fullmatch(r"(\d+)([KMG]?)", (index / "size").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if match is None:
+            continue
+        size = int(match[1]) * _SIZE_UNITS[match[2]]
+        if best is None or (level, size) > best:
+            best = (level, size)
+    return None if best is None else best[1]
+
+
+def copy_array_bytes(sequence_bytes: int, cache_bytes: int | None) -> int:
+    """Bytes of each of the copy's two arrays: the larger of :data:`COPY_CACHE_FACTOR` x the last-level cache
+    (:data:`DEFAULT_CACHE_BYTES` when unknown) and 3 of the neuron's ``[T, N]`` sequences, at most
+    :data:`COPY_MAX_BYTES`, a whole number of float32 values."""
+    want = max(COPY_CACHE_FACTOR * (cache_bytes or DEFAULT_CACHE_BYTES), 3 * sequence_bytes)
+    return min(want, COPY_MAX_BYTES) // 4 * 4
+
+
 def _rotated(keys: list, rnd: int) -> list:
     """The rows of round ``rnd`` in an order rotated by one each round, so that no row always follows the same one
     (a row right after the fused torch path measured consistently slower than the same kernels one row later)."""
@@ -164,7 +204,9 @@ def neuron_alone(args: argparse.Namespace) -> None:
     r32 = torch.randn(T, B, N)
     inputs = {dtype: (x32.to(dtype).requires_grad_(), r32.to(dtype))
               for dtype in {torch.float32, *_DTYPES.values()}}
-    src, dst = torch.randn(3 * T * B * N), torch.empty(3 * T * B * N)
+    cache = last_level_cache_bytes()
+    copy_bytes = copy_array_bytes(T * B * N * 4, cache)
+    src, dst = torch.randn(copy_bytes // 4), torch.empty(copy_bytes // 4)
     rows = {(name, label): (make(N, "torch" if build is None else "cpu").to(_DTYPES.get(label, torch.float32)), build,
                             _DTYPES.get(label, torch.float32))
             for name, (make, _) in _NEURONS.items() for label, build in _BUILDS.items()}
@@ -210,8 +252,11 @@ def neuron_alone(args: argparse.Namespace) -> None:
     bandwidth = 2 * src.numel() * 4 / statistics.median(times["copy"])  # bytes read + written per second
     print(f"# The neuron alone, forward + backward (loss on the spikes), T = {T}, B = {B}, N = {N}, "
           f"{args.threads} CPU threads, float32, median of {args.repeats} interleaved rounds (torch {torch.__version__})")
-    print(f"# copy bandwidth (copy_ of {src.numel() * 4 / 1e6:.0f} MB, read + write) measured in this run: "
-          f"{bandwidth / 1e9:.1f} GB/s")
+    rule = "unknown last-level cache" if cache is None else f"{cache / 2**20:.0f} MiB last-level cache"
+    if cache is not None and copy_bytes < COPY_CACHE_FACTOR * cache:
+        rule += f", arrays capped at {COPY_MAX_BYTES / 2**20:.0f} MiB: below STREAM's {COPY_CACHE_FACTOR}x"
+    print(f"# copy bandwidth (copy_ of two {copy_bytes / 2**20:.0f} MiB arrays, {rule}; read + write) measured in this "
+          f"run: {bandwidth / 1e9:.1f} GB/s")
     print("| neuron | fused torch ms | cpu kernels ms | speed-up | cpu fma build ms | bytes read + written | "
           "memory-bound limit ms | % of limit | kernels alone ms | % of limit, kernels alone | "
           "cpu, bfloat16 storage ms | bfloat16 / float32 speed-up |")
@@ -226,7 +271,7 @@ def neuron_alone(args: argparse.Namespace) -> None:
               f"{100 * limit_ms / alone_ms:.0f} % | {bf16_ms:.1f} | {cpu_ms / bf16_ms:.2f}x |")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--T", type=int, default=100)
     parser.add_argument("--B", type=int, default=128)
@@ -240,7 +285,7 @@ def main() -> None:
     parser.add_argument("--malloc-tune", choices=("on", "off"), default="on",
                         help="on: glibc keeps freed blocks <= 32 MiB (cupy_neurons.launch.tune_cpu_allocator, what the "
                              "CPU kernels do at their first launch) from the start, for every row alike; off: never")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.malloc_tune == "on":
