@@ -55,8 +55,9 @@ def test_neuron_alone_table_has_every_neuron(capsys: pytest.CaptureFixture[str],
     threads = torch.get_num_threads()
     monkeypatch.setattr(bench_neurons, "COPY_CACHE_FACTOR", 0)  # the copy of 3 tiny sequences: no 128 MiB arrays
     try:
-        bench_neurons.main(["--skip-linear", "--repeats", "1", "--warmup", "0", "--T", "3", "--B", "2",
-                            "--n-out", "16", "--threads", "1"])
+        with torch.random.fork_rng():  # main seeds torch's global generator: other tests keep their stream
+            bench_neurons.main(["--skip-linear", "--repeats", "1", "--warmup", "0", "--T", "3", "--B", "2",
+                                "--n-out", "16", "--threads", "1"])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
