@@ -84,6 +84,7 @@ extern "C" __global__ void SJ_NAME(adlif_forward)(
     SJ_OUT_ROW(scalar_t, h_row);
     SJ_OUT_ROW(scalar_t, s_row);
     for (int t = 0; t < T; ++t) {
+        if (t + 1 < T) SJ_PREFETCH_ROW(x_seq, (sj_index)(t + 1) * N + sj_n0);  // the next step's input
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index k = row + j;
