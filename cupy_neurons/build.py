@@ -111,13 +111,13 @@ HOST_CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", 
 #: neurons per call of a lane kernel in the fast CPU build at most (``SJ_CPU_LANES``: the size of the kernels' lane
 #: arrays; common.cuh); each launch gives its kernel :func:`cpu_lanes` of them
 CPU_LANES = 256
-#: neurons per call of a forward neuron kernel (``*_forward``) in the fast CPU build; the backward kernels take
-#: :data:`CPU_LANES`. Measured (T = 100, B = 128, N = 256, 2 threads, kernels alone, 2026-12-03): the forward
-#: kernels 20-27 % faster with 128 than with 256 (LIF 1.39-1.43 vs 1.72-1.90 ms, CuLIF 1.33-1.40 vs 1.81-1.93,
-#: AdLIF 2.32-2.45 vs 2.57-2.68), the backward kernels 5-20 % slower (LIF 2.32-2.44 vs 2.08-2.16 ms, CuLIF 2.21-2.65
-#: vs 2.05-2.26, AdLIF 4.30-4.32 vs 3.87-4.12). The lane count changes no arithmetic (each neuron's steps are the
-#: same), only which neurons one call handles.
-CPU_FORWARD_LANES = 128
+#: neurons per call of a forward neuron kernel (``*_forward``) in the fast CPU build (the backward kernels take
+#: :data:`CPU_LANES`). The lane count changes no arithmetic (each neuron's steps are the same), only which neurons one
+#: call handles. Measured (T = 100, B = 128, N = 256, forward kernels alone, both counts replayed in one process): before
+#: the forward kernels prefetched their next input row (2026-12-03, 2 threads) 128 was 20-27 % faster than 256 (AdLIF
+#: 2.32-2.45 vs 2.57-2.68 ms); with the prefetch (2026-12-04) 256 is faster, by 4-24 % at 2 threads (AdLIF 1.53-1.62
+#: vs 1.72-1.97 ms, LIF 0.99-1.06 vs 1.14-1.30) and 5-15 % at 1 thread.
+CPU_FORWARD_LANES = 256
 #: time steps per pass over the lanes of a backward neuron kernel in the fast CPU build (``SJ_CPU_STEPS``, common.cuh:
 #: each lane's state stays in registers for that many steps instead of going through its lane arrays at every step).
 #: The arithmetic of each neuron is the same for any value.

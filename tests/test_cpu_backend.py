@@ -173,8 +173,8 @@ def test_launches_use_torch_thread_count(threads, monkeypatch) -> None:  # noqa:
 
 def test_lane_count_per_kernel(monkeypatch) -> None:  # noqa: ANN001
     """A forward neuron kernel is launched with build.CPU_FORWARD_LANES neurons per call, a backward one with
-    build.CPU_LANES (the size of the lane arrays), and the grid covers N with them (N = 300: 3 calls forward,
-    2 backward); the sparse kernels (no lanes) run one element per thread."""
+    build.CPU_LANES (the size of the lane arrays), and the grid covers N with them (N = 300); the sparse kernels (no
+    lanes) run one element per thread."""
     from cupy_neurons.sparse import kernels as sparse_kernels
 
     calls = _spy_host_calls(monkeypatch)
