@@ -15,7 +15,7 @@ The order of the rows is rotated by one every round, so that no row always follo
    least 4x the last-level cache each: STREAM's sizing rule, so that no copy reads from the cache what the previous
    one left there; arrays of 3 ``[T, N]`` sequences, 39 MB against a 32 MB cache, copied 9-42 % faster than
    128 MiB arrays in the same process). The copy's bandwidth still differs between processes on a shared virtual
-   machine (35-37 or 50-60 GB/s here, where the kernels' times do not move with it): compare runs by their printed
+   machine (33-39 or 50-60 GB/s here, where the kernels' times do not move with it): compare runs by their printed
    bandwidth. ``% of limit`` = limit / kernel time. ``kernels alone``: the same forward and backward kernel
    launches (recorded from one module call: same specialisation, sizes and tensors) replayed through
    ``cupy_neurons.launch.launch`` on those reused buffers, without the custom ops, autograd and fresh outputs of a
