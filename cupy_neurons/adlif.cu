@@ -68,13 +68,12 @@ extern "C" __global__ void SJ_NAME(adlif_forward)(
     SJ_LANES_BEGIN(N);
     acc_t al[SJ_MAX_LANES], be[SJ_MAX_LANES], aa[SJ_MAX_LANES], bb[SJ_MAX_LANES];
     acc_t v[SJ_MAX_LANES], w[SJ_MAX_LANES], h[SJ_MAX_LANES], s[SJ_MAX_LANES];
+    sj_lane_params(al, alpha, sj_n0, sj_lanes, P);
+    sj_lane_params(be, beta, sj_n0, sj_lanes, P);
+    sj_lane_params(aa, a, sj_n0, sj_lanes, P);
+    sj_lane_params(bb, b, sj_n0, sj_lanes, P);
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;
-        const sj_index p = n % P;
-        al[j] = alpha[p];
-        be[j] = beta[p];
-        aa[j] = a[p];
-        bb[j] = b[p];
         v[j] = sj_widen(v0[n]);
         w[j] = sj_widen(w0[n]);
         h[j] = sj_widen(h0[n]);
@@ -165,13 +164,12 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
     acc_t al[SJ_MAX_LANES], be[SJ_MAX_LANES], aa[SJ_MAX_LANES], bb[SJ_MAX_LANES];
     acc_t cv[SJ_MAX_LANES], cw[SJ_MAX_LANES], ch[SJ_MAX_LANES], cs[SJ_MAX_LANES], h[SJ_MAX_LANES];
     acc_t gal[SJ_MAX_LANES], gbe[SJ_MAX_LANES], ga[SJ_MAX_LANES], gb[SJ_MAX_LANES];
+    sj_lane_params(al, alpha, sj_n0, sj_lanes, P);
+    sj_lane_params(be, beta, sj_n0, sj_lanes, P);
+    sj_lane_params(aa, a, sj_n0, sj_lanes, P);
+    sj_lane_params(bb, b, sj_n0, sj_lanes, P);
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;
-        const sj_index p = n % P;
-        al[j] = alpha[p];
-        be[j] = beta[p];
-        aa[j] = a[p];
-        bb[j] = b[p];
         cv[j] = sj_load_or_zero(gv_last, n);
         cw[j] = sj_load_or_zero(gw_last, n);
         ch[j] = (acc_t)0;

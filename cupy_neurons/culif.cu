@@ -61,11 +61,10 @@ extern "C" __global__ void SJ_NAME(culif_forward)(
     scalar_t* __restrict__ i_last, scalar_t* __restrict__ iprev_seq) {
     SJ_LANES_BEGIN(N);
     acc_t lm[SJ_MAX_LANES], gm[SJ_MAX_LANES], v[SJ_MAX_LANES], i[SJ_MAX_LANES];
+    sj_lane_params(lm, lam, sj_n0, sj_lanes, P);
+    sj_lane_params(gm, gam, sj_n0, sj_lanes, P);
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;
-        const sj_index p = n % P;
-        lm[j] = lam[p];
-        gm[j] = gam[p];
         v[j] = sj_widen(v0[n]);
         i[j] = sj_widen(i0[n]);
     }
@@ -136,11 +135,10 @@ extern "C" __global__ void SJ_NAME(culif_backward)(
     const bool params = dlam_part != nullptr;
     acc_t lm[SJ_MAX_LANES], gm[SJ_MAX_LANES], dv[SJ_MAX_LANES], di[SJ_MAX_LANES], glam[SJ_MAX_LANES],
         ggam[SJ_MAX_LANES], h[SJ_MAX_LANES];
+    sj_lane_params(lm, lam, sj_n0, sj_lanes, P);
+    sj_lane_params(gm, gam, sj_n0, sj_lanes, P);
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;
-        const sj_index p = n % P;
-        lm[j] = lam[p];
-        gm[j] = gam[p];
         dv[j] = sj_load_or_zero(gv_last, n);
         di[j] = sj_load_or_zero(gi_last, n);
         glam[j] = (acc_t)0;

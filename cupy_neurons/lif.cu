@@ -46,9 +46,9 @@ extern "C" __global__ void SJ_NAME(lif_forward)(
     scalar_t* __restrict__ s_seq, scalar_t* __restrict__ h_seq) {
     SJ_LANES_BEGIN(N);
     acc_t be[SJ_MAX_LANES], h[SJ_MAX_LANES], s[SJ_MAX_LANES], x_prev[SJ_MAX_LANES];
+    sj_lane_params(be, beta, sj_n0, sj_lanes, P);
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;
-        be[j] = beta[n % P];
         h[j] = sj_widen(h0[n]);
         s[j] = heaviside(h[j] - theta);
         x_prev[j] = sj_widen(x0[n]);
@@ -103,9 +103,9 @@ extern "C" __global__ void SJ_NAME(lif_backward)(
     const bool params = dbeta_part != nullptr;
     const sj_localzo_law law = SJ_ZO_LAW();
     acc_t be[SJ_MAX_LANES], dn[SJ_MAX_LANES], gbe[SJ_MAX_LANES], h[SJ_MAX_LANES];
+    sj_lane_params(be, beta, sj_n0, sj_lanes, P);
     SJ_FOR_LANES(j) {
         const sj_index n = sj_n0 + j;
-        be[j] = beta[n % P];
         dn[j] = (acc_t)0;
         gbe[j] = (acc_t)0;
         // each h element is loaded once: h_{t-1} is read at step t and carried to step t-1
