@@ -163,7 +163,7 @@ SJ_HD sj_index sj_thread_index() { return (sj_index)blockIdx.x * (sj_index)block
 // without it the first loads of every row wait for memory. Nothing on the GPU and in the check build. Measured
 // (forward kernels alone, old and new text replayed in one process, T = 100, B = 128, N = 256, 2026-12-04): 5-22 %
 // faster at 1 and 2 threads (AdLIF at 2 threads 2.27 -> 1.76 ms, CuLIF 1.36 -> 1.12, LIF 1.14 -> 1.08); one, two
-// or four steps ahead alike. The backward kernels gain nothing from prefetching their next pass's rows (tried).
+// or four steps ahead alike; into level 2 only, 20-30 % slower. The backward kernels: SJ_PREFETCH_PASS below.
 #if defined(SJ_CPU_LANES)
 #define SJ_PREFETCH_ROW(seq, row) sj_prefetch_row((seq), (row), sj_lanes)
 #else
@@ -190,6 +190,20 @@ SJ_HD sj_index sj_thread_index() { return (sj_index)blockIdx.x * (sj_index)block
 #else
 #define SJ_STEPS 1
 #define SJ_FOR_STEPS(u, steps) for (int u = 0; u < (steps); ++u)
+#endif
+// SJ_PREFETCH_PASS(seq, t_first): in the fast CPU build, a backward kernel before its pass's lanes asks for the rows its
+// next pass reads: the lanes' elements of seq at steps t_first, t_first - 1, ..., t_first - SJ_STEPS + 1 (those >= 0;
+// nothing when seq is null), into the level-2 cache. A pass reads SJ_STEPS rows of each input, N elements apart, each
+// in other 4 KiB pages, so the hardware prefetchers barely start. Level 2, not level 1 as SJ_PREFETCH_ROW: the next
+// pass's rows (16 KiB for AdLIF) likely crowd the current pass's rows and lane arrays out of the 32 KiB level-1 cache
+// and hold its miss buffers. Measured (backward kernels alone, old and new text replayed in one process, T = 100,
+// B = 128, N = 256, 2026-12-04): 2 threads AdLIF 3.42 -> 2.41 ms, CuLIF 1.71 -> 1.35, LIF 1.16 -> 0.91; 1 thread AdLIF
+// 6.23 -> 4.50; into level 1 instead, AdLIF slower than without (6.40 ms); two passes ahead as one. Nothing on the GPU
+// and in the check build.
+#if defined(SJ_CPU_LANES)
+#define SJ_PREFETCH_PASS(seq, t_first) sj_prefetch_pass((seq), (t_first), SJ_STEPS, N, sj_n0, sj_lanes)
+#else
+#define SJ_PREFETCH_PASS(seq, t_first) ((void)0)
 #endif
 // The write-only sequence of such a kernel (dx) through SJ_STEPS rows, as SJ_OUT_ROW above: SJ_OUT_STEP_AT(name, seq,
 // k, j, u) is where lane j's value of the pass's step u goes (element k); SJ_OUT_FLUSH_STEPS(name, seq, row, stride,

@@ -149,6 +149,10 @@ extern "C" __global__ void SJ_NAME(culif_backward)(
     SJ_OUT_ROWS(scalar_t, dx_rows);
     int t = T - 1;
     for (; t >= SJ_STEPS; t -= SJ_STEPS) {  // SJ_STEPS steps per pass, all > 0
+        SJ_PREFETCH_PASS(gs_seq, t - SJ_STEPS);  // the rows of the next pass (h: one step earlier)
+        SJ_PREFETCH_PASS(gh_seq, t - SJ_STEPS);
+        SJ_PREFETCH_PASS(h_seq, t - SJ_STEPS - 1);
+        if (params) SJ_PREFETCH_PASS(iprev_seq, t - SJ_STEPS);
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index n = sj_n0 + j;

@@ -119,3 +119,42 @@ def test_march_override_reaches_the_fast_build_only(monkeypatch, tmp_path: Path)
     monkeypatch.setenv(build.MARCH_ENV, "x86-64; rm -rf /")
     with pytest.raises(ValueError, match="SJFRAME_CPU_MARCH"):
         build.host_flags("fast")
+
+
+def function_bodies(asm: str) -> dict[str, str]:
+    """The assembly text of each function of a ``g++ -S`` output: from its ``name:`` label to its ``.size name``."""
+    bodies: dict[str, str] = {}
+    for match in re.finditer(r"^([A-Za-z_]\w*):\n(.*?)^\s*\.size\s+\1,", asm, re.M | re.S):
+        bodies[match.group(1)] = match.group(2)
+    return bodies
+
+
+def test_function_bodies_parser() -> None:
+    asm = "f_s0:\n\tprefetcht1\t(%rax)\n\tret\n\t.size\tf_s0, .-f_s0\ng:\n\tret\n\t.size\tg, .-g\n"
+    assert function_bodies(asm) == {"f_s0": "\tprefetcht1\t(%rax)\n\tret\n", "g": "\tret\n"}
+
+
+@pytest.mark.parametrize("neuron", sorted(kernels.NEURON_KERNELS))
+def test_fast_build_keeps_its_prefetches(neuron: str, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Every forward kernel prefetches its next step's input into level 1 (``prefetcht0``: SJ_PREFETCH_ROW), every
+    backward kernel its next pass's rows into level 2 (``prefetcht1``: SJ_PREFETCH_PASS). GCC drops a call of a
+    prefetch-only helper it does not inline (such a helper has no side effect), as it once did in the large backward
+    kernels: the helpers are always inlined, and this checks the instructions are there."""
+    sigs = kernels.NEURON_KERNELS[neuron]
+    expr = GradientSpec().surrogate_for(get_surrogate()).cuda_expr("u")
+    text = build.render_host_bundle([(kernels.specialisation(neuron, "float32", expr, True), sigs)], "fast")
+    src = tmp_path / "kernels.cpp"
+    src.write_text(text)
+    monkeypatch.setenv(build.MARCH_ENV, "x86-64-v4")
+    flags = [f for f in build.host_flags("fast") if f != "-shared"]
+    proc = subprocess.run(["g++", *flags, "-S", str(src), "-o", str(tmp_path / "kernels.s")], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    bodies = function_bodies((tmp_path / "kernels.s").read_text())
+    for sig in sigs:
+        if not sig.name.endswith(("_forward", "_backward")):
+            continue
+        body = bodies.get(f"{sig.name}_s0")
+        assert body is not None, f"{sig.name}_s0 not found in the assembly (functions: {sorted(bodies)})"
+        wanted = "prefetcht0" if sig.name.endswith("_forward") else "prefetcht1"
+        assert wanted in body, f"{sig.name}: no {wanted} in the fast build's code"
