@@ -3,11 +3,13 @@
 For each neuron, the forward and backward kernel launches of one module call (``backend='cpu'``, the ``fast``
 build, float32) are recorded and replayed through ``cupy_neurons.launch.launch`` on the same buffers (as the
 ``kernels alone`` column of ``bench_neurons.py``), at 1 and 2 threads, for two sizes: ``B = 128`` (T = 100, 256
-neurons: 13 MB per sequence, streamed from memory) and ``B = 8`` (0.8 MB per sequence, replayed once untimed right
-before each timed replay, so that its sequences are in the L2 / L3 caches). The table gives nanoseconds per
-neuron-step per thread (``time x threads / (T x N)``): equal at 1 and 2 threads means the kernel scales perfectly
-(bound by each core, not by the shared memory bandwidth); the cache-resident size shows the kernel's arithmetic and
-cache traffic (and a launch's fixed cost, a few microseconds). All rows interleaved round by round, median.
+neurons: 13 MB per sequence, streamed from memory) and ``B = 8`` (0.8 MB per sequence; each launch replayed once
+untimed right before its timed replay, so that its sequences are in the L2 / L3 caches: the forward writes the
+backward's inputs ``h_seq`` etc. with non-temporal stores, which leave them in memory only, so warming with the pair
+of launches, as this script did until 2026-12-04, timed the backward reading them from memory). The table gives
+nanoseconds per neuron-step per thread (``time x threads / (T x N)``): equal at 1 and 2 threads means the kernel
+scales perfectly (bound by each core, not by the shared memory bandwidth); the cache-resident size shows the kernel's
+arithmetic and cache traffic (and a launch's fixed cost, a few microseconds). All rows interleaved round by round, median.
 
     .venv/bin/python benchmarks/bench_kernel_threads.py [--repeats 21] [--warmup 3]
 """
@@ -67,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             for rnd in range(args.warmup + args.repeats):
                 for key, threads in _rotated(keys, rnd):
                     torch.set_num_threads(threads)  # the launcher runs torch.get_num_threads() OpenMP threads
-                    if SIZES[key[1]] < 128:  # the other rows have evicted the small sequences: bring them back
-                        for launch_args in replays[key]:
-                            launch.launch(*launch_args)
                     for part, launch_args in zip(("forward", "backward"), replays[key], strict=True):
+                        if SIZES[key[1]] < 128:  # bring this launch's sequences back into the caches (see above)
+                            launch.launch(*launch_args)
                         t0 = time.perf_counter()
                         launch.launch(*launch_args)
                         if rnd >= args.warmup:
