@@ -144,7 +144,8 @@ static inline __attribute__((always_inline)) void sj_prefetch_row(const S* seq, 
 // function and drops its calls where it does not inline it (it did so in the large backward kernels: no prefetcht1 in
 // their code, and no gain, until this attribute).
 template <typename S>
-static inline __attribute__((always_inline)) void sj_prefetch_pass(const S* seq, long long t_first, int steps, long long N, long long n0, int n) {
+static inline __attribute__((always_inline)) void sj_prefetch_pass(const S* seq, long long t_first, int steps,
+                                                                   long long N, long long n0, int n) {
     if (seq == nullptr) return;
     for (int u = 0; u < steps && t_first - u >= 0; ++u) {
         const S* row = seq + (t_first - u) * N + n0;
