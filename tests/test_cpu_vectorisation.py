@@ -78,6 +78,23 @@ def test_report_parser_flags_a_missed_loop() -> None:
     assert unvectorised(text, "") == {4: [0, 0]}
 
 
+def compile_fast_bundle(neuron: str, dtype: str, mode: str, march: str, gcc_args: list[str], tmp_path: Path,
+                        monkeypatch) -> tuple[str, subprocess.CompletedProcess]:  # noqa: ANN001
+    """Render ``neuron``'s fast bundle (its kernels, ``dtype``, gradient ``mode``, default surrogate, detached reset)
+    and run g++ on it with the fast build's flags for ``march`` (no ``-shared``: nothing is linked) and ``gcc_args``
+    (the output and what to report), in ``tmp_path/kernels.cpp``. Returns the text and the finished process."""
+    sigs = kernels.NEURON_KERNELS[neuron]
+    expr = GradientSpec(mode=mode).surrogate_for(get_surrogate()).cuda_expr("u")
+    text = build.render_host_bundle([(kernels.specialisation(neuron, dtype, expr, True), sigs)], "fast")
+    src = tmp_path / "kernels.cpp"
+    src.write_text(text)
+    monkeypatch.setenv(build.MARCH_ENV, march)
+    flags = [f for f in build.host_flags("fast") if f != "-shared"]
+    proc = subprocess.run(["g++", *flags, *gcc_args, str(src)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return text, proc
+
+
 # float32 on both targets; float64, bfloat16 storage and the sparse mode on AVX2, the target that needs the most of
 # GCC (about 2 s a compile)
 @pytest.mark.parametrize(("march", "dtype", "mode"), [
@@ -89,15 +106,9 @@ def test_report_parser_flags_a_missed_loop() -> None:
 def test_time_step_lane_loops_vectorise(neuron: str, march: str, dtype: str, mode: str, tmp_path: Path,
                                         monkeypatch) -> None:  # noqa: ANN001
     sigs = kernels.NEURON_KERNELS[neuron]
-    expr = GradientSpec(mode=mode).surrogate_for(get_surrogate()).cuda_expr("u")
-    text = build.render_host_bundle([(kernels.specialisation(neuron, dtype, expr, True), sigs)], "fast")
-    src = tmp_path / "kernels.cpp"
-    src.write_text(text)
-    monkeypatch.setenv(build.MARCH_ENV, march)
-    flags = [f for f in build.host_flags("fast") if f != "-shared"]  # an object file is enough
-    proc = subprocess.run(["g++", *flags, "-fopt-info-vec-optimized", "-fopt-info-vec-missed", "-c", str(src),
-                           "-o", str(tmp_path / "kernels.o")], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    text, proc = compile_fast_bundle(neuron, dtype, mode, march, ["-fopt-info-vec-optimized", "-fopt-info-vec-missed",
+                                                                  "-c", "-o", str(tmp_path / "kernels.o")],
+                                     tmp_path, monkeypatch)
     loops = time_step_lane_loops(text)
     # one per forward kernel; two per backward kernel (several steps per pass, then one: common.cuh, SJ_STEPS)
     assert len(loops) == sum(2 if sig.name.endswith("_backward") else 1 for sig in sigs)
@@ -141,15 +152,8 @@ def test_fast_build_keeps_its_prefetches(neuron: str, tmp_path: Path, monkeypatc
     prefetch-only helper it does not inline (such a helper has no side effect), as it once did in the large backward
     kernels: the helpers are always inlined, and this checks the instructions are there."""
     sigs = kernels.NEURON_KERNELS[neuron]
-    expr = GradientSpec().surrogate_for(get_surrogate()).cuda_expr("u")
-    text = build.render_host_bundle([(kernels.specialisation(neuron, "float32", expr, True), sigs)], "fast")
-    src = tmp_path / "kernels.cpp"
-    src.write_text(text)
-    monkeypatch.setenv(build.MARCH_ENV, "x86-64-v4")
-    flags = [f for f in build.host_flags("fast") if f != "-shared"]
-    proc = subprocess.run(["g++", *flags, "-S", str(src), "-o", str(tmp_path / "kernels.s")], capture_output=True,
-                          text=True)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    compile_fast_bundle(neuron, "float32", "dense", "x86-64-v4", ["-S", "-o", str(tmp_path / "kernels.s")], tmp_path,
+                        monkeypatch)
     bodies = function_bodies((tmp_path / "kernels.s").read_text())
     for sig in sigs:
         if not sig.name.endswith(("_forward", "_backward")):
