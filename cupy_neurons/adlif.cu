@@ -187,7 +187,10 @@ extern "C" __global__ void SJ_NAME(adlif_backward)(
         SJ_PREFETCH_PASS(gs_seq, t - SJ_STEPS);  // the rows of the next pass (h: one step earlier)
         SJ_PREFETCH_PASS(gh_seq, t - SJ_STEPS);
         SJ_PREFETCH_PASS(h_seq, t - SJ_STEPS - 1);
-        if (params) SJ_PREFETCH_PASS(x_seq, t - SJ_STEPS), SJ_PREFETCH_PASS(wprev_seq, t - SJ_STEPS);
+        if (params) {
+            SJ_PREFETCH_PASS(x_seq, t - SJ_STEPS);
+            SJ_PREFETCH_PASS(wprev_seq, t - SJ_STEPS);
+        }
         const sj_index row = (sj_index)t * N + sj_n0;
         SJ_FOR_LANES(j) {
             const sj_index n = sj_n0 + j;

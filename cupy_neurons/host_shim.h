@@ -129,28 +129,30 @@ static inline void sj_stream_row(S* seq, long long row, const S* buf, int n) {
 #endif
     memcpy(dst, src, bytes);
 }
-// Prefetch of the fast build (SJ_PREFETCH_ROW of common.cuh): one prefetch (for reading, into every cache level) per
-// 64-byte line of seq[row .. row + n). A hint: it faults on no address and changes no value.
-// (seq + row is a row of a [T, N] tensor, 64-byte aligned where N is a multiple of 64 / sizeof(S); otherwise the line
-// of the row's last values may be left out, which costs that line's wait and nothing else).
+// Prefetches of the fast build (SJ_PREFETCH_ROW / SJ_PREFETCH_PASS of common.cuh). A hint: it faults on no address
+// and changes no value. All three are always inlined: a prefetch has no side effect, so GCC counts a helper holding
+// only prefetches as a `const` function and drops its calls where it does not inline it (it did so in the large
+// backward kernels: no prefetcht1 in their code, and no gain, until this attribute).
+// sj_prefetch_lines<Locality>: one prefetch for reading per 64-byte line of p[0 .. n) (Locality 3: into every cache
+// level, prefetcht0 on x86; 2: into level 2, prefetcht1). (p is a row of a [T, N] tensor, 64-byte aligned where N is a
+// multiple of 64 / sizeof(S); otherwise the line of the row's last values may be left out, which costs that line's
+// wait and nothing else.)
+template <int Locality, typename S>
+static inline __attribute__((always_inline)) void sj_prefetch_lines(const S* p, int n) {
+    for (int q = 0; q < n; q += (int)(64 / sizeof(S))) __builtin_prefetch(p + q, 0, Locality);
+}
+// sj_prefetch_row: seq[row .. row + n) into every level (a forward kernel's next input row).
 template <typename S>
 static inline __attribute__((always_inline)) void sj_prefetch_row(const S* seq, long long row, int n) {
-    for (int q = 0; q < n; q += (int)(64 / sizeof(S))) __builtin_prefetch(seq + row + q, 0, 3);
+    sj_prefetch_lines<3>(seq + row, n);
 }
-// Prefetch of the next pass in the fast build (SJ_PREFETCH_PASS of common.cuh): the 64-byte lines of the rows
-// seq[t N + n0 .. t N + n0 + n) of steps t = t_first, t_first - 1, ..., t_first - steps + 1 (those >= 0) into the
-// level-2 cache (locality 2: prefetcht1 on x86); nothing when seq is null. A hint, like sj_prefetch_row.
-// Both are always inlined: a prefetch has no side effect, so GCC counts a helper holding only prefetches as a `const`
-// function and drops its calls where it does not inline it (it did so in the large backward kernels: no prefetcht1 in
-// their code, and no gain, until this attribute).
+// sj_prefetch_pass: the rows seq[t N + n0 .. t N + n0 + n) of steps t = t_first, t_first - 1, ..., t_first - steps + 1
+// (those >= 0) into level 2 (a backward kernel's next pass); nothing when seq is null.
 template <typename S>
 static inline __attribute__((always_inline)) void sj_prefetch_pass(const S* seq, long long t_first, int steps,
                                                                    long long N, long long n0, int n) {
     if (seq == nullptr) return;
-    for (int u = 0; u < steps && t_first - u >= 0; ++u) {
-        const S* row = seq + (t_first - u) * N + n0;
-        for (int q = 0; q < n; q += (int)(64 / sizeof(S))) __builtin_prefetch(row + q, 0, 2);
-    }
+    for (int u = 0; u < steps && t_first - u >= 0; ++u) sj_prefetch_lines<2>(seq + (t_first - u) * N + n0, n);
 }
 static inline void sj_store_fence() {
 #if defined(__SSE2__)
